@@ -1,0 +1,85 @@
+import { Writable } from 'node:stream';
+import { formatBytes } from '../config/byte-size.js';
+import type { RunEvent } from '../runner/runner.js';
+import { formatDuration } from './render.js';
+
+/**
+ * Live progress for `run` on a terminal: one status line redrawn in place
+ * (phase, elapsed time, copy progress), and a permanent line per finished
+ * phase. Log lines go through `logStream` so they never tear the status line.
+ */
+export class ProgressDisplay {
+  readonly #out: NodeJS.WriteStream;
+  #timer: NodeJS.Timeout | undefined;
+  #phase: string | undefined;
+  #phaseStarted = 0;
+  #detail = '';
+  #drawn = false;
+  readonly #frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+  #frame = 0;
+
+  constructor(out: NodeJS.WriteStream) {
+    this.#out = out;
+  }
+
+  readonly logStream = new Writable({
+    write: (chunk: Buffer, _encoding, callback) => {
+      this.#clear();
+      this.#out.write(chunk);
+      this.#draw();
+      callback();
+    },
+  });
+
+  onEvent(event: RunEvent): void {
+    switch (event.type) {
+      case 'phase-started':
+        this.#phase = event.phase;
+        this.#phaseStarted = Date.now();
+        this.#detail = '';
+        this.#timer ??= setInterval(() => this.#draw(), 100);
+        this.#draw();
+        break;
+      case 'progress': {
+        const { percent, copiedBytes, totalBytes } = event.detail as { percent?: number; copiedBytes?: number; totalBytes?: number };
+        if (percent !== undefined) {
+          this.#detail = `${percent}%${copiedBytes !== undefined && totalBytes !== undefined ? ` (${formatBytes(copiedBytes)} of ${formatBytes(totalBytes)})` : ''}`;
+        }
+        break;
+      }
+      case 'phase-finished': {
+        const phase = event.run.phases.find((p) => p.name === event.phase);
+        this.#clear();
+        const mark = phase?.status === 'succeeded' ? '\x1b[32m✓\x1b[0m' : '\x1b[31m✗\x1b[0m';
+        this.#out.write(`${mark} ${event.phase.padEnd(9)} ${formatDuration(phase?.durationMs)}\n`);
+        this.#phase = undefined;
+        break;
+      }
+      case 'run-finished':
+        this.stop();
+        break;
+      default:
+        break;
+    }
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#clear();
+  }
+
+  #clear(): void {
+    if (this.#drawn) this.#out.write('\r\x1b[2K');
+    this.#drawn = false;
+  }
+
+  #draw(): void {
+    if (!this.#phase) return;
+    this.#frame = (this.#frame + 1) % this.#frames.length;
+    const elapsed = formatDuration(Date.now() - this.#phaseStarted);
+    this.#clear();
+    this.#out.write(`${this.#frames[this.#frame]} ${this.#phase.padEnd(9)} ${elapsed}${this.#detail ? `  ${this.#detail}` : ''}`);
+    this.#drawn = true;
+  }
+}

@@ -1,0 +1,138 @@
+import { stringify } from 'yaml';
+import { totalTables } from '../checks/compare.js';
+import { formatBytes } from '../config/byte-size.js';
+import type { JobConfig } from '../config/types.js';
+import type { Check, TargetDescription } from '../ports.js';
+import type { PhaseName, PhaseRecord, RunRecord } from '../runner/run-record.js';
+
+/** Pure text renderers for the CLI. Objects in, strings out. */
+
+export const OUTPUT_FORMATS = ['text', 'json', 'yaml'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined) return '';
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const minutes = Math.floor(ms / 60_000);
+  return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+export function serialize(value: unknown, format: 'json' | 'yaml'): string {
+  // Round-trip through JSON so Secret values print as their placeholders in YAML too.
+  const plain = JSON.parse(JSON.stringify(value)) as unknown;
+  return format === 'json' ? `${JSON.stringify(plain, null, 2)}\n` : stringify(plain);
+}
+
+export interface Plan {
+  job: string;
+  description?: string | undefined;
+  source: { host: string; port: number; user: string; sslmode: string; auth: string; sqlUser: string };
+  target: TargetDescription;
+  schedule: { expression: string; timezone: string; suspended: boolean } | null;
+  verify: { databases: string[] | 'all connectable databases on the source'; sizeTolerancePercent: number; ownerLogin: string | null };
+  steps: Array<{ phase: PhaseName; action: string; destructive: boolean }>;
+}
+
+export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
+  const { source } = job;
+  const auth = source.sslCert ? 'TLS client certificate' : source.password ? 'password' : 'no secret configured (trust, peer or .pgpass)';
+  const databases = job.verify.databases.length
+    ? job.verify.databases.map((d) => d.name)
+    : ('all connectable databases on the source' as const);
+  return {
+    job: job.name,
+    description: job.description,
+    source: { host: source.host, port: source.port, user: source.user, sslmode: source.sslmode, auth, sqlUser: source.sql.user },
+    target,
+    schedule: job.schedule ? { expression: job.schedule, timezone: job.timezone, suspended: job.suspend } : null,
+    verify: {
+      databases,
+      sizeTolerancePercent: job.verify.sizeTolerancePercent,
+      ownerLogin: job.verify.owner ? `${job.verify.owner.user}@${job.verify.owner.database}` : null,
+    },
+    steps: [
+      {
+        phase: 'preflight',
+        action:
+          'check the source (reachable, replication connection, REPLICATION role, free walsender slots, tablespaces) and the target (same major version, safety marker, port, room); nothing is changed if any check fails',
+        destructive: false,
+      },
+      {
+        phase: 'snapshot',
+        action: `record size, owner and table counts per schema of ${Array.isArray(databases) ? databases.join(', ') : databases} on the source`,
+        destructive: false,
+      },
+      { phase: 'teardown', action: target.steps.teardown, destructive: true },
+      { phase: 'clone', action: target.steps.clone, destructive: true },
+      { phase: 'start', action: target.steps.start, destructive: true },
+      {
+        phase: 'verify',
+        action: `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${job.verify.owner ? `, and that ${job.verify.owner.user} can log in` : ''}`,
+        destructive: false,
+      },
+    ],
+  };
+}
+
+export function renderPlanText(plan: Plan): string {
+  const lines = [`Plan for job "${plan.job}" (nothing has been changed)`];
+  if (plan.description) lines.push(`  ${plan.description}`);
+  lines.push(
+    '',
+    `Source:   ${plan.source.user}@${plan.source.host}:${plan.source.port} (sslmode ${plan.source.sslmode}, ${plan.source.auth}; SQL checks as ${plan.source.sqlUser})`,
+    `Target:   ${plan.target.summary}`,
+    `Schedule: ${plan.schedule ? `${plan.schedule.expression} (${plan.schedule.timezone})${plan.schedule.suspended ? ', suspended' : ''}` : 'none: manual runs only'}`,
+    '',
+    'Steps:',
+  );
+  plan.steps.forEach((step, i) => {
+    lines.push(`  ${i + 1}. ${step.phase.padEnd(9)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
+  });
+  return `${lines.join('\n')}\n`;
+}
+
+const STATUS_MARK: Record<PhaseRecord['status'], string> = {
+  pending: '·',
+  running: '…',
+  succeeded: '✓',
+  failed: '✗',
+  skipped: '-',
+};
+
+function renderChecks(checks: readonly Check[], indent: string): string[] {
+  return checks.map((c) => `${indent}${c.ok ? (c.severity === 'warning' ? '!' : '✓') : '✗'} ${c.name}: ${c.message}`);
+}
+
+export function renderRunText(run: RunRecord): string {
+  const lines = [
+    `Run ${run.id} of job "${run.job}"${run.dryRun ? ' (dry run)' : ''}: ${run.status.toUpperCase()} in ${formatDuration(run.durationMs)}`,
+  ];
+  lines.push(`  target: ${run.target.summary}`);
+  lines.push('', 'Phases:');
+  for (const phase of run.phases) {
+    lines.push(
+      `  ${STATUS_MARK[phase.status]} ${phase.name.padEnd(9)} ${phase.status === 'skipped' ? `skipped (${phase.reason ?? ''})` : formatDuration(phase.durationMs)}`,
+    );
+  }
+  if (run.preflight && (run.status !== 'succeeded' || run.dryRun)) {
+    lines.push('', 'Preflight:', ...renderChecks(run.preflight, '  '));
+  }
+  if (run.verification) {
+    lines.push('', 'Verification:');
+    for (const db of run.verification.databases) {
+      const figures = db.copy ? ` (${formatBytes(db.copy.sizeBytes)}, ${totalTables(db.copy)} tables, owner ${db.copy.owner})` : '';
+      lines.push(`  ${db.database}${figures}`, ...renderChecks(db.checks, '    '));
+    }
+    lines.push(...renderChecks(run.verification.checks, '  '));
+  } else if (run.snapshot && run.dryRun) {
+    lines.push('', 'Source snapshot:');
+    for (const db of run.snapshot.databases)
+      lines.push(`  ${db.database}: ${formatBytes(db.sizeBytes)}, ${totalTables(db)} tables, owner ${db.owner}`);
+  }
+  if (run.error) {
+    lines.push('', `Failed in ${run.error.phase}: ${run.error.class}`, `  ${run.error.message}`, `  What to do: ${run.error.hint}`);
+    if (run.error.details?.length) lines.push('  Details:', ...run.error.details.map((d) => `    ${d}`));
+  }
+  return `${lines.join('\n')}\n`;
+}

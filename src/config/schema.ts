@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import { parseByteSize } from './byte-size.js';
+
+/**
+ * The config file's schema. Every option carries its default and a one-line
+ * description; `db-refresher schema` turns this into JSON Schema for editors.
+ * Cross-field rules (duplicate names, target is the source, cron syntax) live
+ * in validate.ts so their messages can name both places involved.
+ */
+
+const secretRef = z
+  .union(
+    [
+      z.strictObject({ env: z.string().min(1).describe('Name of an environment variable holding the value') }),
+      z.strictObject({ file: z.string().min(1).describe('Path of a file holding the value, e.g. a mounted Kubernetes Secret') }),
+    ],
+    {
+      error: (issue) =>
+        typeof issue.input === 'string'
+          ? 'inline secrets are not allowed; reference the value with {env: VARIABLE} or {file: PATH}'
+          : 'must be {env: VARIABLE} or {file: PATH}',
+    },
+  )
+  .describe('A secret reference: {env: NAME} or {file: PATH}. Values are never written inline.');
+
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
+    error: (issue) =>
+      `"${String(issue.input)}" is not a DNS label (lowercase letters, digits and "-", starting and ending with a letter or digit)`,
+  })
+  .max(63, { error: 'must be at most 63 characters (a DNS label)' });
+
+const byteSize = z
+  .union([z.string(), z.number()])
+  .refine((value) => parseByteSize(value) !== undefined, {
+    error: (issue) => `"${String(issue.input)}" is not a size; write e.g. 500MB, 10Gi or a number of bytes`,
+  })
+  .describe('A size: a number of bytes, a Kubernetes quantity (10Gi, 500M) or a PostgreSQL unit (500 MB)');
+
+const port = z.number().int().min(1, { error: 'must be a port number 1-65535' }).max(65535, { error: 'must be a port number 1-65535' });
+
+export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+
+const sourceSchema = z
+  .strictObject({
+    host: z.string().min(1).describe('Host name or IP address of the source PostgreSQL server (a primary, not a standby)'),
+    port: port.default(5432).describe('Port of the source server'),
+    user: z.string().min(1).describe('Role used for the physical copy; it needs REPLICATION and LOGIN'),
+    dbname: z.string().min(1).default('postgres').describe('Database used for SQL checks on the source'),
+    sslmode: z.enum(SSL_MODES).default('prefer').describe('libpq sslmode for connections to the source'),
+    password: secretRef.optional().describe('Password of `user` (password authentication)'),
+    sslCert: secretRef.optional().describe('TLS client certificate (PEM) for certificate authentication'),
+    sslKey: secretRef.optional().describe('TLS client private key (PEM) matching sslCert'),
+    sslRootCert: secretRef.optional().describe('CA certificate (PEM) that signed the server certificate'),
+    sql: z
+      .strictObject({
+        user: z.string().min(1).optional().describe('Role for SQL queries (sizes, table counts); default: `user`'),
+        password: secretRef.optional().describe('Password for the SQL role; default: `password`'),
+      })
+      .optional()
+      .describe('Separate credentials for SQL queries, when the replication role may not read the databases'),
+  })
+  .describe('The live PostgreSQL server to copy');
+
+const localTargetSchema = z
+  .strictObject({
+    kind: z.literal('local'),
+    dataDir: z.string().min(1).describe('Data directory of the copy on this host; relative paths are relative to the config file'),
+    port: port.describe('Port the copy listens on'),
+    host: z.string().min(1).default('127.0.0.1').describe('Address the copy listens on and that verification connects to'),
+    adopt: z
+      .boolean()
+      .default(false)
+      .describe('Allow replacing an existing data directory that db-refresher did not create (it has no marker file)'),
+    startTimeoutSeconds: z.number().int().positive().default(300).describe('How long the copy may take to accept connections'),
+    cloneTimeoutSeconds: z
+      .number()
+      .int()
+      .positive()
+      .default(6 * 3600)
+      .describe('How long pg_basebackup may run'),
+  })
+  .describe('A PostgreSQL data directory on this host, cloned with pg_basebackup and started with pg_ctl');
+
+export const TARGET_KINDS = ['local'] as const;
+
+const targetSchema = z.discriminatedUnion('kind', [localTargetSchema], {
+  error: (issue) =>
+    issue.code === 'invalid_union' && issue.input && typeof issue.input === 'object' && 'kind' in issue.input
+      ? `target kind "${String((issue.input as { kind: unknown }).kind)}" is not supported; use one of: ${TARGET_KINDS.join(', ')}`
+      : `target needs a kind (one of: ${TARGET_KINDS.join(', ')})`,
+});
+
+const qualifiedTable = z.string().regex(/^[^.\s]+\.[^.\s]+$/, {
+  error: (issue) => `"${String(issue.input)}" must be written schema.table, e.g. public.users`,
+});
+
+const verifiedDatabase = z.strictObject({
+  name: z.string().min(1).describe('Database name'),
+  minTables: z.number().int().min(0).optional().describe('Fail unless the copy has at least this many user tables'),
+  minSize: byteSize.optional().describe('Fail unless the copy is at least this large'),
+  requiredTables: z.array(qualifiedTable).default([]).describe('Tables (schema.table) that must exist in the copy'),
+});
+
+const verifySchema = z
+  .strictObject({
+    databases: z
+      .array(verifiedDatabase)
+      .default([])
+      .describe('Databases to compare with the source; empty means every database on the source that accepts connections'),
+    sizeTolerancePercent: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(10)
+      .describe('How far the copy size may differ from the source size, in percent'),
+    owner: z
+      .strictObject({
+        user: z.string().min(1).describe('Role that owns the application database'),
+        database: z.string().min(1).describe('Database the owner logs in to'),
+        password: secretRef.describe("The owner's password on the copy"),
+      })
+      .optional()
+      .describe('Check that the application owner can log in to the copy'),
+  })
+  .describe('How the copy is verified');
+
+export const NOTIFY_EVENTS = ['started', 'succeeded', 'failed', 'skipped', 'upcoming'] as const;
+
+const notificationSchema = z.strictObject({
+  kind: z.enum(['slack', 'generic']).describe('Payload format: slack (Slack, Mattermost, Discord /slack) or generic JSON'),
+  url: secretRef.describe('Webhook URL; it usually embeds a token, so it is a secret'),
+  secret: secretRef.optional().describe('HMAC-SHA256 signing key (generic only)'),
+  events: z.array(z.enum(NOTIFY_EVENTS)).default(['started', 'succeeded', 'failed', 'skipped']).describe('Events sent to this target'),
+});
+
+export const jobSchema = z.strictObject({
+  name: dnsLabel.describe('Job name, a DNS label; it names the run history and the lock'),
+  description: z.string().optional().describe('Free text shown in plan output and notifications'),
+  schedule: z.string().min(1).optional().describe('Cron expression (5 fields) or @weekly-style nickname; absent means manual only'),
+  timezone: z.string().min(1).default('UTC').describe('IANA time zone the schedule is read in, e.g. Europe/Berlin'),
+  suspend: z.boolean().default(false).describe('Stop scheduled runs; manual runs still work'),
+  source: sourceSchema,
+  target: targetSchema,
+  verify: verifySchema.prefault({}),
+  notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
+});
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+export const configSchema = z
+  .strictObject({
+    stateDir: z
+      .string()
+      .min(1)
+      .default('state')
+      .describe('Directory for run history and locks; relative paths are relative to the config file'),
+    logLevel: z.enum(LOG_LEVELS).default('info').describe('Log level; --log-level overrides it'),
+    notifications: z.record(dnsLabel, notificationSchema).default({}).describe('Named notification targets that jobs refer to'),
+    jobs: z.array(jobSchema).min(1, { error: 'at least one job is required' }).describe('Refresh jobs'),
+  })
+  .describe('db-refresher configuration');
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawJob = z.output<typeof jobSchema>;

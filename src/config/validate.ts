@@ -1,0 +1,93 @@
+import { isIP } from 'node:net';
+import { checkCronExpression } from '../trigger/cron-expression.js';
+import type { RawConfig } from './schema.js';
+
+/**
+ * Rules that span fields or jobs. Pure: takes the schema's output and returns
+ * one problem line per violation, each beginning with its path.
+ */
+
+export function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback']);
+
+/** True for names and addresses that always mean "this machine". */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (LOOPBACK_NAMES.has(bare)) return true;
+  if (isIP(bare) === 4) return bare.startsWith('127.') || bare === '0.0.0.0';
+  if (isIP(bare) === 6) return bare === '::1' || bare === '::';
+  // A Unix socket directory is this machine too.
+  return bare.startsWith('/');
+}
+
+export function sameHost(a: string, b: string): boolean {
+  const norm = (h: string) => h.replace(/^\[|\]$/g, '').toLowerCase();
+  return norm(a) === norm(b) || (isLoopbackHost(a) && isLoopbackHost(b));
+}
+
+export function checkConfigRules(config: RawConfig, resolvePath: (p: string) => string): string[] {
+  const problems: string[] = [];
+  const firstJobByName = new Map<string, number>();
+  const firstJobByDataDir = new Map<string, number>();
+  const firstJobByPort = new Map<number, number>();
+
+  config.jobs.forEach((job, i) => {
+    const at = `jobs[${i}]`;
+    const earlier = firstJobByName.get(job.name);
+    if (earlier === undefined) firstJobByName.set(job.name, i);
+    else problems.push(`${at}.name: duplicate job name "${job.name}" (also used by jobs[${earlier}]); job names must be unique`);
+
+    if (job.schedule !== undefined) {
+      const check = checkCronExpression(job.schedule);
+      if (!check.ok) problems.push(`${at}.schedule: "${job.schedule}" is not a valid cron expression (${check.reason})`);
+    }
+    if (!isValidTimeZone(job.timezone)) {
+      problems.push(`${at}.timezone: "${job.timezone}" is not an IANA time zone; write e.g. UTC or Europe/Berlin`);
+    }
+
+    for (const [k, name] of job.notify.entries()) {
+      if (!(name in config.notifications)) {
+        const known = Object.keys(config.notifications);
+        problems.push(
+          `${at}.notify[${k}]: no notification target named "${name}"; ${known.length ? `defined: ${known.join(', ')}` : 'define it under notifications'}`,
+        );
+      }
+    }
+
+    const { source, target } = job;
+    if ((source.sslCert === undefined) !== (source.sslKey === undefined)) {
+      problems.push(`${at}.source.${source.sslCert ? 'sslKey' : 'sslCert'}: certificate authentication needs both sslCert and sslKey`);
+    }
+    if ((source.sslmode === 'verify-ca' || source.sslmode === 'verify-full') && source.sslRootCert === undefined) {
+      problems.push(`${at}.source.sslRootCert: sslmode ${source.sslmode} needs the CA certificate; add sslRootCert`);
+    }
+    if (source.sslCert !== undefined && source.sslmode === 'disable') {
+      problems.push(`${at}.source.sslmode: a client certificate is configured but sslmode is disable; use verify-full`);
+    }
+
+    if (target.kind === 'local') {
+      if (sameHost(source.host, target.host) && source.port === target.port) {
+        problems.push(
+          `${at}.target.port: the target ${target.host}:${target.port} is the source ${source.host}:${source.port}; refreshing it would destroy the source`,
+        );
+      }
+      const dataDir = resolvePath(target.dataDir);
+      const otherDir = firstJobByDataDir.get(dataDir);
+      if (otherDir === undefined) firstJobByDataDir.set(dataDir, i);
+      else problems.push(`${at}.target.dataDir: ${dataDir} is also the target of jobs[${otherDir}]; each job needs its own data directory`);
+      const otherPort = firstJobByPort.get(target.port);
+      if (otherPort === undefined) firstJobByPort.set(target.port, i);
+      else problems.push(`${at}.target.port: port ${target.port} is also used by jobs[${otherPort}]; each local target needs its own port`);
+    }
+  });
+
+  return problems;
+}

@@ -1,0 +1,86 @@
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { RunStore } from '../ports.js';
+import type { RunRecord } from '../runner/run-record.js';
+
+/**
+ * Run records as one JSON file each: <stateDir>/runs/<job>/<run id>.json.
+ * Every save writes a temporary file, fsyncs it and renames it over the old
+ * one, so a crash leaves either the previous record or the new one, never half.
+ * Run ids sort by creation time, so listing is a directory read and a sort.
+ */
+export class FileRunStore implements RunStore {
+  readonly #root: string;
+
+  constructor(stateDir: string) {
+    this.#root = path.join(stateDir, 'runs');
+  }
+
+  #file(job: string, id: string): string {
+    return path.join(this.#root, job, `${id}.json`);
+  }
+
+  async save(run: RunRecord): Promise<void> {
+    const file = this.#file(run.job, run.id);
+    await mkdir(path.dirname(file), { recursive: true });
+    const temp = `${file}.${process.pid}.tmp`;
+    const handle = await open(temp, 'w', 0o640);
+    try {
+      await handle.writeFile(`${JSON.stringify(run, null, 2)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  }
+
+  async get(id: string): Promise<RunRecord | undefined> {
+    if (!/^[0-9TZ]+-[0-9a-f]+$/.test(id)) return undefined;
+    for (const job of await this.#jobs()) {
+      try {
+        return JSON.parse(await readFile(this.#file(job, id), 'utf8')) as RunRecord;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+    return undefined;
+  }
+
+  async list(job: string, options: { limit?: number; before?: string } = {}): Promise<RunRecord[]> {
+    let names: string[];
+    try {
+      names = await readdir(path.join(this.#root, job));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const ids = names
+      .filter((n) => n.endsWith('.json'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .filter((id) => options.before === undefined || id < options.before)
+      .sort()
+      .reverse()
+      .slice(0, options.limit ?? 50);
+    const runs: RunRecord[] = [];
+    for (const id of ids) runs.push(JSON.parse(await readFile(this.#file(job, id), 'utf8')) as RunRecord);
+    return runs;
+  }
+
+  async #jobs(): Promise<string[]> {
+    try {
+      return await readdir(this.#root);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+
+  /** Removes temporary files a crash left behind. */
+  async sweep(): Promise<void> {
+    for (const job of await this.#jobs()) {
+      for (const name of await readdir(path.join(this.#root, job))) {
+        if (name.endsWith('.tmp')) await unlink(path.join(this.#root, job, name)).catch(() => undefined);
+      }
+    }
+  }
+}

@@ -1,0 +1,50 @@
+import { type Logger as PinoLogger, pino } from 'pino';
+import pretty from 'pino-pretty';
+
+export type Logger = PinoLogger;
+
+/**
+ * Second line of defence for secrets: `Secret` values already print as a
+ * placeholder, and these paths catch raw values that reach a log by another way.
+ */
+export const REDACT_PATHS = [
+  'password',
+  '*.password',
+  '*.*.password',
+  'secret',
+  '*.secret',
+  'token',
+  '*.token',
+  'url',
+  '*.url',
+  'sslKey',
+  '*.sslKey',
+  'headers.authorization',
+  'req.headers.authorization',
+  'connectionString',
+  '*.connectionString',
+];
+
+export interface LoggerOptions {
+  level: string;
+  /** Human-readable lines (for a terminal) instead of JSON. */
+  pretty: boolean;
+  destination?: NodeJS.WritableStream;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const base = {
+    level: options.level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    base: { service: 'db-refresher' },
+  };
+  const destination = options.destination ?? process.stderr;
+  if (options.pretty) {
+    return pino(base, pretty({ destination, colorize: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss', sync: true }));
+  }
+  return pino(base, pino.destination({ dest: destination === process.stderr ? 2 : 1, sync: true }));
+}
+
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

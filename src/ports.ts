@@ -1,0 +1,128 @@
+/**
+ * Glossary
+ * - job: a configured refresh: one source, one target, how to verify it.
+ * - run: one execution of a job. Its run record is the history entry.
+ * - phase: one step of a run (preflight, snapshot, teardown, clone, start, verify).
+ * - source: the live server that is copied. It is only ever read.
+ * - target: the copy that each run replaces (a local data directory, a CNPG Cluster).
+ * - figures: size, owner and table counts of one database, taken on the source
+ *   just before teardown and on the copy after the clone.
+ * - check: one named yes/no finding with a message, in preflight or verification.
+ *
+ * The interfaces here are the seams between the pure core and the effects:
+ * the runner talks to a Target, a RunStore and a SqlConnector, never to
+ * child_process, the filesystem or pg directly.
+ */
+import type { PgEndpoint } from './config/types.js';
+import type { FailureClass } from './failures.js';
+import type { Logger } from './observe/logger.js';
+import type { RunRecord } from './runner/run-record.js';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  message: string;
+  /** Set on failed checks: what went wrong, in the classifier's terms. */
+  failureClass?: FailureClass;
+  /** A failing check with severity "warning" does not stop the run. */
+  severity?: 'error' | 'warning';
+}
+
+/** What preflight learned about the source; targets use it for their own checks. */
+export interface SourceFacts {
+  host: string;
+  port: number;
+  systemIdentifier: string;
+  serverVersionNum: number;
+  majorVersion: number;
+  maxWalSenders: number;
+  activeWalSenders: number;
+  /** Sum of pg_database_size over all databases, when the role may read it. */
+  totalSizeBytes?: number | undefined;
+  /** User tablespaces (not pg_default/pg_global) with their locations. */
+  tablespaces: Array<{ name: string; location: string }>;
+  /** The source's data_directory, when the role may read it (superuser or pg_read_all_settings). */
+  dataDirectory?: string | undefined;
+  /** Whether the SQL role may run CHECKPOINT (superuser or pg_checkpoint). */
+  canCheckpoint: boolean;
+}
+
+export interface DatabaseFigures {
+  database: string;
+  sizeBytes: number;
+  owner: string;
+  /** User tables (ordinary and partitioned) per schema. */
+  tablesBySchema: Record<string, number>;
+  /** Required tables found, when asked for. */
+  presentTables?: string[];
+}
+
+export interface TargetDescription {
+  kind: string;
+  /** One line for people, e.g. "local data directory /srv/qa on 127.0.0.1:5433". */
+  summary: string;
+  /** Structured details for plan output and the run record. No secrets. */
+  details: Record<string, unknown>;
+  /** What the target-specific phases will do, in words, for `plan`. */
+  steps: { teardown: string; clone: string; start: string };
+}
+
+export interface PhaseContext {
+  runId: string;
+  log: Logger;
+  signal: AbortSignal;
+  /** Reports progress within a phase (e.g. bytes copied) to the live display. */
+  progress(detail: Record<string, unknown>): void;
+}
+
+/** Anything a phase wants recorded about what it did. */
+export type PhaseDetail = Record<string, unknown>;
+
+/**
+ * A place a copy lives. Each method is one phase's effect and must be
+ * idempotent: running it again after a crash does the right thing.
+ */
+export interface Target {
+  describe(): TargetDescription;
+  /** Target-side checks: safety rails, version, room, port. Never changes anything. */
+  preflight(source: SourceFacts, ctx: PhaseContext): Promise<Check[]>;
+  /** Stops and removes the current copy. Must re-check the safety rails itself. */
+  teardown(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Makes a new physical copy of the source. */
+  clone(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Starts the copy and returns once it accepts connections. */
+  start(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** How verification reaches a database on the copy. */
+  endpoint(database: string): PgEndpoint;
+}
+
+export interface SystemIdentity {
+  systemIdentifier: string;
+  timeline: number;
+  walPosition: string;
+}
+
+export interface SqlSession {
+  query<Row extends Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
+}
+
+export interface SqlConnector {
+  /** Opens a session on `database`, runs fn, and always closes it. */
+  withSession<T>(endpoint: PgEndpoint, database: string, fn: (session: SqlSession) => Promise<T>): Promise<T>;
+  /** Opens a physical replication connection and runs IDENTIFY_SYSTEM, as pg_basebackup will. */
+  identifySystem(endpoint: PgEndpoint): Promise<SystemIdentity>;
+}
+
+export interface RunStore {
+  /** Writes the whole record atomically; creates or replaces. */
+  save(run: RunRecord): Promise<void>;
+  get(id: string): Promise<RunRecord | undefined>;
+  /** Newest first. */
+  list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]>;
+}
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };

@@ -1,0 +1,23 @@
+import { defineConfig } from 'vitest/config';
+
+// Three projects: pure unit tests, integration tests on real PostgreSQL, and
+// end-to-end tests on a real Kubernetes API server (which needs its global setup).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'] },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // Each file starts its own PostgreSQL clusters; two cores, so two files at a time.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
