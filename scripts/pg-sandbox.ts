@@ -63,11 +63,23 @@ export class SandboxCluster {
 
   async #pgCtl(args: string[]): Promise<void> {
     const result = await runCommand(path.join(this.binDir.dir, 'pg_ctl'), args, { runAs: serverOsUser() });
-    if (result.exitCode !== 0) throw new Error(`pg_ctl ${args[0]} for ${this.name} failed: ${result.tail.join('\n')}`);
+    if (result.exitCode !== 0) {
+      let log = '';
+      try {
+        log = readFileSync(this.logFile, 'utf8').split('\n').slice(-10).join('\n');
+      } catch {
+        // No log yet.
+      }
+      throw new Error(`pg_ctl ${args[0]} for ${this.name} failed: ${result.tail.join('\n')}\n${log}`);
+    }
+  }
+
+  get logFile(): string {
+    return path.join(this.#sandbox.root, `${this.name}.log`);
   }
 
   start(): Promise<void> {
-    return this.#pgCtl(['start', '-D', this.dataDir, '-w', '-t', '60', '-l', path.join(this.#sandbox.root, `${this.name}.log`)]);
+    return this.#pgCtl(['start', '-D', this.dataDir, '-w', '-t', '60', '-l', this.logFile]);
   }
 
   stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {

@@ -39,7 +39,8 @@ export function compareDatabase(input: {
     const allowed = (source.sizeBytes * input.sizeTolerancePercent) / 100;
     const delta = copy.sizeBytes - source.sizeBytes;
     const percent = source.sizeBytes === 0 ? 0 : (Math.abs(delta) / source.sizeBytes) * 100;
-    const sizeText = `copy ${formatBytes(copy.sizeBytes)}, source ${formatBytes(source.sizeBytes)} (${percent.toFixed(1)}% apart, tolerance ${input.sizeTolerancePercent}%)`;
+    const apart = source.sizeBytes === 0 && copy.sizeBytes > 0 ? 'the source was empty' : `${percent.toFixed(1)}% apart`;
+    const sizeText = `copy ${formatBytes(copy.sizeBytes)}, source ${formatBytes(source.sizeBytes)} (${apart}, tolerance ${input.sizeTolerancePercent}%)`;
     checks.push(Math.abs(delta) <= allowed ? { name: `${db}: size`, ok: true, message: sizeText } : fail(`${db}: size`, sizeText));
   }
 

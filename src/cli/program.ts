@@ -139,10 +139,14 @@ export function buildProgram(): Command {
       const config = load(globals);
       const log = makeLogger(globals, config, Boolean(process.stderr.isTTY));
       log.info({ config: config.path, jobs: config.jobs.map((j) => j.name) }, 'db-refresher started; waiting for SIGTERM');
-      await new Promise<void>((resolve) => {
-        process.once('SIGTERM', () => resolve());
-        process.once('SIGINT', () => resolve());
+      // Until the scheduler and HTTP server hold the event loop open, a timer does.
+      const keepAlive = setInterval(() => undefined, 2 ** 30);
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGTERM', resolve);
+        process.once('SIGINT', resolve);
       });
+      clearInterval(keepAlive);
+      log.info({ signal }, 'received signal');
       log.info('stopping');
     });
 

@@ -13,9 +13,10 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 export function formatDuration(ms: number | undefined): string {
   if (ms === undefined) return '';
   if (ms < 1000) return `${ms} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const minutes = Math.floor(ms / 60_000);
-  return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
+  // Below 59.95 s one decimal is shown; from there whole seconds, so rounding never yields "60 s".
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
 }
 
 export function serialize(value: unknown, format: 'json' | 'yaml'): string {

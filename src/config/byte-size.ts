@@ -25,7 +25,7 @@ const UNITS: Readonly<Record<string, number>> = {
 };
 
 export function parseByteSize(text: string | number): number | undefined {
-  if (typeof text === 'number') return Number.isFinite(text) && text >= 0 ? text : undefined;
+  if (typeof text === 'number') return Number.isFinite(text) && text >= 0 ? Math.round(text) : undefined;
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   if (!match) return undefined;
   const [, amount, unit] = match;
@@ -40,7 +40,8 @@ export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = bytes;
   let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+  // Compare the value as it will print, so 1048575 bytes shows as 1.0 MiB, not 1024.0 KiB.
+  while (Math.abs(Number(value.toFixed(1))) >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit += 1;
   }

@@ -19,8 +19,8 @@ function tlsOptions(endpoint: PgEndpoint): ConnectionOptions {
   if (endpoint.sslRootCert) options.ca = endpoint.sslRootCert.reveal();
   switch (endpoint.sslmode) {
     case 'verify-full':
+      // pg passes the host as servername (unless it is an IP), so Node checks the name or IP SAN.
       options.rejectUnauthorized = true;
-      options.servername = endpoint.host;
       break;
     case 'verify-ca':
       options.rejectUnauthorized = true;

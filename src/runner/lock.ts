@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { RefresherError } from '../errors.js';
 
@@ -53,10 +54,8 @@ export class JobLocks {
     mkdirSync(this.#dir, { recursive: true });
     const file = this.#file(job);
     const content = JSON.stringify({ pid: process.pid, runId, since: now.toISOString() } satisfies LockHolder);
-    for (let attempt = 0; attempt < 2; attempt += 1) {
-      if (this.#held.has(job)) break;
-      try {
-        writeFileSync(file, content, { flag: 'wx' });
+    for (let attempt = 0; attempt < 3 && !this.#held.has(job); attempt += 1) {
+      if (this.#tryCreate(file, content)) {
         this.#held.add(job);
         return {
           release: () => {
@@ -68,16 +67,8 @@ export class JobLocks {
             }
           },
         };
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        if (this.holder(job)) break;
-        // The holder died without releasing: remove the stale lock and retry once.
-        try {
-          unlinkSync(file);
-        } catch {
-          // Someone else removed it first.
-        }
       }
+      if (!this.#removeIfStale(file)) break;
     }
     const holder = this.holder(job);
     throw new RefresherError(
@@ -85,5 +76,57 @@ export class JobLocks {
       `job "${job}" is already running${holder ? ` (run ${holder.runId}, process ${holder.pid}, since ${holder.since})` : ''}`,
       { hint: 'Wait for that run to finish; db-refresher runs one refresh per job at a time.' },
     );
+  }
+
+  /** Creates the lock file with its full content in one step: link() of a written temp file fails if the lock exists. */
+  #tryCreate(file: string, content: string): boolean {
+    const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    writeFileSync(temp, content);
+    try {
+      linkSync(temp, file);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      return false;
+    } finally {
+      unlinkSync(temp);
+    }
+  }
+
+  /**
+   * Removes a lock whose holder is gone. The file is first renamed aside and
+   * re-read, so a lock that another process took over in the meantime is put
+   * back instead of deleted. Returns true when the caller should try again.
+   */
+  #removeIfStale(file: string): boolean {
+    let before: string;
+    try {
+      before = readFileSync(file, 'utf8');
+    } catch {
+      return true;
+    }
+    try {
+      if (isAlive((JSON.parse(before) as LockHolder).pid)) return false;
+    } catch {
+      // Unparseable content: only a crashed writer leaves that, and #tryCreate never does.
+    }
+    const aside = `${file}.stale.${process.pid}.${randomBytes(4).toString('hex')}`;
+    try {
+      renameSync(file, aside);
+    } catch {
+      return true;
+    }
+    const moved = readFileSync(aside, 'utf8');
+    if (moved !== before) {
+      try {
+        linkSync(aside, file);
+      } catch {
+        // Yet another process holds it now; either way it is not ours.
+      }
+      unlinkSync(aside);
+      return false;
+    }
+    unlinkSync(aside);
+    return true;
   }
 }

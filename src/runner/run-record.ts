@@ -187,7 +187,13 @@ export function interruptRun(run: RunRecord, now: Date, reason: string): RunReco
     ...run,
     phases: run.phases.map((p) =>
       p.status === 'running'
-        ? { ...p, status: 'failed', finishedAt: now.toISOString(), reason }
+        ? {
+            ...p,
+            status: 'failed',
+            finishedAt: now.toISOString(),
+            ...(p.startedAt ? { durationMs: now.getTime() - Date.parse(p.startedAt) } : {}),
+            reason,
+          }
         : p.status === 'pending'
           ? { ...p, status: 'skipped', reason }
           : p,

@@ -44,9 +44,10 @@ describe('config error corpus', () => {
       expect(expected.length).toBeGreaterThan(0);
       const problems = problemsOf(text);
       for (const want of expected) {
-        expect(problems.some((p) => p.includes(want)), `no problem contains ${JSON.stringify(want)}; got:\n${problems.join('\n')}`).toBe(
-          true,
-        );
+        expect(
+          problems.some((p) => p.includes(want)),
+          `no problem contains ${JSON.stringify(want)}; got:\n${problems.join('\n')}`,
+        ).toBe(true);
       }
     });
   }
@@ -79,7 +80,9 @@ describe('valid config', () => {
     const config = parse(minimal);
     expect(config.jobs[0]?.source.sql.user).toBe('replicator');
     expect(config.jobs[0]?.source.sql.password?.reveal()).toBe('s3cret-value');
-    const split = parse(minimal.replace('password: { env: DBR_TEST_PASSWORD } }', 'password: { env: DBR_TEST_PASSWORD }, sql: { user: auditor } }'));
+    const split = parse(
+      minimal.replace('password: { env: DBR_TEST_PASSWORD } }', 'password: { env: DBR_TEST_PASSWORD }, sql: { user: auditor } }'),
+    );
     expect(split.jobs[0]?.source.sql.user).toBe('auditor');
   });
 
@@ -134,7 +137,9 @@ describe('valid config', () => {
 
 describe('loading', () => {
   it('names a missing file and how to point at another', () => {
-    expect(() => loadConfig('/nonexistent/db-refresher.yaml', env)).toThrow(/does not exist; pass --config PATH or set DB_REFRESHER_CONFIG/);
+    expect(() => loadConfig('/nonexistent/db-refresher.yaml', env)).toThrow(
+      /does not exist; pass --config PATH or set DB_REFRESHER_CONFIG/,
+    );
   });
 
   it('chooses --config, then DB_REFRESHER_CONFIG, then the default', () => {

@@ -4,12 +4,18 @@ import { classifyError, classifyLog, classifyText, FAILURE_CLASSES, FAILURE_HINT
 describe('classifyText', () => {
   it.each([
     ['FATAL:  number of requested standby connections exceeds max_wal_senders (currently 2)', 'wal-senders-exhausted'],
-    ['pg_basebackup: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  no pg_hba.conf entry for replication connection from host "127.0.0.1", user "replicator", no encryption', 'pg-hba-rejected'],
+    [
+      'pg_basebackup: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  no pg_hba.conf entry for replication connection from host "127.0.0.1", user "replicator", no encryption',
+      'pg-hba-rejected',
+    ],
     ['FATAL:  must be superuser or replication role to start walsender', 'replication-not-permitted'],
     ['FATAL:  permission denied to start WAL sender', 'replication-not-permitted'],
     ['FATAL:  password authentication failed for user "replicator"', 'authentication-failed'],
     ['pg_basebackup: error: incompatible server version 17.2', 'version-mismatch'],
-    ['DETAIL:  The data directory was initialized by PostgreSQL version 16, which is not compatible with this version 17.2.', 'version-mismatch'],
+    [
+      'DETAIL:  The data directory was initialized by PostgreSQL version 16, which is not compatible with this version 17.2.',
+      'version-mismatch',
+    ],
     ['pg_basebackup: error: could not write to file "base.tar": No space left on device', 'disk-full'],
     ['connection to server at "10.0.0.9", port 5432 failed: Connection refused', 'source-unreachable'],
     ['could not translate host name "db.invalid" to address: Name or service not known', 'source-unreachable'],
@@ -40,7 +46,9 @@ describe('classifyLog', () => {
 
 describe('classifyError', () => {
   it('reads errno codes and SQLSTATEs', () => {
-    expect(classifyError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toBe('source-unreachable');
+    expect(classifyError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toBe(
+      'source-unreachable',
+    );
     expect(classifyError(Object.assign(new Error('x'), { code: '28P01' }))).toBe('authentication-failed');
     expect(classifyError(Object.assign(new Error('x'), { code: '28000' }))).toBe('pg-hba-rejected');
   });

@@ -1,7 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { formatBytes } from '../../config/byte-size.js';
 import type { JobConfig, LocalTargetConfig, PgEndpoint } from '../../config/types.js';
@@ -88,12 +87,21 @@ export class LocalTarget implements Target {
   }
 
   #refusal(): string | undefined {
-    return refusalReason(inspectDataDir(this.#config.dataDir, this.#job.name), {
-      dataDir: this.#config.dataDir,
+    const { dataDir, port } = this.#config;
+    const reason = refusalReason(inspectDataDir(dataDir, this.#job.name), {
+      dataDir,
       job: this.#job.name,
       adopt: this.#config.adopt,
       jobIndexHint: this.#jobPath,
     });
+    if (reason) return reason;
+    // A server running from the directory on another port is not our copy as configured;
+    // it could be any live database, the source included (when its data_directory is not readable to us).
+    const running = runningServer(dataDir);
+    if (running && running.port !== port) {
+      return `a PostgreSQL server (pid ${running.pid}) is running from ${dataDir} on port ${running.port}, not on the target port ${port}; it may be a live database, so db-refresher will not stop it. Stop it yourself if it really is disposable`;
+    }
+    return undefined;
   }
 
   async preflight(source: SourceFacts): Promise<Check[]> {
@@ -269,11 +277,15 @@ export class LocalTarget implements Target {
     if (existsSync(dataDir) && inspectDataDir(dataDir, this.#job.name).kind !== 'empty') {
       throw new PhaseFailure('unsafe-target', `${dataDir} is not empty; the teardown phase should have removed it`);
     }
-    await mkdir(staging, { recursive: true, mode: 0o700 });
+    // Parents created here must be traversable by the PostgreSQL OS user; the copy itself stays 0700.
+    await mkdir(path.dirname(staging), { recursive: true, mode: 0o755 });
+    await mkdir(staging, { mode: 0o700 });
     await writeFile(path.join(staging, STAGING_MARKER_FILE), JSON.stringify({ job: this.#job.name, runId: ctx.runId }));
     if (runAs) await chown(staging, runAs.uid, runAs.gid);
 
-    const secrets = await mkdtemp(path.join(tmpdir(), 'db-refresher-auth-'));
+    // Credentials live inside the staging directory, which is removed whether the clone succeeds or fails.
+    const secrets = path.join(staging, 'auth');
+    await mkdir(secrets, { mode: 0o700 });
     try {
       const conn: Record<string, string | number | undefined> = {
         host: source.host,
@@ -338,6 +350,10 @@ export class LocalTarget implements Target {
         checkpoint: 'fast',
         ...(written.length ? { wroteDefaults: written } : {}),
       };
+    } catch (error) {
+      // pg_basebackup removes its partial copy itself; the staging directory holds nothing worth keeping.
+      await rm(staging, { recursive: true, force: true });
+      throw error;
     } finally {
       await rm(secrets, { recursive: true, force: true });
     }
