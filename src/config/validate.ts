@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import { checkCronExpression } from '../trigger/cron-expression.js';
 import type { RawConfig } from './schema.js';
 
@@ -16,14 +15,20 @@ export function isValidTimeZone(zone: string): boolean {
   }
 }
 
+/** 4 or 6 for IP address literals, 0 otherwise. Kept free of node:net so this module stays pure. */
+function ipVersion(host: string): 0 | 4 | 6 {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return 4;
+  return host.includes(':') ? 6 : 0;
+}
+
 const LOOPBACK_NAMES = new Set(['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback']);
 
 /** True for names and addresses that always mean "this machine". */
 export function isLoopbackHost(host: string): boolean {
   const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
   if (LOOPBACK_NAMES.has(bare)) return true;
-  if (isIP(bare) === 4) return bare.startsWith('127.') || bare === '0.0.0.0';
-  if (isIP(bare) === 6) return bare === '::1' || bare === '::';
+  if (ipVersion(bare) === 4) return bare.startsWith('127.') || bare === '0.0.0.0';
+  if (ipVersion(bare) === 6) return bare === '::1' || bare === '::';
   // A Unix socket directory is this machine too.
   return bare.startsWith('/');
 }

@@ -1,0 +1,65 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * The boundaries the design depends on, kept by a test rather than by memory:
+ * pure modules import nothing that does I/O, and each I/O library has one home.
+ */
+
+const src = path.resolve(import.meta.dirname, '../../src');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sourceFiles(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : [],
+  );
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/^import\s[^'"]*['"]([^'"]+)['"]/gm)].map((m) => m[1] as string);
+}
+
+const rel = (file: string) => path.relative(src, file);
+
+const PURE = [
+  'config/schema.ts',
+  'config/validate.ts',
+  'config/byte-size.ts',
+  'config/types.ts',
+  'trigger/cron-expression.ts',
+  'failures.ts',
+  'errors.ts',
+  'runner/run-record.ts',
+  'checks/compare.ts',
+  'checks/queries.ts',
+  'target/local/commands.ts',
+  'cli/render.ts',
+];
+
+const IO_MODULES = ['node:fs', 'node:fs/promises', 'node:child_process', 'node:net', 'node:http', 'node:https', 'pg', '@kubernetes/client-node'];
+
+describe('architecture', () => {
+  it('pure modules import nothing that does I/O, directly or through another module', () => {
+    const pure = new Set(PURE);
+    for (const file of PURE) {
+      for (const spec of importsOf(path.join(src, file))) {
+        expect(IO_MODULES, `${file} imports ${spec}`).not.toContain(spec);
+        if (spec.startsWith('.')) {
+          const target = rel(path.resolve(path.dirname(path.join(src, file)), spec.replace(/\.js$/, '.ts')));
+          // Type-only imports are fine; value imports must stay inside the pure set.
+          const line = readFileSync(path.join(src, file), 'utf8').split('\n').find((l) => l.includes(`'${spec}'`)) ?? '';
+          if (!line.startsWith('import type')) expect(pure.has(target), `${file} imports impure ${target}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('only src/postgres/sql.ts imports pg, and only src/postgres/command.ts spawns processes', () => {
+    for (const file of sourceFiles(src)) {
+      const imports = importsOf(file);
+      if (imports.includes('pg')) expect(rel(file)).toBe('postgres/sql.ts');
+      if (imports.includes('node:child_process')) expect(['postgres/command.ts', 'postgres/binaries.ts']).toContain(rel(file));
+    }
+  });
+});
