@@ -3,10 +3,9 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { parseByteSize } from './byte-size.js';
 import { configSchema, type RawConfig } from './schema.js';
-import { resolveSecretRef, type Secret, type SecretRef } from './secret.js';
-import type { Config, JobConfig, NotificationTarget } from './types.js';
+import { resolveSecretRef, type SecretRef } from './secret.js';
+import type { Config, JobConfig, Resolved } from './types.js';
 import { checkConfigRules } from './validate.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/db-refresher.yaml';
@@ -83,7 +82,7 @@ export function parseConfig(text: string, options: { source: string; baseDir: st
   const problems = checkConfigRules(parsed.data, resolvePath);
   const resolved = resolveSecrets(parsed.data, options.env, problems);
   if (problems.length > 0) throw new ConfigError(options.source, problems);
-  return deepFreeze(buildConfig(parsed.data, resolved, resolvePath, options.source));
+  return deepFreeze(buildConfig(resolved, resolvePath, options.source));
 }
 
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -103,96 +102,57 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   return parseConfig(text, { source: file, baseDir: path.dirname(path.resolve(file)), env });
 }
 
-type SecretLookup = (ref: SecretRef | undefined, at: string) => Secret | undefined;
-
-interface ResolvedSecrets {
-  lookup: Map<string, Secret>;
+function isSecretRef(value: unknown): value is SecretRef {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return false;
+  const keys = Object.keys(value);
+  return keys.length === 1 && (keys[0] === 'env' || keys[0] === 'file') && typeof Object.values(value)[0] === 'string';
 }
 
-/** Resolves every secret reference up front, so a missing one is a config error and not a failed refresh at 3 a.m. */
-function resolveSecrets(config: RawConfig, env: NodeJS.ProcessEnv, problems: string[]): ResolvedSecrets {
-  const lookup = new Map<string, Secret>();
-  const visit = (ref: SecretRef | undefined, at: string, owner: string) => {
-    if (!ref) return;
-    const result = resolveSecretRef(ref, env);
-    if ('secret' in result) lookup.set(at, result.secret);
-    else problems.push(`${at} (${owner}): ${result.problem}`);
-  };
-  config.jobs.forEach((job, i) => {
-    const owner = `job "${job.name}"`;
-    const at = `jobs[${i}]`;
-    for (const field of ['password', 'sslCert', 'sslKey', 'sslRootCert'] as const) {
-      visit(job.source[field], `${at}.source.${field}`, owner);
+/** Whose secret this is, for messages: `job "qa"` or `notification target "team"`. */
+function ownerOf(config: RawConfig, at: readonly PropertyKey[]): string | undefined {
+  if (at[0] === 'jobs' && typeof at[1] === 'number') return `job "${config.jobs[at[1]]?.name}"`;
+  if (at[0] === 'notifications' && typeof at[1] === 'string') return `notification target "${at[1]}"`;
+  return undefined;
+}
+
+/**
+ * Resolves every secret reference in the tree up front, so a missing one is a
+ * config error and not a failed refresh at 3 a.m. Works on any path, so new
+ * config sections get secret handling without touching this function.
+ */
+function resolveSecrets(config: RawConfig, env: NodeJS.ProcessEnv, problems: string[]): Resolved<RawConfig> {
+  const walk = (value: unknown, at: PropertyKey[]): unknown => {
+    if (isSecretRef(value)) {
+      const result = resolveSecretRef(value, env);
+      if ('secret' in result) return result.secret;
+      const owner = ownerOf(config, at);
+      problems.push(`${formatPath(at)}${owner ? ` (${owner})` : ''}: ${result.problem}`);
+      return undefined;
     }
-    visit(job.source.sql?.password, `${at}.source.sql.password`, owner);
-    visit(job.verify.owner?.password, `${at}.verify.owner.password`, owner);
-  });
-  for (const [name, target] of Object.entries(config.notifications)) {
-    const at = formatPath(['notifications', name]);
-    visit(target.url, `${at}.url`, `notification target "${name}"`);
-    visit(target.secret, `${at}.secret`, `notification target "${name}"`);
-  }
-  return { lookup };
+    if (Array.isArray(value)) return value.map((item, i) => walk(item, [...at, i]));
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, walk(child, [...at, key])]));
+    }
+    return value;
+  };
+  return walk(config, []) as Resolved<RawConfig>;
 }
 
-function buildConfig(raw: RawConfig, secrets: ResolvedSecrets, resolvePath: (p: string) => string, source: string): Config {
-  const secret: SecretLookup = (ref, at) => (ref ? secrets.lookup.get(at) : undefined);
-  const jobs = raw.jobs.map((job, i): JobConfig => {
-    const at = `jobs[${i}]`;
-    const password = secret(job.source.password, `${at}.source.password`);
-    return {
-      name: job.name,
-      description: job.description,
-      schedule: job.schedule,
-      timezone: job.timezone,
-      suspend: job.suspend,
-      source: {
-        host: job.source.host,
-        port: job.source.port,
-        user: job.source.user,
-        dbname: job.source.dbname,
-        sslmode: job.source.sslmode,
-        password,
-        sslCert: secret(job.source.sslCert, `${at}.source.sslCert`),
-        sslKey: secret(job.source.sslKey, `${at}.source.sslKey`),
-        sslRootCert: secret(job.source.sslRootCert, `${at}.source.sslRootCert`),
-        sql: {
-          user: job.source.sql?.user ?? job.source.user,
-          password: job.source.sql?.password ? secret(job.source.sql.password, `${at}.source.sql.password`) : password,
-        },
-      },
-      target: { ...job.target, dataDir: resolvePath(job.target.dataDir) },
-      verify: {
-        databases: job.verify.databases.map((db) => ({
-          name: db.name,
-          minTables: db.minTables,
-          minSizeBytes: db.minSize === undefined ? undefined : parseByteSize(db.minSize),
-          requiredTables: db.requiredTables,
-        })),
-        sizeTolerancePercent: job.verify.sizeTolerancePercent,
-        owner: job.verify.owner
-          ? {
-              user: job.verify.owner.user,
-              database: job.verify.owner.database,
-              password: secret(job.verify.owner.password, `${at}.verify.owner.password`) as Secret,
-            }
-          : undefined,
-      },
-      notify: job.notify,
-    };
-  });
-  const notifications: Record<string, NotificationTarget> = {};
-  for (const [name, target] of Object.entries(raw.notifications)) {
-    const at = formatPath(['notifications', name]);
-    notifications[name] = {
-      name,
-      kind: target.kind,
-      url: secret(target.url, `${at}.url`) as Secret,
-      secret: secret(target.secret, `${at}.secret`),
-      events: target.events,
-    };
+/** Makes the paths in a job absolute, relative to the config file. */
+function resolveJobPaths(job: JobConfig, resolvePath: (p: string) => string): JobConfig {
+  switch (job.target.kind) {
+    case 'local':
+      return { ...job, target: { ...job.target, dataDir: resolvePath(job.target.dataDir) } };
   }
-  return { path: source, stateDir: resolvePath(raw.stateDir), logLevel: raw.logLevel, notifications, jobs };
+}
+
+function buildConfig(raw: Resolved<RawConfig>, resolvePath: (p: string) => string, source: string): Config {
+  return {
+    ...raw,
+    path: source,
+    stateDir: resolvePath(raw.stateDir),
+    jobs: raw.jobs.map((job) => resolveJobPaths(job, resolvePath)),
+  };
 }
 
 function deepFreeze<T>(value: T): T {

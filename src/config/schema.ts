@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
+import { notificationSchema } from './schema-notify.js';
+import { secretRef } from './secret-ref.js';
 
 /**
  * The config file's schema. Every option carries its default and a one-line
@@ -8,22 +10,7 @@ import { parseByteSize } from './byte-size.js';
  * in validate.ts so their messages can name both places involved.
  */
 
-const secretRef = z
-  .union(
-    [
-      z.strictObject({ env: z.string().min(1).describe('Name of an environment variable holding the value') }),
-      z.strictObject({ file: z.string().min(1).describe('Path of a file holding the value, e.g. a mounted Kubernetes Secret') }),
-    ],
-    {
-      error: (issue) =>
-        typeof issue.input === 'string'
-          ? 'inline secrets are not allowed; reference the value with {env: VARIABLE} or {file: PATH}'
-          : 'must be {env: VARIABLE} or {file: PATH}',
-    },
-  )
-  .describe('A secret reference: {env: NAME} or {file: PATH}. Values are never written inline.');
-
-const dnsLabel = z
+export const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
     error: (issue) =>
@@ -61,6 +48,8 @@ const sourceSchema = z
       .optional()
       .describe('Separate credentials for SQL queries, when the replication role may not read the databases'),
   })
+  // Downstream code always reads source.sql; fill it from the replication credentials.
+  .transform((source) => ({ ...source, sql: { user: source.sql?.user ?? source.user, password: source.sql?.password ?? source.password } }))
   .describe('The live PostgreSQL server to copy');
 
 const localTargetSchema = z
@@ -96,12 +85,17 @@ const qualifiedTable = z.string().regex(/^[^.\s]+\.[^.\s]+$/, {
   error: (issue) => `"${String(issue.input)}" must be written schema.table, e.g. public.users`,
 });
 
-const verifiedDatabase = z.strictObject({
-  name: z.string().min(1).describe('Database name'),
-  minTables: z.number().int().min(0).optional().describe('Fail unless the copy has at least this many user tables'),
-  minSize: byteSize.optional().describe('Fail unless the copy is at least this large'),
-  requiredTables: z.array(qualifiedTable).default([]).describe('Tables (schema.table) that must exist in the copy'),
-});
+const verifiedDatabase = z
+  .strictObject({
+    name: z.string().min(1).describe('Database name'),
+    minTables: z.number().int().min(0).optional().describe('Fail unless the copy has at least this many user tables'),
+    minSize: byteSize.optional().describe('Fail unless the copy is at least this large'),
+    requiredTables: z.array(qualifiedTable).default([]).describe('Tables (schema.table) that must exist in the copy'),
+  })
+  .transform((db): typeof db & { minSizeBytes?: number | undefined } => ({
+    ...db,
+    minSizeBytes: db.minSize === undefined ? undefined : parseByteSize(db.minSize),
+  }));
 
 const verifySchema = z
   .strictObject({
@@ -125,15 +119,6 @@ const verifySchema = z
       .describe('Check that the application owner can log in to the copy'),
   })
   .describe('How the copy is verified');
-
-export const NOTIFY_EVENTS = ['started', 'succeeded', 'failed', 'skipped', 'upcoming'] as const;
-
-const notificationSchema = z.strictObject({
-  kind: z.enum(['slack', 'generic']).describe('Payload format: slack (Slack, Mattermost, Discord /slack) or generic JSON'),
-  url: secretRef.describe('Webhook URL; it usually embeds a token, so it is a secret'),
-  secret: secretRef.optional().describe('HMAC-SHA256 signing key (generic only)'),
-  events: z.array(z.enum(NOTIFY_EVENTS)).default(['started', 'succeeded', 'failed', 'skipped']).describe('Events sent to this target'),
-});
 
 export const jobSchema = z.strictObject({
   name: dnsLabel.describe('Job name, a DNS label; it names the run history and the lock'),

@@ -1,10 +1,36 @@
-import type { LOG_LEVELS, NOTIFY_EVENTS, SSL_MODES } from './schema.js';
-import type { Secret } from './secret.js';
+import type { z } from 'zod';
+import type { configSchema, LOG_LEVELS, SSL_MODES } from './schema.js';
+import type { NOTIFY_EVENTS } from './schema-notify.js';
+import type { Secret, SecretRef } from './secret.js';
 
 /**
  * The loaded, validated and frozen configuration that the rest of the program
- * sees. Paths are absolute and secrets are resolved into `Secret` values.
+ * sees: the schema's output with every secret reference resolved to a
+ * `Secret` and every path made absolute. Deriving it from the schema keeps the
+ * two from drifting apart.
  */
+
+/** Replaces every secret reference in T with a resolved Secret. */
+export type Resolved<T> = T extends SecretRef
+  ? Secret
+  : T extends readonly (infer U)[]
+    ? Resolved<U>[]
+    : T extends object
+      ? { [K in keyof T]: Resolved<T[K]> }
+      : T;
+
+export type Config = Resolved<z.output<typeof configSchema>> & {
+  /** The file this was loaded from, for messages. */
+  path: string;
+};
+
+export type JobConfig = Config['jobs'][number];
+export type SourceConfig = JobConfig['source'];
+export type TargetConfig = JobConfig['target'];
+export type LocalTargetConfig = Extract<TargetConfig, { kind: 'local' }>;
+export type VerifyConfig = JobConfig['verify'];
+export type VerifiedDatabase = VerifyConfig['databases'][number];
+export type NotificationTarget = Config['notifications'][string];
 
 export type SslMode = (typeof SSL_MODES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -21,63 +47,4 @@ export interface PgEndpoint {
   sslCert?: Secret | undefined;
   sslKey?: Secret | undefined;
   sslRootCert?: Secret | undefined;
-}
-
-export interface SourceConfig extends PgEndpoint {
-  /** Credentials for SQL queries on the source (defaults to the replication credentials). */
-  sql: { user: string; password?: Secret | undefined };
-}
-
-export interface LocalTargetConfig {
-  kind: 'local';
-  dataDir: string;
-  port: number;
-  host: string;
-  adopt: boolean;
-  startTimeoutSeconds: number;
-  cloneTimeoutSeconds: number;
-}
-
-export type TargetConfig = LocalTargetConfig;
-
-export interface VerifiedDatabase {
-  name: string;
-  minTables?: number | undefined;
-  minSizeBytes?: number | undefined;
-  requiredTables: string[];
-}
-
-export interface VerifyConfig {
-  databases: VerifiedDatabase[];
-  sizeTolerancePercent: number;
-  owner?: { user: string; database: string; password: Secret } | undefined;
-}
-
-export interface JobConfig {
-  name: string;
-  description?: string | undefined;
-  schedule?: string | undefined;
-  timezone: string;
-  suspend: boolean;
-  source: SourceConfig;
-  target: TargetConfig;
-  verify: VerifyConfig;
-  notify: string[];
-}
-
-export interface NotificationTarget {
-  name: string;
-  kind: 'slack' | 'generic';
-  url: Secret;
-  secret?: Secret | undefined;
-  events: NotifyEvent[];
-}
-
-export interface Config {
-  /** The file this was loaded from, for messages. */
-  path: string;
-  stateDir: string;
-  logLevel: LogLevel;
-  notifications: Record<string, NotificationTarget>;
-  jobs: JobConfig[];
 }

@@ -24,6 +24,8 @@ const rel = (file: string) => path.relative(src, file);
 
 const PURE = [
   'config/schema.ts',
+  'config/schema-notify.ts',
+  'config/secret-ref.ts',
   'config/validate.ts',
   'config/byte-size.ts',
   'config/types.ts',

@@ -1,0 +1,18 @@
+import type { Command } from 'commander';
+import { createTarget } from '../../target/create.js';
+import { globals, load, outputOption, print, requireJob } from '../context.js';
+import { buildPlan, type OutputFormat, renderPlanText } from '../render.js';
+
+export function registerPlan(program: Command): void {
+  program
+    .command('plan')
+    .description('show what a refresh of <job> would do, without touching anything')
+    .argument('<job>', 'job name')
+    .addOption(outputOption().default('text'))
+    .action((name: string, options: { output: OutputFormat }, command: Command) => {
+      const config = load(globals(command));
+      const job = requireJob(config, name);
+      const plan = buildPlan(job, createTarget(config, job).describe());
+      print(plan, options.output, () => renderPlanText(plan));
+    });
+}

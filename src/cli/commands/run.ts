@@ -1,0 +1,51 @@
+import { userInfo } from 'node:os';
+import type { Command } from 'commander';
+import { buildRunner } from '../../runtime.js';
+import { globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
+import { ProgressDisplay } from '../progress.js';
+import { type OutputFormat, renderRunText } from '../render.js';
+
+function safeUserName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('refresh <job> now, in the foreground; exit 0 on success, 1 when the refresh failed')
+    .argument('<job>', 'job name')
+    .option('--dry-run', 'run the read-only phases (preflight, snapshot) and change nothing')
+    .option('--reason <text>', 'why this run was started (kept in the run record)')
+    .addOption(outputOption())
+    .action(async (name: string, options: { dryRun?: boolean; reason?: string; output?: OutputFormat }, command: Command) => {
+      const opts = globals(command);
+      const config = load(opts);
+      const job = requireJob(config, name);
+      const display = process.stderr.isTTY ? new ProgressDisplay(process.stderr) : undefined;
+      // On a terminal the progress display is the main output; logs show warnings unless asked for more.
+      const log = display
+        ? makeLogger({ ...opts, logLevel: opts.logLevel ?? 'warn' }, config, true, display.logStream)
+        : makeLogger(opts, config, false);
+      const { runner } = buildRunner(config, log, { ...(display ? { onEvent: (e) => display.onEvent(e) } : {}) });
+      const started = await runner.start(
+        job,
+        { kind: 'cli', by: safeUserName(), ...(options.reason ? { reason: options.reason } : {}) },
+        { dryRun: options.dryRun ?? false },
+      );
+      const stop = (signal: NodeJS.Signals) => {
+        log.warn({ signal }, 'stopping the run');
+        runner.abortAll(`received ${signal}`);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const run = await started.done;
+      display?.stop();
+      const format = options.output ?? (process.stdout.isTTY ? 'text' : 'json');
+      print(run, format, () => renderRunText(run));
+      process.exitCode = run.status === 'succeeded' ? 0 : 1;
+    });
+}
