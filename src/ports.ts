@@ -17,6 +17,7 @@ import type { PgEndpoint } from './config/types.js';
 import type { FailureClass } from './failures.js';
 import type { Logger } from './observe/logger.js';
 import type { RunRecord } from './runner/run-record.js';
+import type { RunEvent } from './runner/runner.js';
 
 export interface Check {
   name: string;
@@ -120,6 +121,29 @@ export interface RunStore {
   /** Newest first. */
   list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]>;
 }
+
+/** Why a scheduled run did not happen. */
+export type SkipReason = 'overlap' | 'suspended' | 'missed';
+
+/**
+ * Tells people and systems what happened. Implementations queue and deliver in
+ * the background: a call never throws and never waits for the network, so a
+ * slow or broken webhook can never slow down or fail a refresh.
+ */
+export interface Notifier {
+  runEvent(event: RunEvent): void;
+  skipped(input: { job: string; reason: SkipReason; scheduledFor?: string; detail?: string }): void;
+  upcoming(input: { job: string; at: string }): void;
+  /** Delivers what is queued, giving up after timeoutMs (used on shutdown and at the end of `run`). */
+  flush(timeoutMs: number): Promise<void>;
+}
+
+export const silentNotifier: Notifier = {
+  runEvent: () => undefined,
+  skipped: () => undefined,
+  upcoming: () => undefined,
+  flush: async () => undefined,
+};
 
 export interface Clock {
   now(): Date;

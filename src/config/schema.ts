@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
 import { notificationSchema } from './schema-notify.js';
+import { jobServiceFields, serverSchema } from './schema-service.js';
 import { secretRef } from './secret-ref.js';
 
 /**
@@ -130,6 +131,7 @@ export const jobSchema = z.strictObject({
   target: targetSchema,
   verify: verifySchema.prefault({}),
   notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
+  ...jobServiceFields,
 });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -142,6 +144,11 @@ export const configSchema = z
       .default('state')
       .describe('Directory for run history and locks; relative paths are relative to the config file'),
     logLevel: z.enum(LOG_LEVELS).default('info').describe('Log level; --log-level overrides it'),
+    publicUrl: z
+      .url({ error: 'must be an absolute URL, e.g. https://db-refresher.example.com' })
+      .optional()
+      .describe('Base URL of the HTTP API as people reach it; notifications link to runs under it'),
+    server: serverSchema.prefault({}),
     notifications: z.record(dnsLabel, notificationSchema).default({}).describe('Named notification targets that jobs refer to'),
     jobs: z.array(jobSchema).min(1, { error: 'at least one job is required' }).describe('Refresh jobs'),
   })

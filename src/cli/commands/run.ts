@@ -30,7 +30,7 @@ export function registerRun(program: Command): void {
       const log = display
         ? makeLogger({ ...opts, logLevel: opts.logLevel ?? 'warn' }, config, true, display.logStream)
         : makeLogger(opts, config, false);
-      const { runner } = buildRunner(config, log, { ...(display ? { onEvent: (e) => display.onEvent(e) } : {}) });
+      const { runner, notifier } = buildRunner(config, log, { ...(display ? { onEvent: (e) => display.onEvent(e) } : {}) });
       const started = await runner.start(
         job,
         { kind: 'cli', by: safeUserName(), ...(options.reason ? { reason: options.reason } : {}) },
@@ -44,6 +44,8 @@ export function registerRun(program: Command): void {
       process.once('SIGTERM', stop);
       const run = await started.done;
       display?.stop();
+      // Notifications are sent in the background; give them a bounded moment before exiting.
+      await notifier.flush(10_000);
       const format = options.output ?? (process.stdout.isTTY ? 'text' : 'json');
       print(run, format, () => renderRunText(run));
       process.exitCode = run.status === 'succeeded' ? 0 : 1;
