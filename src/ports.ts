@@ -13,7 +13,8 @@
  * the runner talks to a Target, a RunStore and a SqlConnector, never to
  * child_process, the filesystem or pg directly.
  */
-import type { PgEndpoint } from './config/types.js';
+import type { Secret } from './config/secret.js';
+import type { PgEndpoint, SourceConfig } from './config/types.js';
 import type { FailureClass } from './failures.js';
 import type { Logger } from './observe/logger.js';
 import type { RunRecord } from './runner/run-record.js';
@@ -70,6 +71,8 @@ export interface TargetDescription {
 
 export interface PhaseContext {
   runId: string;
+  /** The run record as it stood when the phase started (snapshot time, trigger). */
+  run: RunRecord;
   log: Logger;
   signal: AbortSignal;
   /** Reports progress within a phase (e.g. bytes copied) to the live display. */
@@ -95,6 +98,16 @@ export interface Target {
   start(ctx: PhaseContext): Promise<PhaseDetail>;
   /** How verification reaches a database on the copy. */
   endpoint(database: string): PgEndpoint;
+  /**
+   * Completes the source's credentials from where the target keeps them (CNPG:
+   * the Secrets the Cluster's externalClusters entry names). Checks say which
+   * secret or key is missing.
+   */
+  resolveSource?(source: SourceConfig, ctx: PhaseContext): Promise<{ source: SourceConfig; checks: Check[] }>;
+  /** The application owner to log in as during verification, when the job names none. */
+  defaultOwner?(): { user: string; database: string; password: Secret } | undefined;
+  /** Records the outcome where the target's users look (CNPG: annotations and Events). Best effort. */
+  recordOutcome?(run: RunRecord, ctx: PhaseContext): Promise<void>;
 }
 
 export interface SystemIdentity {

@@ -2,10 +2,11 @@ import type { Config } from './config/types.js';
 import { FileRunStore } from './history/file-store.js';
 import { createNotifier } from './notify/index.js';
 import type { Logger } from './observe/logger.js';
-import { systemClock } from './ports.js';
+import { type Clock, type Notifier, type RunStore, systemClock } from './ports.js';
 import { PgConnector } from './postgres/sql.js';
 import { JobLocks } from './runner/lock.js';
-import { type RunEvent, Runner } from './runner/runner.js';
+import { type RunEvent, type RunGate, Runner } from './runner/runner.js';
+import type { Kube } from './target/cnpg/kube.js';
 import { createTarget } from './target/create.js';
 
 /**
@@ -16,10 +17,21 @@ import { createTarget } from './target/create.js';
 export function buildRunner(
   config: Config,
   log: Logger,
-  options: { env?: NodeJS.ProcessEnv; onEvent?: (event: RunEvent) => void; listeners?: Array<(event: RunEvent) => void> } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    kube?: Kube;
+    onEvent?: (event: RunEvent) => void;
+    listeners?: Array<(event: RunEvent) => void>;
+    /** The service passes the store its config chooses, its concurrency gate, one notifier for everything, and its clock. */
+    store?: RunStore;
+    gate?: RunGate;
+    notifier?: Notifier;
+    clock?: Clock;
+  } = {},
 ) {
-  const store = new FileRunStore(config.stateDir);
-  const notifier = createNotifier(config, log);
+  const sql = new PgConnector();
+  const store = options.store ?? new FileRunStore(config.stateDir);
+  const notifier = options.notifier ?? createNotifier(config, log);
   const listeners = [
     (event: RunEvent) => notifier.runEvent(event),
     ...(options.onEvent ? [options.onEvent] : []),
@@ -28,10 +40,12 @@ export function buildRunner(
   const runner = new Runner({
     store,
     locks: new JobLocks(config.stateDir),
-    sql: new PgConnector(),
-    clock: systemClock,
+    sql,
+    clock: options.clock ?? systemClock,
+    ...(options.gate ? { gate: options.gate } : {}),
     log,
-    targetFor: (job) => createTarget(config, job, options.env),
+    targetFor: (job) =>
+      createTarget(config, job, { sql, ...(options.env ? { env: options.env } : {}), ...(options.kube ? { kube: options.kube } : {}) }),
     onEvent: (event) => {
       for (const listener of listeners) {
         try {

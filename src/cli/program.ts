@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS } from '../config/schema.js';
 import { isRefresherError } from '../errors.js';
+import { registerNotifyTest } from './commands/notify-test.js';
 import { registerPlan } from './commands/plan.js';
 import { registerRun } from './commands/run.js';
 import { registerSchema } from './commands/schema.js';
@@ -24,7 +25,14 @@ function version(): string {
 }
 
 /** Each command lives in commands/<name>.ts and registers itself here. */
-const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerValidate, registerSchema, registerPlan, registerRun, registerServe];
+const COMMANDS: ReadonlyArray<(program: Command) => void> = [
+  registerValidate,
+  registerSchema,
+  registerPlan,
+  registerRun,
+  registerServe,
+  registerNotifyTest,
+];
 
 export function buildProgram(): Command {
   const program = new Command('db-refresher')

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { parseCnpgValues, sourceFromValues } from './cnpg-values.js';
 import { configSchema, type RawConfig } from './schema.js';
 import { resolveSecretRef, type SecretRef } from './secret.js';
 import type { Config, JobConfig, Resolved } from './types.js';
@@ -81,8 +82,9 @@ export function parseConfig(text: string, options: { source: string; baseDir: st
   const resolvePath = (p: string) => path.resolve(options.baseDir, p);
   const problems = checkConfigRules(parsed.data, resolvePath);
   const resolved = resolveSecrets(parsed.data, options.env, problems);
+  const config = buildConfig(resolved, resolvePath, options.source, problems);
   if (problems.length > 0) throw new ConfigError(options.source, problems);
-  return deepFreeze(buildConfig(resolved, resolvePath, options.source));
+  return deepFreeze(config);
 }
 
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -138,20 +140,47 @@ function resolveSecrets(config: RawConfig, env: NodeJS.ProcessEnv, problems: str
   return walk(config, []) as Resolved<RawConfig>;
 }
 
-/** Makes the paths in a job absolute, relative to the config file. */
-function resolveJobPaths(job: JobConfig, resolvePath: (p: string) => string): JobConfig {
-  switch (job.target.kind) {
+type ResolvedJob = Resolved<RawConfig>['jobs'][number];
+
+/** Makes a job's paths absolute, reads cnpg values, and fills in a cnpg job's source from them. */
+function buildJob(job: ResolvedJob, at: string, resolvePath: (p: string) => string, problems: string[]): JobConfig | undefined {
+  const { target } = job;
+  switch (target.kind) {
     case 'local':
-      return { ...job, target: { ...job.target, dataDir: resolvePath(job.target.dataDir) } };
+      if (!job.source) return undefined;
+      return { ...job, source: job.source, target: { ...target, dataDir: resolvePath(target.dataDir) } };
+    case 'cnpg': {
+      const valuesFile = target.valuesFile === undefined ? undefined : resolvePath(target.valuesFile);
+      const values = parseCnpgValues(
+        { inline: target.values, ...(valuesFile ? { file: valuesFile } : {}) },
+        `${at}.target`,
+        formatPath,
+        problems,
+      );
+      if (!values) return undefined;
+      const source = job.source ?? sourceFromValues(values, `${at}.target.values.externalClusters`, problems);
+      if (!source) return undefined;
+      return {
+        ...job,
+        source,
+        target: {
+          ...target,
+          values,
+          ...(valuesFile ? { valuesFile } : {}),
+          ...(target.kubeconfig ? { kubeconfig: resolvePath(target.kubeconfig) } : {}),
+        },
+      };
+    }
   }
 }
 
-function buildConfig(raw: Resolved<RawConfig>, resolvePath: (p: string) => string, source: string): Config {
+function buildConfig(raw: Resolved<RawConfig>, resolvePath: (p: string) => string, source: string, problems: string[]): Config {
+  const jobs = raw.jobs.map((job, i) => buildJob(job, `jobs[${i}]`, resolvePath, problems));
   return {
     ...raw,
     path: source,
     stateDir: resolvePath(raw.stateDir),
-    jobs: raw.jobs.map((job) => resolveJobPaths(job, resolvePath)),
+    jobs: jobs.filter((job): job is JobConfig => job !== undefined),
   };
 }
 

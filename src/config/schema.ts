@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
+import { cnpgTargetSchema } from './schema-cnpg.js';
 import { notificationSchema } from './schema-notify.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
 import { secretRef } from './secret-ref.js';
@@ -73,9 +74,9 @@ const localTargetSchema = z
   })
   .describe('A PostgreSQL data directory on this host, cloned with pg_basebackup and started with pg_ctl');
 
-export const TARGET_KINDS = ['local'] as const;
+export const TARGET_KINDS = ['local', 'cnpg'] as const;
 
-const targetSchema = z.discriminatedUnion('kind', [localTargetSchema], {
+const targetSchema = z.discriminatedUnion('kind', [localTargetSchema, cnpgTargetSchema], {
   error: (issue) =>
     issue.code === 'invalid_union' && issue.input && typeof issue.input === 'object' && 'kind' in issue.input
       ? `target kind "${String((issue.input as { kind: unknown }).kind)}" is not supported; use one of: ${TARGET_KINDS.join(', ')}`
@@ -121,18 +122,26 @@ const verifySchema = z
   })
   .describe('How the copy is verified');
 
-export const jobSchema = z.strictObject({
-  name: dnsLabel.describe('Job name, a DNS label; it names the run history and the lock'),
-  description: z.string().optional().describe('Free text shown in plan output and notifications'),
-  schedule: z.string().min(1).optional().describe('Cron expression (5 fields) or @weekly-style nickname; absent means manual only'),
-  timezone: z.string().min(1).default('UTC').describe('IANA time zone the schedule is read in, e.g. Europe/Berlin'),
-  suspend: z.boolean().default(false).describe('Stop scheduled runs; manual runs still work'),
-  source: sourceSchema,
-  target: targetSchema,
-  verify: verifySchema.prefault({}),
-  notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
-  ...jobServiceFields,
-});
+export const jobSchema = z
+  .strictObject({
+    name: dnsLabel.describe('Job name, a DNS label; it names the run history and the lock'),
+    description: z.string().optional().describe('Free text shown in plan output and notifications'),
+    schedule: z.string().min(1).optional().describe('Cron expression (5 fields) or @weekly-style nickname; absent means manual only'),
+    timezone: z.string().min(1).default('UTC').describe('IANA time zone the schedule is read in, e.g. Europe/Berlin'),
+    suspend: z.boolean().default(false).describe('Stop scheduled runs; manual runs still work'),
+    source: sourceSchema
+      .optional()
+      .describe('The live PostgreSQL server to copy; for cnpg jobs it defaults to the externalClusters entry the values name'),
+    target: targetSchema,
+    verify: verifySchema.prefault({}),
+    notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
+    ...jobServiceFields,
+  })
+  .superRefine((job, ctx) => {
+    if (job.source === undefined && job.target.kind === 'local') {
+      ctx.addIssue({ code: 'custom', path: ['source'], message: 'is required' });
+    }
+  });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
-import type { configSchema, LOG_LEVELS, SSL_MODES } from './schema.js';
+import type { configSchema, jobSchema, LOG_LEVELS, SSL_MODES } from './schema.js';
+import type { CnpgValues } from './schema-cnpg.js';
 import type { NOTIFY_EVENTS } from './schema-notify.js';
 import type { Secret, SecretRef } from './secret.js';
 
@@ -19,15 +20,23 @@ export type Resolved<T> = T extends SecretRef
       ? { [K in keyof T]: Resolved<T[K]> }
       : T;
 
-export type Config = Resolved<z.output<typeof configSchema>> & {
+type RawJob = Resolved<z.output<typeof jobSchema>>;
+
+export type LocalTargetConfig = Extract<RawJob['target'], { kind: 'local' }>;
+/** A cnpg target after loading: its values are parsed, from inline values or the values file. */
+export type CnpgTargetConfig = Omit<Extract<RawJob['target'], { kind: 'cnpg' }>, 'values'> & { values: CnpgValues };
+export type TargetConfig = LocalTargetConfig | CnpgTargetConfig;
+export type SourceConfig = NonNullable<RawJob['source']>;
+
+/** A job after loading: the source is always present (for cnpg jobs it may come from the values). */
+export type JobConfig = Omit<RawJob, 'source' | 'target'> & { source: SourceConfig; target: TargetConfig };
+
+export type Config = Omit<Resolved<z.output<typeof configSchema>>, 'jobs'> & {
   /** The file this was loaded from, for messages. */
   path: string;
+  jobs: JobConfig[];
 };
 
-export type JobConfig = Config['jobs'][number];
-export type SourceConfig = JobConfig['source'];
-export type TargetConfig = JobConfig['target'];
-export type LocalTargetConfig = Extract<TargetConfig, { kind: 'local' }>;
 export type VerifyConfig = JobConfig['verify'];
 export type VerifiedDatabase = VerifyConfig['databases'][number];
 export type NotificationTarget = Config['notifications'][string];

@@ -68,6 +68,7 @@ export function checkConfigRules(config: RawConfig, resolvePath: (p: string) => 
     }
 
     const { source, target } = job;
+    if (!source) return;
     if ((source.sslCert === undefined) !== (source.sslKey === undefined)) {
       problems.push(`${at}.source.${source.sslCert ? 'sslKey' : 'sslCert'}: certificate authentication needs both sslCert and sslKey`);
     }

@@ -28,9 +28,20 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Lock files this process holds, shared by every JobLocks in it. A lock file
+ * naming this process's pid that is not in here was left by an earlier
+ * process that had the same pid: a restarted container's service is pid 1
+ * again, and without this it would find every lock "held" by itself forever.
+ */
+const heldByThisProcess = new Set<string>();
+
+function holderAlive(holder: LockHolder, file: string): boolean {
+  return holder.pid === process.pid ? heldByThisProcess.has(file) : isAlive(holder.pid);
+}
+
 export class JobLocks {
   readonly #dir: string;
-  readonly #held = new Set<string>();
 
   constructor(stateDir: string) {
     this.#dir = path.join(stateDir, 'locks');
@@ -43,7 +54,7 @@ export class JobLocks {
   holder(job: string): LockHolder | undefined {
     try {
       const holder = JSON.parse(readFileSync(this.#file(job), 'utf8')) as LockHolder;
-      return isAlive(holder.pid) ? holder : undefined;
+      return holderAlive(holder, this.#file(job)) ? holder : undefined;
     } catch {
       return undefined;
     }
@@ -54,12 +65,15 @@ export class JobLocks {
     mkdirSync(this.#dir, { recursive: true });
     const file = this.#file(job);
     const content = JSON.stringify({ pid: process.pid, runId, since: now.toISOString() } satisfies LockHolder);
-    for (let attempt = 0; attempt < 3 && !this.#held.has(job); attempt += 1) {
+    for (let attempt = 0; attempt < 3 && !heldByThisProcess.has(file); attempt += 1) {
       if (this.#tryCreate(file, content)) {
-        this.#held.add(job);
+        heldByThisProcess.add(file);
+        let released = false;
         return {
           release: () => {
-            this.#held.delete(job);
+            if (released) return;
+            released = true;
+            heldByThisProcess.delete(file);
             try {
               unlinkSync(file);
             } catch {
@@ -106,7 +120,7 @@ export class JobLocks {
       return true;
     }
     try {
-      if (isAlive((JSON.parse(before) as LockHolder).pid)) return false;
+      if (holderAlive(JSON.parse(before) as LockHolder, file)) return false;
     } catch {
       // Unparseable content: only a crashed writer leaves that, and #tryCreate never does.
     }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { FAILURE_HINTS, type FailureClass } from '../failures.js';
-import type { Check, DatabaseFigures, PhaseDetail, TargetDescription } from '../ports.js';
+import type { Check, DatabaseFigures, PhaseDetail, SkipReason, TargetDescription } from '../ports.js';
 
 /**
  * The run record and its transitions. Pure: each function takes a record and
@@ -16,8 +16,13 @@ export type PhaseName = (typeof PHASES)[number];
 export const DESTRUCTIVE_PHASES: ReadonlySet<PhaseName> = new Set(['teardown', 'clone', 'start']);
 
 export type PhaseStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
-export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'interrupted']);
+/**
+ * queued: accepted, waiting for a free slot (server.maxConcurrentRuns, per source);
+ * skipped: a scheduled run that did not happen (overlap, suspended, missed): no phase ran.
+ */
+export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'interrupted', 'skipped'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'interrupted', 'skipped']);
 
 export interface PhaseRecord {
   name: PhaseName;
@@ -37,6 +42,9 @@ export interface Trigger {
   reason?: string;
   /** For scheduled runs: the fire time the run belongs to. */
   scheduledFor?: string;
+  /** For scheduled runs: the schedule and zone that produced scheduledFor, so a changed schedule is not mistaken for missed runs. */
+  schedule?: string;
+  timezone?: string;
 }
 
 export interface RunError {
@@ -69,6 +77,8 @@ export interface RunRecord {
   dryRun: boolean;
   status: RunStatus;
   createdAt: string;
+  /** When the first phase could start (after waiting in the queue). */
+  startedAt?: string;
   finishedAt?: string;
   durationMs?: number;
   source: { host: string; port: number; user: string };
@@ -79,6 +89,16 @@ export interface RunRecord {
   snapshot?: { takenAt: string; databases: DatabaseFigures[] };
   verification?: Verification;
   error?: RunError;
+  /** Why a skipped run did not happen. */
+  skip?: { reason: SkipReason; detail?: string };
+  /**
+   * Set when the service stopped the run between two phases (shutdown): the
+   * record is consistent and the run can go on from `nextPhase` when the
+   * service starts again, if that phase is safe to resume.
+   */
+  paused?: { at: string; reason: string; nextPhase: PhaseName };
+  /** Each time a restarted service took the run up again, and from which phase. */
+  resumed?: Array<{ at: string; fromPhase: PhaseName }>;
 }
 
 export function newRunId(now: Date): string {
@@ -94,18 +114,111 @@ export function newRun(input: {
   now: Date;
   source: RunRecord['source'];
   target: TargetDescription;
+  /** Waits for a free slot before its first phase. */
+  queued?: boolean;
 }): RunRecord {
+  const createdAt = input.now.toISOString();
   return {
     schemaVersion: 1,
     id: input.id,
     job: input.job,
     trigger: input.trigger,
     dryRun: input.dryRun,
-    status: 'running',
-    createdAt: input.now.toISOString(),
+    status: input.queued ? 'queued' : 'running',
+    createdAt,
+    ...(input.queued ? {} : { startedAt: createdAt }),
     source: input.source,
     target: input.target,
     phases: PHASES.map((name) => ({ name, status: 'pending' })),
+  };
+}
+
+/** A scheduled run that did not happen: terminal at once, every phase skipped with the reason. */
+export function newSkippedRun(input: {
+  id: string;
+  job: string;
+  trigger: Trigger;
+  now: Date;
+  reason: SkipReason;
+  detail?: string;
+  source: RunRecord['source'];
+  target: TargetDescription;
+}): RunRecord {
+  const at = input.now.toISOString();
+  const why = input.detail ? `${input.reason}: ${input.detail}` : input.reason;
+  return {
+    schemaVersion: 1,
+    id: input.id,
+    job: input.job,
+    trigger: input.trigger,
+    dryRun: false,
+    status: 'skipped',
+    createdAt: at,
+    finishedAt: at,
+    durationMs: 0,
+    source: input.source,
+    target: input.target,
+    phases: PHASES.map((name) => ({ name, status: 'skipped', reason: why })),
+    skip: { reason: input.reason, ...(input.detail ? { detail: input.detail } : {}) },
+  };
+}
+
+/** A queued run got its slot. */
+export function beginRun(run: RunRecord, now: Date): RunRecord {
+  if (run.status !== 'queued') throw new TransitionError(`run ${run.id} is ${run.status}, not queued`);
+  return { ...run, status: 'running', startedAt: now.toISOString() };
+}
+
+/** The first phase still to do, if any. */
+export function nextPhase(run: RunRecord): PhaseName | undefined {
+  return run.phases.find((p) => p.status === 'pending' || p.status === 'running')?.name;
+}
+
+/** Stops a run between two phases (service shutdown). It stays unfinished, marked with where it can go on. */
+export function pauseRun(run: RunRecord, now: Date, reason: string): RunRecord {
+  assertRunning(run);
+  const running = run.phases.find((p) => p.status === 'running');
+  if (running) throw new TransitionError(`phase ${running.name} is running; a run can only pause between phases`);
+  const next = nextPhase(run);
+  if (!next) throw new TransitionError(`run ${run.id} has no phase left to pause before`);
+  return { ...run, paused: { at: now.toISOString(), reason, nextPhase: next } };
+}
+
+/**
+ * Where a run left unfinished by a previous process can go on, given the
+ * phases its target can safely redo. A phase that was running when the
+ * process died is redone from its start, so it must be one of those.
+ */
+export function resumePoint(
+  run: RunRecord,
+  resumable: ReadonlySet<PhaseName>,
+): { ok: true; phase: PhaseName } | { ok: false; reason: string } {
+  if (TERMINAL_RUN_STATUSES.has(run.status)) return { ok: false, reason: `run is already ${run.status}` };
+  const next = nextPhase(run);
+  if (!next) return { ok: false, reason: 'no phase was left to run' };
+  const running = run.phases.find((p) => p.status === 'running');
+  const where = running ? `while ${next} was running` : run.status === 'queued' ? 'before the run started' : `before ${next}`;
+  if (run.dryRun && !running && next !== 'preflight') return { ok: false, reason: `the service stopped ${where} of a dry run` };
+  if (!resumable.has(next)) {
+    const changed = run.phases.some((p) => DESTRUCTIVE_PHASES.has(p.name) && (p.status === 'succeeded' || p.status === 'running'));
+    const state = changed ? 'the target may be incomplete; run the job again' : 'nothing was changed on the target; run the job again';
+    return { ok: false, reason: `the service stopped ${where}, which cannot be resumed safely: ${state}` };
+  }
+  return { ok: true, phase: next };
+}
+
+/** Takes a run up again from its resume point: a phase left running starts over; the pause mark is cleared. */
+export function resumeRun(run: RunRecord, now: Date, from: PhaseName): RunRecord {
+  assertRunning(run);
+  if (nextPhase(run) !== from) throw new TransitionError(`run ${run.id} cannot resume from ${from}`);
+  const { paused: _paused, ...rest } = run;
+  return {
+    ...rest,
+    status: 'running',
+    phases: run.phases.map((p) =>
+      p.status === 'running' ? { name: p.name, status: 'pending', reason: `restarted after an interruption at ${now.toISOString()}` } : p,
+    ),
+    resumed: [...(run.resumed ?? []), { at: now.toISOString(), fromPhase: from }],
   };
 }
 

@@ -5,16 +5,21 @@ import { isRefresherError, PhaseFailure, RefresherError } from '../errors.js';
 import { classifyError, FAILURE_HINTS } from '../failures.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, PhaseContext, PhaseDetail, RunStore, SourceFacts, SqlConnector, Target } from '../ports.js';
-import type { JobLocks } from './lock.js';
+import type { JobLock, JobLocks } from './lock.js';
 import {
+  beginRun,
   DESTRUCTIVE_PHASES,
   failRun,
+  interruptRun,
   newRun,
   newRunId,
   PHASES,
   type PhaseName,
+  pauseRun,
   type RunError,
   type RunRecord,
+  resumePoint,
+  resumeRun,
   skipPhase,
   startPhase,
   succeedPhase,
@@ -37,6 +42,20 @@ export type RunEvent =
   | { type: 'progress'; run: RunRecord; phase: PhaseName; detail: Record<string, unknown> }
   | { type: 'run-finished'; run: RunRecord };
 
+/** Releases a slot taken from a RunGate. */
+export type Release = () => void;
+
+/**
+ * Limits how many runs go at once (the service: globally and per source).
+ * A run that finds no free slot is recorded as queued and waits.
+ */
+export interface RunGate {
+  /** A slot for the job now, or undefined when none is free. */
+  tryAcquire(job: JobConfig): Release | undefined;
+  /** Waits for a slot; rejects when the signal aborts. */
+  acquire(job: JobConfig, signal: AbortSignal): Promise<Release>;
+}
+
 export interface RunnerDeps {
   store: RunStore;
   locks: JobLocks;
@@ -45,6 +64,21 @@ export interface RunnerDeps {
   log: Logger;
   targetFor(job: JobConfig): Target;
   onEvent?(event: RunEvent): void;
+  gate?: RunGate;
+}
+
+/**
+ * Phases a target can redo from their start after the process running them
+ * died or stopped, so an unfinished run may go on from there. Local: starting
+ * the copy (pg_ctl start is idempotent) and verifying it (read-only). A phase
+ * not listed here (teardown, clone) leaves the run interrupted instead.
+ */
+export const RESUMABLE_PHASES: Readonly<Record<string, ReadonlySet<PhaseName>>> = {
+  local: new Set<PhaseName>(['start', 'verify']),
+};
+
+export function resumablePhases(job: JobConfig): ReadonlySet<PhaseName> {
+  return RESUMABLE_PHASES[job.target.kind] ?? new Set();
 }
 
 interface RunState {
@@ -52,6 +86,8 @@ interface RunState {
   target: Target;
   facts?: SourceFacts;
   databases?: VerifiedDatabase[];
+  /** Whether the target has completed the source's credentials (done in preflight; again before a resumed phase). */
+  sourceResolved?: boolean;
 }
 
 export interface StartedRun {
@@ -62,19 +98,33 @@ export interface StartedRun {
 export class Runner {
   readonly #deps: RunnerDeps;
   readonly #aborts = new Map<string, AbortController>();
+  readonly #active = new Map<string, Promise<RunRecord>>();
+  /** Aborted by pauseAll(): runs stop at their next phase boundary, queued runs stop waiting. */
+  readonly #pause = new AbortController();
 
   constructor(deps: RunnerDeps) {
     this.#deps = deps;
   }
 
-  /** Takes the job's lock and starts a run; `done` settles with the finished record and never rejects. */
+  /**
+   * Takes the job's lock and starts a run (queued first when the gate has no
+   * free slot); `done` settles with the record when the run finishes or pauses.
+   * Throws JOB_BUSY when the job is already running or queued.
+   */
   async start(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<StartedRun> {
+    if (job.suspend && !job.allowManualWhenSuspended && (trigger.kind === 'cli' || trigger.kind === 'http')) {
+      throw new RefresherError('USAGE', `job "${job.name}" is suspended and its config does not allow manual runs while suspended`, {
+        hint: 'Set suspend: false, or allowManualWhenSuspended: true, on the job.',
+      });
+    }
     const { clock, store } = this.#deps;
     const now = clock.now();
     const id = newRunId(now);
     const lock = this.#deps.locks.acquire(job.name, id, now);
+    let slot: Release | undefined;
     try {
       const target = this.#deps.targetFor(job);
+      slot = this.#deps.gate?.tryAcquire(job);
       const run = newRun({
         id,
         job: job.name,
@@ -83,20 +133,53 @@ export class Runner {
         now,
         source: { host: job.source.host, port: job.source.port, user: job.source.user },
         target: target.describe(),
+        queued: this.#deps.gate !== undefined && slot === undefined,
       });
       await store.save(run);
-      this.#emit({ type: 'run-started', run });
-      const abort = new AbortController();
-      this.#aborts.set(id, abort);
-      const done = this.#drive(run, { job, target }, abort.signal).finally(() => {
-        this.#aborts.delete(id);
-        lock.release();
-      });
-      return { run, done };
+      return this.#launch(run, { job, target }, lock, slot);
     } catch (error) {
+      slot?.();
       lock.release();
       throw error;
     }
+  }
+
+  /**
+   * Takes up a run that an earlier process left unfinished, from the phase
+   * resumePoint() allows (see RESUMABLE_PHASES). Throws when it may not be resumed.
+   */
+  async resume(record: RunRecord, job: JobConfig): Promise<StartedRun> {
+    const point = resumePoint(record, resumablePhases(job));
+    if (!point.ok) throw new RefresherError('USAGE', `run ${record.id} cannot be resumed: ${point.reason}`);
+    const { clock, store } = this.#deps;
+    const now = clock.now();
+    const lock = this.#deps.locks.acquire(job.name, record.id, now);
+    let slot: Release | undefined;
+    try {
+      const target = this.#deps.targetFor(job);
+      slot = this.#deps.gate?.tryAcquire(job);
+      const resumed = resumeRun(record, now, point.phase);
+      const run: RunRecord = this.#deps.gate !== undefined && slot === undefined ? { ...resumed, status: 'queued' } : resumed;
+      await store.save(run);
+      this.#deps.log.info({ job: job.name, runId: run.id, fromPhase: point.phase }, 'resuming an unfinished run');
+      return this.#launch(run, { job, target }, lock, slot);
+    } catch (error) {
+      slot?.();
+      lock.release();
+      throw error;
+    }
+  }
+
+  #launch(run: RunRecord, state: RunState, lock: JobLock, slot: Release | undefined): StartedRun {
+    const abort = new AbortController();
+    this.#aborts.set(run.id, abort);
+    const done = this.#drive(run, state, abort.signal, slot).finally(() => {
+      this.#aborts.delete(run.id);
+      this.#active.delete(run.id);
+      lock.release();
+    });
+    this.#active.set(run.id, done);
+    return { run, done };
   }
 
   async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<RunRecord> {
@@ -108,6 +191,25 @@ export class Runner {
     for (const abort of this.#aborts.values()) abort.abort(new Error(reason));
   }
 
+  /**
+   * Stops every run at its next phase boundary (used on shutdown): the phase
+   * under way finishes, the record is saved with `paused`, and `done` settles.
+   * Queued runs stop waiting. No new phase starts afterwards.
+   */
+  pauseAll(reason: string): void {
+    if (!this.#pause.signal.aborted) this.#pause.abort(new Error(reason));
+  }
+
+  /** Runs started by this runner that have not settled yet. */
+  get activeCount(): number {
+    return this.#active.size;
+  }
+
+  /** Settles when every run started so far has finished or paused. */
+  async idle(): Promise<void> {
+    while (this.#active.size > 0) await Promise.allSettled([...this.#active.values()]);
+  }
+
   #emit(event: RunEvent): void {
     try {
       this.#deps.onEvent?.(event);
@@ -117,16 +219,58 @@ export class Runner {
     }
   }
 
-  async #drive(initial: RunRecord, state: RunState, signal: AbortSignal): Promise<RunRecord> {
+  async #drive(initial: RunRecord, state: RunState, signal: AbortSignal, slot: Release | undefined): Promise<RunRecord> {
+    let release = slot;
+    try {
+      const admitted = await this.#admit(initial, state, signal, (r) => {
+        release = r;
+      });
+      if (admitted.status !== 'running' || admitted.paused) return admitted;
+      return await this.#phases(admitted, state, signal);
+    } finally {
+      release?.();
+    }
+  }
+
+  /** Waits in the gate's queue when the run is queued; returns the run begun, or stopped (paused or interrupted) while waiting. */
+  async #admit(run: RunRecord, state: RunState, signal: AbortSignal, onSlot: (release: Release) => void): Promise<RunRecord> {
+    const { clock, store, gate } = this.#deps;
+    if (run.status !== 'queued') return run;
+    try {
+      if (!gate) throw new Error('a queued run needs a gate');
+      onSlot(await gate.acquire(state.job, AbortSignal.any([signal, this.#pause.signal])));
+    } catch (error) {
+      const reason = String((signal.reason ?? this.#pause.signal.reason ?? error)?.message ?? error);
+      const stopped = signal.aborted
+        ? interruptRun(run, clock.now(), `stopped while queued: ${reason}`)
+        : pauseRun(run, clock.now(), `stopped while queued: ${reason}`);
+      await store.save(stopped);
+      if (stopped.status === 'interrupted') this.#emit({ type: 'run-finished', run: stopped });
+      return stopped;
+    }
+    const begun = beginRun(run, clock.now());
+    await store.save(begun);
+    return begun;
+  }
+
+  async #phases(initial: RunRecord, state: RunState, signal: AbortSignal): Promise<RunRecord> {
     const { clock, store } = this.#deps;
     const log = this.#deps.log.child({ job: initial.job, runId: initial.id });
     let run = initial;
-    log.info({ trigger: run.trigger, dryRun: run.dryRun, target: run.target.summary }, 'run started');
+    this.#emit({ type: 'run-started', run });
+    log.info({ trigger: run.trigger, dryRun: run.dryRun, target: run.target.summary, resumed: run.resumed?.at(-1) }, 'run started');
 
     for (const phase of PHASES) {
+      if (run.phases.find((p) => p.name === phase)?.status !== 'pending') continue;
       if (run.dryRun && (DESTRUCTIVE_PHASES.has(phase) || phase === 'verify')) {
         run = skipPhase(run, phase, 'dry run: nothing is changed');
         continue;
+      }
+      if (this.#pause.signal.aborted) {
+        run = pauseRun(run, clock.now(), String(this.#pause.signal.reason?.message ?? this.#pause.signal.reason));
+        await store.save(run);
+        log.info({ nextPhase: run.paused?.nextPhase }, 'run paused between phases');
+        return run;
       }
       run = startPhase(run, phase, clock.now());
       await store.save(run);
@@ -135,6 +279,7 @@ export class Runner {
       phaseLog.info(`${phase} started`);
       const ctx: PhaseContext = {
         runId: run.id,
+        run,
         log: phaseLog,
         signal,
         progress: (detail) => this.#emit({ type: 'progress', run, phase, detail }),
@@ -157,9 +302,31 @@ export class Runner {
       run = succeedRun(run, clock.now());
       await store.save(run);
     }
+    if (!run.dryRun && state.target.recordOutcome) {
+      const finished = run;
+      await state.target
+        .recordOutcome(finished, { runId: finished.id, run: finished, log, signal, progress: () => undefined })
+        .catch((error: unknown) => log.warn({ err: error }, 'could not record the outcome on the target'));
+    }
     log.info({ status: run.status, durationMs: run.durationMs }, 'run finished');
     this.#emit({ type: 'run-finished', run });
     return run;
+  }
+
+  /**
+   * A resumed run skips preflight, where the target completes the source's
+   * credentials (CNPG reads them from Secrets); do that before the first phase
+   * that talks to the source. A failing check fails the phase.
+   */
+  async #resolveSourceForResume(state: RunState, ctx: PhaseContext): Promise<void> {
+    if (state.sourceResolved || !state.target.resolveSource) return;
+    const resolved = await state.target.resolveSource(state.job.source, ctx);
+    const failing = resolved.checks.filter((c) => !c.ok && c.severity !== 'warning');
+    if (failing.length > 0) {
+      throw new PhaseFailure(failing[0]?.failureClass ?? 'unknown', failing.map((c) => `${c.name}: ${c.message}`).join('; '));
+    }
+    state.job = { ...state.job, source: resolved.source };
+    state.sourceResolved = true;
   }
 
   async #execute(
@@ -171,8 +338,13 @@ export class Runner {
     const { sql, clock } = this.#deps;
     switch (phase) {
       case 'preflight': {
-        const source = await inspectSource(state.job, sql);
-        const checks = [...source.checks];
+        const resolved = state.target.resolveSource ? await state.target.resolveSource(state.job.source, ctx) : undefined;
+        if (resolved) state.job = { ...state.job, source: resolved.source };
+        state.sourceResolved = true;
+        const unresolved = resolved?.checks.filter((c) => !c.ok) ?? [];
+        // Without its credentials the source cannot be asked anything meaningful.
+        const source = unresolved.length > 0 ? { checks: [] } : await inspectSource(state.job, sql);
+        const checks = [...(resolved?.checks ?? []), ...source.checks];
         if (source.facts) {
           state.facts = source.facts;
           checks.push(...(await state.target.preflight(source.facts, ctx)));
@@ -198,6 +370,7 @@ export class Runner {
         };
       }
       case 'snapshot': {
+        await this.#resolveSourceForResume(state, ctx);
         const databases = await databasesToVerify(state.job, sql);
         state.databases = databases;
         const figures = await snapshotSource(state.job, databases, sql);
@@ -213,9 +386,14 @@ export class Runner {
       case 'start':
         return { record: run, detail: await state.target.start(ctx) };
       case 'verify': {
-        const databases = state.databases ?? (await databasesToVerify(state.job, sql));
+        await this.#resolveSourceForResume(state, ctx);
+        // A resumed run verifies exactly the databases its snapshot covered.
+        const fromSnapshot = run.snapshot && state.job.verify.databases.length === 0 ? run.snapshot.databases : undefined;
+        const databases =
+          state.databases ?? fromSnapshot?.map((f) => ({ name: f.database, requiredTables: [] })) ?? (await databasesToVerify(state.job, sql));
+        const owner = state.job.verify.owner ?? state.target.defaultOwner?.();
         const verification = await verifyCopy({
-          job: state.job,
+          job: owner ? { ...state.job, verify: { ...state.job.verify, owner } } : state.job,
           databases,
           sourceFigures: run.snapshot?.databases ?? [],
           target: state.target,

@@ -100,7 +100,74 @@ export function checkCronExpression(expression: string): CronCheck {
     const problem = checkField(field, spec);
     if (problem) return { ok: false, reason: problem };
   }
+  const days = expandField(fields[fields.length - 3] as string, DAY_OF_MONTH);
+  const months = expandField(fields[fields.length - 2] as string, MONTH);
+  if (!months.some((month) => days.some((day) => day <= (MAX_DAYS_IN_MONTH[month] ?? 31)))) {
+    return { ok: false, reason: `day of month ${days.join(',')} never occurs in month ${months.join(',')}` };
+  }
   return { ok: true, fields };
+}
+
+const MAX_DAYS_IN_MONTH: Readonly<Record<number, number>> = {
+  1: 31,
+  2: 29,
+  3: 31,
+  4: 30,
+  5: 31,
+  6: 30,
+  7: 31,
+  8: 31,
+  9: 30,
+  10: 31,
+  11: 30,
+  12: 31,
+};
+
+/** The values one valid field stands for, ascending. "N/step" means N to the field's end in steps, as in Vixie cron and Kubernetes. */
+function expandField(field: string, spec: FieldSpec): number[] {
+  const values = new Set<number>();
+  // Day of week: "*" is 0-6, and 7 (another Sunday) becomes 0.
+  const top = spec === DAY_OF_WEEK ? 6 : spec.max;
+  for (const part of field.split(',')) {
+    const [range = '*', stepText] = part.split('/');
+    const step = stepText === undefined ? 1 : Number(stepText);
+    let low = spec.min;
+    let high = top;
+    if (range !== '*') {
+      const [first = '', last] = range.split('-');
+      low = parseValue(first, spec) as number;
+      high = last !== undefined ? (parseValue(last, spec) as number) : stepText !== undefined ? spec.max : low;
+    }
+    for (let value = low; value <= high; value += step) values.add(spec === DAY_OF_WEEK && value === 7 ? 0 : value);
+  }
+  return [...values].sort((a, b) => a - b);
+}
+
+/** The six fields of a valid expression as sorted value lists; a 5-field expression gets second 0. */
+export interface CronFields {
+  second: number[];
+  minute: number[];
+  hour: number[];
+  dayOfMonth: number[];
+  month: number[];
+  dayOfWeek: number[];
+}
+
+/** Expands a valid expression (see checkCronExpression) into its value lists; throws on an invalid one. */
+export function expandCronFields(expression: string): CronFields {
+  const check = checkCronExpression(expression);
+  if (!check.ok) throw new Error(`"${expression}" is not a valid cron expression (${check.reason})`);
+  const f = check.fields.length === 5 ? ['0', ...check.fields] : check.fields;
+  const specs = [SECOND, MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK];
+  const [second, minute, hour, dayOfMonth, month, dayOfWeek] = specs.map((spec, i) => expandField(f[i] as string, spec)) as [
+    number[],
+    number[],
+    number[],
+    number[],
+    number[],
+    number[],
+  ];
+  return { second, minute, hour, dayOfMonth, month, dayOfWeek };
 }
 
 /**

@@ -30,6 +30,14 @@ go_pkg=golang-1.27
 root_pkg=golang-k8s-apiextensions-apiserver-dev
 etcd_suite=trixie
 etcd_min_version=3.5.13
+# Server-side apply on built-in types needs their OpenAPI models, which kube-apiserver generates into
+# k8s.io/kubernetes (not packaged); openapi-gen makes the same from the packaged k8s.io/api sources.
+openapi_pkgs=(
+  k8s.io/api/core/v1 k8s.io/api/batch/v1 k8s.io/api/coordination/v1 k8s.io/api/events/v1 k8s.io/api/autoscaling/v1
+  k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1 k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1
+  k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version
+  k8s.io/apimachinery/pkg/util/intstr k8s.io/apimachinery/pkg/api/resource
+)
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   if [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
@@ -51,7 +59,7 @@ source_hash() {
   # Sorted file names and contents: renaming or editing any source file changes the hash.
   (
     cd "$src_dir"
-    echo "build-format=$build_format go=$go_pkg"
+    echo "build-format=$build_format go=$go_pkg openapi=${openapi_pkgs[*]}"
     find . -type f \( -name '*.go' -o -name 'go.mod' \) -print | LC_ALL=C sort | while read -r f; do
       echo "$f"
       sha256sum <"$f"
@@ -144,7 +152,7 @@ apt_update() { # suite; index refreshed at most once a day
   log "apt-get update ($mirror $suite, private lists in $d)"
   local opts
   mapfile -t opts < <(apt_opts "$suite")
-  apt-get "${opts[@]}" update >"$d/update.log" 2>&1 || {
+  apt-get "${opts[@]}" --error-on=any update >"$d/update.log" 2>&1 || {
     tail -n 20 "$d/update.log" >&2
     die "apt-get update for $suite from $mirror failed (log: $d/update.log)"
   }
@@ -246,14 +254,6 @@ rm -rf "$pkg_dir"
 mkdir -p "$pkg_dir"
 cp "$src_dir"/*.go "$pkg_dir/"
 
-# Server-side apply on built-in types needs their OpenAPI models, which kube-apiserver generates into
-# k8s.io/kubernetes (not packaged); openapi-gen makes the same from the packaged k8s.io/api sources.
-openapi_pkgs=(
-  k8s.io/api/core/v1 k8s.io/api/batch/v1 k8s.io/api/coordination/v1 k8s.io/api/events/v1 k8s.io/api/autoscaling/v1
-  k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1 k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1
-  k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version
-  k8s.io/apimachinery/pkg/util/intstr k8s.io/apimachinery/pkg/api/resource
-)
 go_env=(
   env -u GOFLAGS -u GOOS -u GOARCH
   GO111MODULE=off GOTOOLCHAIN=local GOPROXY=off CGO_ENABLED=0
@@ -278,7 +278,7 @@ log "generating OpenAPI models for the built-in types"
   die "openapi-gen failed (log: $cache/build/openapi-gen.log)"
 }
 
-log "compiling kube-apiserver-lite ($want_hash; a cold build takes ~5 min on 2 cores, later ones reuse GOCACHE)"
+log "compiling kube-apiserver-lite ($want_hash; about 2 min on 2 cores when GOCACHE is cold)"
 # /version reports the Kubernetes release the libraries come from (golang-k8s-apiserver-dev 0.36.4 is
 # Kubernetes 1.36.4); kubectl refuses the libraries' placeholder "v0.0.0-master+$Format:%H$".
 lib_version=$(dpkg-deb -f "$(ls "$go_debs"/golang-k8s-apiserver-dev_*.deb | head -n1)" Version)

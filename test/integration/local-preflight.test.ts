@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import type { RunRecord } from '../../src/runner/run-record.js';
 import { postmasterPid, queryCopy } from '../support/copy-queries.js';
-import { freePort, LocalHarness } from '../support/local-harness.js';
+import { dataDirOf, freePort, LocalHarness } from '../support/local-harness.js';
 
 /**
  * Every preflight failure must leave the existing copy running and untouched:
@@ -20,7 +20,7 @@ beforeAll(async () => {
   harness = await LocalHarness.start();
   targetPort = await freePort();
   const config = harness.config(harness.jobYaml({ targetPort }));
-  dataDir = config.jobs[0]?.target.dataDir ?? '';
+  dataDir = dataDirOf(config);
   const first = await harness.run(config);
   expect(first.status, JSON.stringify(first.error)).toBe('succeeded');
   await queryCopy(targetPort, harness.ownerPassword, "INSERT INTO public.users (id, email) VALUES (777777, 'sentinel@example.com')");

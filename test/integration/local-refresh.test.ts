@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileRunStore } from '../../src/history/file-store.js';
 import { MARKER_FILE } from '../../src/target/local/commands.js';
 import { postmasterPid, queryCopy } from '../support/copy-queries.js';
-import { freePort, LocalHarness } from '../support/local-harness.js';
+import { dataDirOf, freePort, LocalHarness } from '../support/local-harness.js';
 
 let harness: LocalHarness;
 let targetPort: number;
@@ -50,7 +50,7 @@ describe('local target, password authentication', () => {
       ['database owner', true],
     ]);
 
-    const marker = JSON.parse(readFileSync(path.join(config.jobs[0]?.target.dataDir ?? '', MARKER_FILE), 'utf8'));
+    const marker = JSON.parse(readFileSync(path.join(dataDirOf(config), MARKER_FILE), 'utf8'));
     expect(marker).toMatchObject({ managedBy: 'db-refresher', job: 'qa', runId: run.id });
 
     const stored = await new FileRunStore(config.stateDir).get(run.id);
@@ -59,7 +59,7 @@ describe('local target, password authentication', () => {
 
   it('a second refresh replaces the first: writes to the copy vanish, new source data appears', async () => {
     const config = harness.config(harness.jobYaml({ targetPort }));
-    const dataDir = config.jobs[0]?.target.dataDir ?? '';
+    const dataDir = dataDirOf(config);
     const pidBefore = postmasterPid(dataDir);
     expect(pidBefore).toBeDefined();
     await queryCopy(
@@ -91,7 +91,7 @@ describe('local target, password authentication', () => {
 
   it('a dry run checks and snapshots but changes nothing', async () => {
     const config = harness.config(harness.jobYaml({ targetPort }));
-    const dataDir = config.jobs[0]?.target.dataDir ?? '';
+    const dataDir = dataDirOf(config);
     const pidBefore = postmasterPid(dataDir);
     const run = await harness.run(config, 'qa', { dryRun: true });
     expect(run.status).toBe('succeeded');

@@ -3,8 +3,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PhaseFailure } from '../../src/errors.js';
 import { silentLogger } from '../../src/observe/logger.js';
+import { newRun } from '../../src/runner/run-record.js';
 import { MARKER_FILE } from '../../src/target/local/commands.js';
-import { LocalTarget } from '../../src/target/local/index.js';
+import { asLocalJob, LocalTarget } from '../../src/target/local/index.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 
 /** db-refresher deletes a data directory only when it can prove it made it for this job. */
@@ -41,8 +42,9 @@ describe('safety rails of the local target', () => {
     expect(snapshotDir(bystander.dataDir)).toEqual(before);
 
     // Even called directly, past preflight, teardown refuses.
-    const target = new LocalTarget({ job: config.jobs[0] as (typeof config.jobs)[number], jobPath: 'jobs[0]' });
-    const ctx = { runId: 'direct', log: silentLogger(), signal: new AbortController().signal, progress: () => undefined };
+    const target = new LocalTarget({ job: asLocalJob(config.jobs[0] as (typeof config.jobs)[number]), jobPath: 'jobs[0]' });
+    const directRun = newRun({ id: 'direct', job: 'qa', trigger: { kind: 'cli' }, dryRun: false, now: new Date(), source: { host: '', port: 0, user: '' }, target: target.describe() });
+    const ctx = { runId: 'direct', run: directRun, log: silentLogger(), signal: new AbortController().signal, progress: () => undefined };
     await expect(target.teardown(ctx)).rejects.toBeInstanceOf(PhaseFailure);
     expect(snapshotDir(bystander.dataDir)).toEqual(before);
   });

@@ -100,3 +100,10 @@ ${
 }
 
 export { freePort };
+
+/** The data directory of a config's first job, which the harness always makes local. */
+export function dataDirOf(config: Config): string {
+  const target = config.jobs[0]?.target;
+  if (target?.kind !== 'local') throw new Error('not a local job');
+  return target.dataDir;
+}

@@ -6,7 +6,7 @@ import { Secret } from '../../src/config/secret.js';
 import type { JobConfig } from '../../src/config/types.js';
 import { FAILURE_HINTS } from '../../src/failures.js';
 import { failRun, newRun, PHASES, startPhase, succeedPhase } from '../../src/runner/run-record.js';
-import { LocalTarget } from '../../src/target/local/index.js';
+import { asLocalJob, LocalTarget } from '../../src/target/local/index.js';
 
 function jobFrom(yamlJob: string, env: NodeJS.ProcessEnv = { PW: 'x' }): JobConfig {
   const config = parseConfig(`jobs:\n${yamlJob}`, { source: 'test.yaml', baseDir: '/etc/db-refresher', env });
@@ -38,7 +38,7 @@ const scheduledJob = `
 
 function planFor(yamlJob: string) {
   const job = jobFrom(yamlJob);
-  const target = new LocalTarget({ job, jobPath: 'jobs[0]' }).describe();
+  const target = new LocalTarget({ job: asLocalJob(job), jobPath: 'jobs[0]' }).describe();
   return { job, target, plan: buildPlan(job, target) };
 }
 
@@ -122,7 +122,7 @@ describe('renderRunText', () => {
       dryRun: false,
       now: T0,
       source: { host: 'db.example.com', port: 5432, user: 'replicator' },
-      target: new LocalTarget({ job, jobPath: 'jobs[0]' }).describe(),
+      target: new LocalTarget({ job: asLocalJob(job), jobPath: 'jobs[0]' }).describe(),
     });
     let t = 0;
     for (const phase of ['preflight', 'snapshot', 'teardown'] as const) {

@@ -30,15 +30,23 @@ import { directorySize, inspectDataDir, overlaps, readMarker, refusalReason, run
 /** Room kept free beyond the source's size: WAL streamed during the copy lands on the target too. */
 const ROOM_FACTOR = 1.1;
 
+export type LocalJob = JobConfig & { target: LocalTargetConfig };
+
+/** Narrows a job to one with a local target (for callers holding a plain JobConfig). */
+export function asLocalJob(job: JobConfig): LocalJob {
+  if (job.target.kind !== 'local') throw new Error(`job "${job.name}" has a ${job.target.kind} target, not local`);
+  return { ...job, target: job.target };
+}
+
 export interface LocalTargetOptions {
-  job: JobConfig;
+  job: LocalJob;
   /** `jobs[3]`, so messages can name the config key to change. */
   jobPath: string;
   env?: NodeJS.ProcessEnv;
 }
 
 export class LocalTarget implements Target {
-  readonly #job: JobConfig;
+  readonly #job: LocalJob;
   readonly #config: LocalTargetConfig;
   readonly #jobPath: string;
   readonly #env: NodeJS.ProcessEnv;

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { SSL_MODES } from './schema.js';
+import { type CnpgValues, cnpgValuesSchema } from './schema-cnpg.js';
+import type { SourceConfig, SslMode } from './types.js';
+
+/**
+ * Reads a cnpg target's values (inline or from a Helm values file) and derives
+ * the job's source from the externalClusters entry they clone from. Problems
+ * are collected as lines with their path, like the rest of config loading.
+ */
+
+function issueLines(issues: readonly z.core.$ZodIssue[], prefix: string, formatPath: (p: readonly PropertyKey[]) => string): string[] {
+  return issues.flatMap((issue) => {
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => `${prefix}${formatPath([...issue.path, key])}: unknown key "${key}" in the cnpg-database values`);
+    }
+    const at = formatPath(issue.path);
+    const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+    return [`${prefix}${at === '(top level)' ? '' : at}${at === '(top level)' ? '' : ': '}${message}`];
+  });
+}
+
+export function parseCnpgValues(
+  input: { inline?: unknown; file?: string },
+  at: string,
+  formatPath: (p: readonly PropertyKey[]) => string,
+  problems: string[],
+): CnpgValues | undefined {
+  let raw: unknown = input.inline;
+  let prefix = `${at}.values.`;
+  if (input.file !== undefined) {
+    prefix = `${at}.valuesFile (${input.file}): `;
+    let text: string;
+    try {
+      text = readFileSync(input.file, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      problems.push(`${at}.valuesFile: ${input.file} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`);
+      return undefined;
+    }
+    const document = parseDocument(text, { uniqueKeys: true });
+    if (document.errors.length > 0) {
+      problems.push(...document.errors.map((e) => `${prefix}YAML: ${(e.message.split('\n')[0] ?? '').trim()}`));
+      return undefined;
+    }
+    raw = document.toJS();
+  }
+  const parsed = cnpgValuesSchema.safeParse(raw ?? {}, { reportInput: true });
+  if (!parsed.success) {
+    problems.push(...issueLines(parsed.error.issues, prefix, formatPath));
+    return undefined;
+  }
+  return parsed.data;
+}
+
+/** The externalClusters entry the Cluster clones from. The schema guarantees it exists. */
+export function sourceCluster(values: CnpgValues): CnpgValues['externalClusters'][number] {
+  const name = values.bootstrapDB.pg_basebackup.source;
+  const found = values.externalClusters.find((c) => c.name === name);
+  if (!found) throw new Error(`external cluster ${name} not found`);
+  return found;
+}
+
+/**
+ * What db-refresher itself connects to for preflight and the source snapshot:
+ * the same server the Cluster clones from. Secrets are read from Kubernetes at
+ * run time, so they are absent here.
+ */
+export function sourceFromValues(values: CnpgValues, at: string, problems: string[]): SourceConfig | undefined {
+  const { connectionParameters: params } = sourceCluster(values);
+  const sslmode = (params.sslmode ?? 'prefer') as SslMode;
+  if (!SSL_MODES.includes(sslmode)) {
+    problems.push(`${at}: sslmode "${params.sslmode}" in the source's connectionParameters is not one of ${SSL_MODES.join(', ')}`);
+    return undefined;
+  }
+  const port = Number(params.port ?? 5432);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    problems.push(`${at}: port "${params.port}" in the source's connectionParameters is not a port number`);
+    return undefined;
+  }
+  const user = params.user ?? '';
+  return { host: params.host ?? '', port, user, dbname: params.dbname ?? 'postgres', sslmode, sql: { user, password: undefined } };
+}

@@ -1,0 +1,336 @@
+import { totalTables } from '../../checks/compare.js';
+import { formatBytes } from '../../config/byte-size.js';
+import type { NotifyEvent } from '../../config/types.js';
+import type { FailureClass } from '../../failures.js';
+import type { DatabaseFigures, SkipReason } from '../../ports.js';
+import type { PhaseName, PhaseStatus, RunRecord, RunStatus, Trigger } from '../../runner/run-record.js';
+
+/**
+ * The facts every notification format shares, gathered once from a run record
+ * (or a skipped/upcoming scheduled run) and rendered by render/slack.ts and
+ * render/generic.ts. Pure: records in, plain data and strings out.
+ */
+
+/** The events a target can subscribe to, plus `test` for `db-refresher notify-test`. */
+export type MessageEvent = NotifyEvent | 'test';
+
+export interface JobFacts {
+  name: string;
+  description?: string | undefined;
+  schedule?: string | undefined;
+  timezone: string;
+}
+
+export interface FiguresFacts {
+  sizeBytes: number;
+  tables: number;
+}
+
+export interface DatabaseFacts {
+  name: string;
+  /** Taken on the source just before teardown. */
+  source?: FiguresFacts | undefined;
+  /** Taken on the copy during verification. */
+  copy?: FiguresFacts | undefined;
+}
+
+export interface MessageFacts {
+  /** Unique per notification and stable across delivery attempts, for receivers to drop duplicates. */
+  id: string;
+  event: MessageEvent;
+  occurredAt: string;
+  /** One line for people: the headline of every format. */
+  title: string;
+  job: JobFacts;
+  target: { kind: string; summary: string };
+  trigger?: Trigger | undefined;
+  /** The trigger in words: the schedule, or who asked and why. */
+  triggerText?: string | undefined;
+  run?:
+    | {
+        id: string;
+        url?: string | undefined;
+        status: RunStatus;
+        dryRun: boolean;
+        createdAt: string;
+        finishedAt?: string | undefined;
+        durationMs?: number | undefined;
+        /** From the start of teardown to the end of the start phase: how long the copy was unavailable. */
+        downtimeMs?: number | undefined;
+        /** The old copy was removed and no new copy is running (a failure after teardown began). */
+        targetDown: boolean;
+        phases: Array<{ name: PhaseName; status: PhaseStatus; durationMs?: number | undefined }>;
+      }
+    | undefined;
+  /** Figures per database: source and copy after verification, the source only when the run stopped earlier. */
+  verification?: { ok: boolean | undefined; databases: DatabaseFacts[] } | undefined;
+  error?: { phase: PhaseName; class: FailureClass; message: string; hint: string; details: string[] } | undefined;
+  skipped?: { reason: SkipReason; scheduledFor?: string | undefined; detail?: string | undefined } | undefined;
+  upcoming?: { at: string; leadMinutes: number } | undefined;
+  /** For `test` messages: the notification target being tested. */
+  testTarget?: string | undefined;
+}
+
+/** `https://x/` and `https://x` both give `https://x/api/v1/runs/<id>`. */
+export function runUrl(publicUrl: string | undefined, runId: string): string | undefined {
+  if (!publicUrl) return undefined;
+  return `${publicUrl.replace(/\/+$/, '')}/api/v1/runs/${encodeURIComponent(runId)}`;
+}
+
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined) return 'unknown';
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+/** `30 min`, `2 h 5 min`: a lead time, rounded to minutes. */
+export function formatMinutes(ms: number): string {
+  const minutes = Math.max(0, Math.round(ms / 60_000));
+  if (minutes < 60) return `${minutes} min`;
+  const rest = minutes % 60;
+  return `${Math.floor(minutes / 60)} h${rest ? ` ${rest} min` : ''}`;
+}
+
+/** `2025-01-05 03:00 Europe/Berlin`: built from parts, so it does not depend on a locale's layout. */
+export function formatTime(iso: string, timeZone: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  let parts: Intl.DateTimeFormatPart[];
+  try {
+    parts = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+    }).formatToParts(date);
+  } catch {
+    return iso;
+  }
+  const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? '';
+  return `${part('year')}-${part('month')}-${part('day')} ${part('hour')}:${part('minute')} ${timeZone}`;
+}
+
+export function describeTrigger(trigger: Trigger, job: JobFacts): string {
+  const why = trigger.reason ? `: ${trigger.reason}` : '';
+  switch (trigger.kind) {
+    case 'schedule': {
+      const expression = trigger.schedule ?? job.schedule;
+      const zone = trigger.timezone ?? job.timezone;
+      const schedule = expression ? `schedule ${expression} (${zone})` : 'the schedule';
+      return `${schedule}${trigger.scheduledFor ? `, run due ${formatTime(trigger.scheduledFor, zone)}` : ''}${why}`;
+    }
+    case 'catch-up':
+      return `catch-up of a missed scheduled run${trigger.scheduledFor ? ` due ${formatTime(trigger.scheduledFor, job.timezone)}` : ''}${why}`;
+    case 'cli':
+      return `manually by ${trigger.by ?? 'an unknown user'} (command line)${why}`;
+    case 'http':
+      return `by ${trigger.by ?? 'an unknown caller'} through the HTTP API${why}`;
+  }
+}
+
+const SKIP_REASONS: Readonly<Record<SkipReason, string>> = {
+  overlap: 'the previous run was still going',
+  suspended: 'the job is suspended',
+  missed: 'db-refresher was not running at the scheduled time',
+};
+
+/** How long the copy was unavailable, and whether it still is. */
+export function downtimeOf(run: RunRecord): { downtimeMs?: number; targetDown: boolean } {
+  const teardown = run.phases.find((p) => p.name === 'teardown');
+  const start = run.phases.find((p) => p.name === 'start');
+  if (!teardown?.startedAt) return { targetDown: false };
+  const from = Date.parse(teardown.startedAt);
+  if (start?.status === 'succeeded' && start.finishedAt) return { downtimeMs: Date.parse(start.finishedAt) - from, targetDown: false };
+  // Teardown began and no copy was started: the target is down (still, or since the run ended).
+  const until = run.finishedAt ? Date.parse(run.finishedAt) : undefined;
+  return { ...(until !== undefined ? { downtimeMs: until - from } : {}), targetDown: run.status !== 'running' };
+}
+
+function figures(f: DatabaseFigures | undefined): FiguresFacts | undefined {
+  return f ? { sizeBytes: f.sizeBytes, tables: totalTables(f) } : undefined;
+}
+
+export function databasesOf(run: RunRecord): MessageFacts['verification'] {
+  if (run.verification) {
+    return {
+      ok: run.verification.ok,
+      databases: run.verification.databases.map((d) => ({ name: d.database, source: figures(d.source), copy: figures(d.copy) })),
+    };
+  }
+  if (run.snapshot) {
+    return { ok: undefined, databases: run.snapshot.databases.map((d) => ({ name: d.database, source: figures(d) })) };
+  }
+  return undefined;
+}
+
+function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
+  const dry = run.dryRun ? ' (dry run)' : '';
+  switch (event) {
+    case 'started':
+      return run.status === 'queued' ? `Refresh of ${job} queued: waiting for a free slot${dry}` : `Refresh of ${job} started${dry}`;
+    case 'succeeded':
+      return `${job} refreshed in ${formatDuration(run.durationMs)}${dry}`;
+    default:
+      if (run.status === 'interrupted') return `Refresh of ${job} interrupted in ${run.error?.phase ?? 'an unknown phase'}${dry}`;
+      return `Refresh of ${job} failed in ${run.error?.phase ?? 'an unknown phase'}: ${run.error?.class ?? 'unknown'}${dry}`;
+  }
+}
+
+/** Facts for a run event: `started` for a new run, `succeeded` or `failed` for a finished one. */
+export function runFacts(input: {
+  event: 'started' | 'succeeded' | 'failed';
+  run: RunRecord;
+  job: JobFacts;
+  publicUrl?: string | undefined;
+  now: Date;
+}): MessageFacts {
+  const { run, event, job } = input;
+  const { downtimeMs, targetDown } = downtimeOf(run);
+  return {
+    id: `${run.id}.${event}`,
+    event,
+    occurredAt: (event === 'started' ? run.createdAt : run.finishedAt) ?? input.now.toISOString(),
+    title: runTitle(event, run, job.name),
+    job,
+    target: { kind: run.target.kind, summary: run.target.summary },
+    trigger: run.trigger,
+    triggerText: describeTrigger(run.trigger, job),
+    run: {
+      id: run.id,
+      url: runUrl(input.publicUrl, run.id),
+      status: run.status,
+      dryRun: run.dryRun,
+      createdAt: run.createdAt,
+      finishedAt: run.finishedAt,
+      durationMs: run.durationMs,
+      downtimeMs,
+      targetDown,
+      phases: run.phases.map((p) => ({ name: p.name, status: p.status, durationMs: p.durationMs })),
+    },
+    verification: event === 'started' ? undefined : databasesOf(run),
+    error: run.error
+      ? {
+          phase: run.error.phase,
+          class: run.error.class,
+          message: run.error.message,
+          hint: run.error.hint,
+          details: [...(run.error.details ?? [])],
+        }
+      : undefined,
+  };
+}
+
+export function skippedFacts(input: {
+  job: JobFacts;
+  target: { kind: string; summary: string };
+  reason: SkipReason;
+  scheduledFor?: string | undefined;
+  detail?: string | undefined;
+  now: Date;
+}): MessageFacts {
+  const { job, reason, scheduledFor } = input;
+  const when = scheduledFor ? ` (due ${formatTime(scheduledFor, job.timezone)})` : '';
+  const trigger: Trigger = { kind: 'schedule', by: 'scheduler', ...(scheduledFor ? { scheduledFor } : {}) };
+  return {
+    id: `${job.name}.skipped.${scheduledFor ?? input.now.toISOString()}`,
+    event: 'skipped',
+    occurredAt: input.now.toISOString(),
+    title: `Scheduled refresh of ${job.name} skipped${when}: ${SKIP_REASONS[reason]}`,
+    job,
+    target: input.target,
+    trigger,
+    triggerText: describeTrigger(trigger, job),
+    skipped: { reason, scheduledFor, detail: input.detail },
+  };
+}
+
+export function upcomingFacts(input: {
+  job: JobFacts;
+  target: { kind: string; summary: string };
+  at: string;
+  leadMinutes: number;
+  now: Date;
+}): MessageFacts {
+  const { job, at } = input;
+  const inMs = Date.parse(at) - input.now.getTime();
+  const trigger: Trigger = { kind: 'schedule', by: 'scheduler', scheduledFor: at };
+  return {
+    id: `${job.name}.upcoming.${at}`,
+    event: 'upcoming',
+    occurredAt: input.now.toISOString(),
+    title: `${job.name} will be refreshed in ${formatMinutes(inMs)}, at ${formatTime(at, job.timezone)}`,
+    job,
+    target: input.target,
+    trigger,
+    triggerText: describeTrigger(trigger, job),
+    upcoming: { at, leadMinutes: input.leadMinutes },
+  };
+}
+
+/** A sample message for `db-refresher notify-test`: clearly a test, so no receiver mistakes it for a refresh. */
+export function testFacts(input: {
+  notificationTarget: string;
+  job: JobFacts;
+  target: { kind: string; summary: string };
+  id: string;
+  now: Date;
+}): MessageFacts {
+  const trigger: Trigger = { kind: 'cli', by: 'db-refresher notify-test', reason: 'test message' };
+  return {
+    id: input.id,
+    event: 'test',
+    occurredAt: input.now.toISOString(),
+    title: `Test message from db-refresher to notification target ${input.notificationTarget}`,
+    job: input.job,
+    target: input.target,
+    trigger,
+    triggerText: describeTrigger(trigger, input.job),
+    testTarget: input.notificationTarget,
+  };
+}
+
+/** `app: 42 tables (source 42), 1.2 GiB (source 1.2 GiB)`. */
+export function describeDatabase(db: DatabaseFacts): string {
+  const { source, copy } = db;
+  if (copy) {
+    const tables = `${copy.tables} tables${source ? ` (source ${source.tables})` : ''}`;
+    const size = `${formatBytes(copy.sizeBytes)}${source ? ` (source ${formatBytes(source.sizeBytes)})` : ''}`;
+    return `${db.name}: ${tables}, ${size}`;
+  }
+  if (source) return `${db.name}: source has ${source.tables} tables, ${formatBytes(source.sizeBytes)}`;
+  return `${db.name}: no figures`;
+}
+
+/** The outcome in a few words, for status bars. */
+export function statusLine(facts: MessageFacts): string {
+  const run = facts.run;
+  switch (facts.event) {
+    case 'started':
+      return `Started${run?.dryRun ? ' (dry run)' : ''}`;
+    case 'succeeded': {
+      const parts = [`Succeeded in ${formatDuration(run?.durationMs)}`];
+      if (run?.downtimeMs !== undefined) parts.push(`downtime ${formatDuration(run.downtimeMs)}`);
+      const dbs = facts.verification?.databases.length;
+      if (dbs) parts.push(`${dbs} ${dbs === 1 ? 'database' : 'databases'} verified`);
+      return parts.join(' · ');
+    }
+    case 'failed': {
+      const parts = [`${run?.status === 'interrupted' ? 'Interrupted' : 'Failed'} in ${facts.error?.phase ?? 'unknown phase'}`];
+      if (facts.error) parts.push(facts.error.class);
+      if (run?.targetDown) parts.push('target has no running copy');
+      return parts.join(' · ');
+    }
+    case 'skipped':
+      return `Skipped: ${facts.skipped?.reason ?? 'unknown reason'}`;
+    case 'upcoming':
+      return `Upcoming: ${facts.upcoming ? formatTime(facts.upcoming.at, facts.job.timezone) : ''}`;
+    case 'test':
+      return 'Test message: delivery works';
+  }
+}

@@ -1,0 +1,181 @@
+import {
+  describeDatabase,
+  formatDuration,
+  formatMinutes,
+  formatTime,
+  type MessageEvent,
+  type MessageFacts,
+  statusLine,
+} from './message.js';
+import { escapeSlack, truncate } from './text.js';
+
+/**
+ * The payload for Slack incoming webhooks, also accepted by Mattermost and by
+ * Discord's `/slack` endpoint. Slack shows the Block Kit `blocks` and one
+ * coloured attachment as the status bar; `text` is the notification fallback
+ * there, and what Mattermost and Discord (which ignore blocks) show, so it
+ * carries the whole message in plain lines. Every piece is cut to Slack's
+ * limits. Pure.
+ */
+
+export const SLACK_LIMITS = {
+  /** Slack truncates `text` beyond this. */
+  text: 40_000,
+  blocks: 50,
+  sectionText: 3000,
+  field: 2000,
+  fields: 10,
+  header: 150,
+  contextText: 2000,
+} as const;
+
+/** Status bar colours (Slack's own palette). */
+export const SLACK_COLORS: Readonly<Record<MessageEvent | 'interrupted', string>> = {
+  started: '#1d9bd1',
+  succeeded: '#2eb67d',
+  failed: '#e01e5a',
+  interrupted: '#e01e5a',
+  skipped: '#ecb22e',
+  upcoming: '#868686',
+  test: '#1d9bd1',
+};
+
+const ICONS: Readonly<Record<MessageEvent, string>> = {
+  started: '🔄',
+  succeeded: '✅',
+  failed: '❌',
+  skipped: '⏭️',
+  upcoming: '⏰',
+  test: '🔔',
+};
+
+type PlainText = { type: 'plain_text'; text: string; emoji: true };
+type Mrkdwn = { type: 'mrkdwn'; text: string };
+export type SlackBlock =
+  | { type: 'header'; text: PlainText }
+  | { type: 'section'; text: Mrkdwn }
+  | { type: 'section'; fields: Mrkdwn[] }
+  | { type: 'context'; elements: Mrkdwn[] }
+  | { type: 'divider' };
+
+export interface SlackPayload {
+  text: string;
+  blocks: SlackBlock[];
+  attachments: Array<{ color: string; fallback: string; text: string }>;
+}
+
+const TARGET_DOWN = 'The old copy was removed and no new copy is running: the target stays down until a refresh succeeds.';
+
+interface Fact {
+  label: string;
+  value: string;
+}
+
+/** The labelled facts of a message, in the order people read them. Values are plain text (not yet escaped). */
+function factsList(facts: MessageFacts): Fact[] {
+  const list: Fact[] = [];
+  const { job, run } = facts;
+  list.push({ label: 'Job', value: job.description ? `${job.name} (${job.description})` : job.name });
+  list.push({ label: 'Target', value: facts.target.summary });
+  if (facts.testTarget) list.push({ label: 'Notification target', value: facts.testTarget });
+  if (facts.triggerText && facts.event !== 'test') list.push({ label: 'Trigger', value: facts.triggerText });
+  // The trigger already says when a skipped or upcoming run is due.
+  if (facts.skipped) list.push({ label: 'Reason', value: facts.skipped.reason });
+  if (facts.upcoming) list.push({ label: 'Announced', value: `${formatMinutes(facts.upcoming.leadMinutes * 60_000)} ahead` });
+  if (run) {
+    if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
+    else list.push({ label: 'Duration', value: formatDuration(run.durationMs) });
+    if (facts.event !== 'started' && run.downtimeMs !== undefined) {
+      list.push({ label: 'Downtime', value: `${formatDuration(run.downtimeMs)}${run.targetDown ? ' (target still down)' : ''}` });
+    }
+  }
+  return list;
+}
+
+function figuresHeading(facts: MessageFacts): string {
+  return facts.verification?.ok === undefined ? 'Source figures (not verified)' : 'Verification against the source';
+}
+
+function runLink(facts: MessageFacts): string | undefined {
+  const run = facts.run;
+  if (!run) return undefined;
+  return run.url ? `Run \`${run.id}\` · <${run.url}|Open the run record>` : `Run \`${run.id}\``;
+}
+
+function section(text: string): SlackBlock {
+  return { type: 'section', text: { type: 'mrkdwn', text: truncate(text, SLACK_LIMITS.sectionText) } };
+}
+
+function blocksFor(facts: MessageFacts): SlackBlock[] {
+  const e = escapeSlack;
+  const blocks: SlackBlock[] = [
+    {
+      type: 'header',
+      text: { type: 'plain_text', text: truncate(`${ICONS[facts.event]} ${facts.title}`, SLACK_LIMITS.header), emoji: true },
+    },
+  ];
+  const fields = factsList(facts)
+    .slice(0, SLACK_LIMITS.fields)
+    .map((f): Mrkdwn => ({ type: 'mrkdwn', text: truncate(`*${f.label}*\n${e(f.value)}`, SLACK_LIMITS.field) }));
+  blocks.push({ type: 'section', fields });
+
+  if (facts.error) {
+    const { error } = facts;
+    const verb = facts.run?.status === 'interrupted' ? 'Interrupted' : 'Failed';
+    const lines = [`*${verb} in ${error.phase}:* \`${error.class}\``, e(error.message), `*What to do:* ${e(error.hint)}`];
+    if (facts.run?.targetDown) lines.push(`:warning: *${TARGET_DOWN}*`);
+    blocks.push(section(lines.join('\n')));
+  }
+  if (facts.skipped?.detail) blocks.push(section(e(facts.skipped.detail)));
+  if (facts.verification && facts.verification.databases.length > 0) {
+    const lines = facts.verification.databases.map((d) => `• ${e(describeDatabase(d))}`);
+    blocks.push(section(`*${figuresHeading(facts)}*\n${lines.join('\n')}`));
+  }
+  if (facts.event === 'test') {
+    blocks.push(section('This is a test message sent by `db-refresher notify-test`. Nothing was refreshed.'));
+  }
+  const link = runLink(facts);
+  if (link) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: truncate(link, SLACK_LIMITS.contextText) }] });
+  return limitBlocks(blocks);
+}
+
+/** Keeps at most Slack's block count, saying how many were left out. */
+export function limitBlocks(blocks: SlackBlock[]): SlackBlock[] {
+  if (blocks.length <= SLACK_LIMITS.blocks) return blocks;
+  const kept = blocks.slice(0, SLACK_LIMITS.blocks - 1);
+  const left = blocks.length - kept.length;
+  return [...kept, { type: 'context', elements: [{ type: 'mrkdwn', text: `… ${left} more ${left === 1 ? 'block' : 'blocks'} left out` }] }];
+}
+
+/** The whole message as plain lines: Slack's notification text, and the message itself in Mattermost and Discord. */
+function fallbackText(facts: MessageFacts): string {
+  const e = escapeSlack;
+  const lines = [`${ICONS[facts.event]} ${e(facts.title)}`];
+  for (const fact of factsList(facts)) lines.push(`${fact.label}: ${e(fact.value)}`);
+  if (facts.error) {
+    const verb = facts.run?.status === 'interrupted' ? 'Interrupted' : 'Failed';
+    lines.push(`${verb} in ${facts.error.phase}: ${facts.error.class}`, e(facts.error.message), `What to do: ${e(facts.error.hint)}`);
+    if (facts.run?.targetDown) lines.push(TARGET_DOWN);
+  }
+  if (facts.skipped?.detail) lines.push(e(facts.skipped.detail));
+  if (facts.verification && facts.verification.databases.length > 0) {
+    lines.push(`${figuresHeading(facts)}:`, ...facts.verification.databases.map((d) => `• ${e(describeDatabase(d))}`));
+  }
+  if (facts.event === 'test') lines.push('This is a test message sent by db-refresher notify-test. Nothing was refreshed.');
+  if (facts.run) lines.push(facts.run.url ? `Run ${facts.run.id}: ${facts.run.url}` : `Run ${facts.run.id}`);
+  return truncate(lines.join('\n'), SLACK_LIMITS.text);
+}
+
+function colorFor(facts: MessageFacts): string {
+  if (facts.event === 'failed' && facts.run?.status === 'interrupted') return SLACK_COLORS.interrupted;
+  return SLACK_COLORS[facts.event];
+}
+
+export function renderSlack(facts: MessageFacts): SlackPayload {
+  const status = truncate(escapeSlack(statusLine(facts)), SLACK_LIMITS.sectionText);
+  return {
+    text: fallbackText(facts),
+    blocks: blocksFor(facts),
+    attachments: [{ color: colorFor(facts), fallback: status, text: status }],
+  };
+}

@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import type { CnpgTargetConfig } from '../../src/config/types.js';
+import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from '../../src/target/cnpg/guard.js';
+import { classifyPodLog, isWaitingForSource, readableLine } from '../../src/target/cnpg/pod-log.js';
+
+const target = (over: Partial<CnpgTargetConfig> = {}) =>
+  ({ kind: 'cnpg', namespace: 'qa', clusterName: 'qa-db', protectedNamePattern: 'prod', adopt: false, ...over }) as CnpgTargetConfig;
+
+describe('ownershipRefusal', () => {
+  const base = { job: 'qa', jobPath: 'jobs[0]', adopt: false, name: 'qa-db', namespace: 'qa' };
+  it('allows a missing Cluster and one db-refresher made for this job', () => {
+    expect(ownershipRefusal({ ...base, existing: undefined })).toBeUndefined();
+    expect(
+      ownershipRefusal({
+        ...base,
+        existing: { labels: { 'app.kubernetes.io/managed-by': 'db-refresher' }, annotations: { 'db-refresher.io/job': 'qa' } },
+      }),
+    ).toBeUndefined();
+  });
+  it('refuses a foreign Cluster and says how to adopt it', () => {
+    const reason = ownershipRefusal({ ...base, existing: { labels: { 'app.kubernetes.io/managed-by': 'Helm' }, annotations: {} } });
+    expect(reason).toContain('was not created by db-refresher');
+    expect(reason).toContain('jobs[0].target.adopt: true');
+    expect(reason).toContain('kubectl label cluster qa-db -n qa');
+  });
+  it('adopt allows a foreign Cluster but never one of another job', () => {
+    expect(ownershipRefusal({ ...base, adopt: true, existing: { labels: {}, annotations: {} } })).toBeUndefined();
+    const other = ownershipRefusal({
+      ...base,
+      adopt: true,
+      existing: { labels: { 'app.kubernetes.io/managed-by': 'db-refresher' }, annotations: { 'db-refresher.io/job': 'reporting' } },
+    });
+    expect(other).toContain('belongs to db-refresher job "reporting"');
+  });
+});
+
+describe('configRefusals', () => {
+  it('refuses namespaces outside the allowlist and protected names', () => {
+    expect(configRefusals({ target: target({ allowedNamespaces: ['staging'] }), sourceHost: 'db', sourceClusterName: 'p' })[0]).toContain(
+      'not in this job',
+    );
+    expect(configRefusals({ target: target({ clusterName: 'prod-copy' }), sourceHost: 'db', sourceClusterName: 'p' })[0]).toContain(
+      'protected pattern',
+    );
+    expect(
+      configRefusals({ target: target({ clusterName: 'PRODUCTION' as string }), sourceHost: 'db', sourceClusterName: 'p' }),
+    ).toHaveLength(1);
+    expect(configRefusals({ target: target(), sourceHost: 'db', sourceClusterName: 'p' })).toEqual([]);
+  });
+  it.each(['qa-db-rw', 'qa-db-rw.qa', 'qa-db-rw.qa.svc', 'QA-DB-RW.qa.svc.cluster.local.', 'qa-db-r.qa.svc'])(
+    'refuses the source host %s: it is the target',
+    (host) => {
+      expect(configRefusals({ target: target(), sourceHost: host, sourceClusterName: 'p' }).join()).toContain(
+        "target Cluster's own service",
+      );
+    },
+  );
+  it("accepts another cluster's service with a similar name", () => {
+    expect(configRefusals({ target: target(), sourceHost: 'qa-db-rw.production.svc', sourceClusterName: 'p' })).toEqual([]);
+  });
+  it('flags a source address that is a target service IP', () => {
+    expect(sourceResolvesToTarget(['10.0.0.5'], ['10.0.0.5', '10.0.0.6'])).toContain('10.0.0.5');
+    expect(sourceResolvesToTarget(['10.0.0.9'], ['10.0.0.5'])).toBeUndefined();
+  });
+});
+
+describe('CNPG pod logs', () => {
+  const waiting = JSON.stringify({
+    level: 'info',
+    msg: 'DB not available, will retry',
+    err: 'failed to connect to `user=streaming_replica database=postgres`: 10.0.0.1:5432: FATAL: password authentication failed for user "streaming_replica" (SQLSTATE 28P01)',
+  });
+  it('sees the source-wait loop and classifies its cause', () => {
+    expect(isWaitingForSource([waiting, waiting])).toBe(true);
+    expect(isWaitingForSource(['{"msg":"Waiting for server to be available"}'])).toBe(false);
+    expect(classifyPodLog([waiting]).class).toBe('authentication-failed');
+    expect(readableLine(waiting)).toMatch(/^DB not available, will retry: failed to connect/);
+  });
+  it.each([
+    [
+      '{"level":"info","logger":"pg_basebackup","msg":"pg_basebackup: error: incompatible server version 17.2","pipe":"stderr"}',
+      'version-mismatch',
+    ],
+    [
+      '{"msg":"DB not available, will retry","err":"FATAL: number of requested standby connections exceeds max_wal_senders (currently 2) (SQLSTATE 53300)"}',
+      'wal-senders-exhausted',
+    ],
+    [
+      '{"msg":"DB not available, will retry","err":"FATAL: no pg_hba.conf entry for replication connection from host \\"10.1.1.1\\" (SQLSTATE 28000)"}',
+      'pg-hba-rejected',
+    ],
+    ['{"msg":"DB not available, will retry","err":"dial tcp 10.96.0.7:5432: connect: connection refused"}', 'source-unreachable'],
+    ['{"logger":"pg_basebackup","msg":"pg_basebackup: error: could not write to file: No space left on device"}', 'disk-full'],
+  ])('%s → %s', (line, expected) => {
+    expect(classifyPodLog(['{"msg":"Waiting for server to be available"}', line]).class).toBe(expected);
+  });
+});

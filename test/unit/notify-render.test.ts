@@ -1,0 +1,209 @@
+import { describe, expect, it } from 'vitest';
+import { genericEnvelopeJsonSchema, genericEnvelopeSchema, renderGeneric } from '../../src/notify/render/generic.js';
+import {
+  downtimeOf,
+  type MessageFacts,
+  runFacts,
+  runUrl,
+  skippedFacts,
+  testFacts,
+  upcomingFacts,
+} from '../../src/notify/render/message.js';
+import { renderSlack, SLACK_COLORS, SLACK_LIMITS, type SlackPayload } from '../../src/notify/render/slack.js';
+import { ELLIPSIS, escapeSlack, truncate } from '../../src/notify/render/text.js';
+import type { RunRecord } from '../../src/runner/run-record.js';
+import {
+  at,
+  failedInClone,
+  failedInPreflight,
+  interruptedInClone,
+  JOB,
+  MANUAL,
+  started,
+  succeeded,
+  T0,
+  TARGET,
+} from '../fixtures/notify/samples.js';
+
+const PUBLIC_URL = 'https://db-refresher.example.com/';
+const target = { kind: TARGET.kind, summary: TARGET.summary };
+
+function fromRun(event: 'started' | 'succeeded' | 'failed', run: RunRecord): MessageFacts {
+  return runFacts({ event, run, job: JOB, publicUrl: PUBLIC_URL, now: at(999) });
+}
+
+/** Every event the formats render, from fixed inputs and a fixed clock. */
+const CASES: Record<string, () => MessageFacts> = {
+  started: () => fromRun('started', started()),
+  'started-manual': () => fromRun('started', started(MANUAL)),
+  succeeded: () => fromRun('succeeded', succeeded()),
+  'failed-preflight': () => fromRun('failed', failedInPreflight()),
+  'failed-clone': () => fromRun('failed', failedInClone()),
+  interrupted: () => fromRun('failed', interruptedInClone()),
+  'skipped-overlap': () =>
+    skippedFacts({
+      job: JOB,
+      target,
+      reason: 'overlap',
+      scheduledFor: T0.toISOString(),
+      detail: 'run 20250105T010000000Z-ffffff is still in clone',
+      now: T0,
+    }),
+  'skipped-suspended': () => skippedFacts({ job: JOB, target, reason: 'suspended', scheduledFor: T0.toISOString(), now: T0 }),
+  'skipped-missed': () =>
+    skippedFacts({ job: JOB, target, reason: 'missed', scheduledFor: T0.toISOString(), now: new Date('2025-01-05T09:00:00.000Z') }),
+  upcoming: () => upcomingFacts({ job: JOB, target, at: T0.toISOString(), leadMinutes: 30, now: at(-30 * 60) }),
+  test: () => testFacts({ notificationTarget: 'team-chat', job: JOB, target, id: 'test.fixed', now: T0 }),
+};
+
+function slackSizesOk(payload: SlackPayload): void {
+  expect(payload.text.length).toBeLessThanOrEqual(SLACK_LIMITS.text);
+  expect(payload.blocks.length).toBeLessThanOrEqual(SLACK_LIMITS.blocks);
+  for (const block of payload.blocks) {
+    if (block.type === 'header') expect(block.text.text.length).toBeLessThanOrEqual(SLACK_LIMITS.header);
+    if (block.type === 'section' && 'text' in block) expect(block.text.text.length).toBeLessThanOrEqual(SLACK_LIMITS.sectionText);
+    if (block.type === 'section' && 'fields' in block) {
+      expect(block.fields.length).toBeLessThanOrEqual(SLACK_LIMITS.fields);
+      for (const field of block.fields) expect(field.text.length).toBeLessThanOrEqual(SLACK_LIMITS.field);
+    }
+  }
+  expect(payload.attachments).toHaveLength(1);
+}
+
+describe('notification payloads', () => {
+  for (const [name, build] of Object.entries(CASES)) {
+    it(`slack: ${name}`, async () => {
+      const payload = renderSlack(build());
+      slackSizesOk(payload);
+      await expect(`${JSON.stringify(payload, null, 2)}\n`).toMatchFileSnapshot(`../fixtures/notify/${name}.slack.json`);
+    });
+
+    it(`generic: ${name}`, async () => {
+      const envelope = renderGeneric(build());
+      // The envelope satisfies the schema the JSON Schema file is generated from.
+      expect(genericEnvelopeSchema.safeParse(envelope).error).toBeUndefined();
+      await expect(`${JSON.stringify(envelope, null, 2)}\n`).toMatchFileSnapshot(`../fixtures/notify/${name}.generic.json`);
+    });
+  }
+
+  it('the published JSON Schema is the one generated from the envelope schema', async () => {
+    await expect(`${JSON.stringify(genericEnvelopeJsonSchema(), null, 2)}\n`).toMatchFileSnapshot(
+      '../../src/notify/generic-envelope.schema.json',
+    );
+  });
+
+  it('the schema rejects envelopes that break the contract', () => {
+    const good = renderGeneric(CASES.succeeded?.() as MessageFacts);
+    expect(genericEnvelopeSchema.safeParse({ ...good, event: 'exploded' }).success).toBe(false);
+    expect(genericEnvelopeSchema.safeParse({ ...good, run: { ...good.run, durationMs: -1 } }).success).toBe(false);
+    const { error: _error, ...missing } = good;
+    expect(genericEnvelopeSchema.safeParse(missing).success).toBe(false);
+    // Receivers must accept fields added later in the same schemaVersion.
+    expect(genericEnvelopeSchema.safeParse({ ...good, addedLater: 1 }).success).toBe(true);
+  });
+});
+
+describe('what a message says', () => {
+  it('a success: job, target, trigger, duration, downtime, figures against the source, link', () => {
+    const slack = renderSlack(fromRun('succeeded', succeeded()));
+    expect(slack.text).toContain('qa refreshed in 3 min 30 s');
+    expect(slack.text).toContain('Target: local data directory /var/lib/db-refresher/qa, served on 127.0.0.1:5433');
+    expect(slack.text).toContain('Trigger: schedule 0 3 * * 0 (Europe/Berlin), run due 2025-01-05 03:00 Europe/Berlin');
+    // Downtime runs from teardown start (3 s) to start end (206 s).
+    expect(slack.text).toContain('Downtime: 3 min 23 s');
+    expect(slack.text).toContain('• app: 5 tables (source 5), 1.2 GiB (source 1.2 GiB)');
+    expect(slack.text).toContain('https://db-refresher.example.com/api/v1/runs/20250105T020000000Z-a1b2c3');
+    expect(slack.attachments[0]?.color).toBe(SLACK_COLORS.succeeded);
+  });
+
+  it('a failure: the phase, the class, the message and the hint', () => {
+    const facts = fromRun('failed', failedInPreflight());
+    const slack = renderSlack(facts);
+    expect(facts.title).toBe('Refresh of qa failed in preflight: wal-senders-exhausted');
+    expect(slack.text).toContain('source has max_wal_senders=2 and 2 in use: raise max_wal_senders or retry later');
+    expect(slack.text).toContain(`What to do: ${facts.error?.hint}`);
+    expect(slack.text).toContain('Trigger: manually by alice (command line): fresh data for the release test');
+    expect(slack.attachments[0]?.color).toBe(SLACK_COLORS.failed);
+    const generic = renderGeneric(facts);
+    expect(generic.error).toMatchObject({ phase: 'preflight', class: 'wal-senders-exhausted' });
+    expect(generic.run?.downtimeMs).toBeNull();
+    expect(generic.run?.targetDown).toBe(false);
+  });
+
+  it('a failure after teardown says the target is down, and downtime runs to the end of the run', () => {
+    const run = failedInClone();
+    expect(downtimeOf(run)).toEqual({ downtimeMs: 92_000, targetDown: true });
+    const slack = renderSlack(fromRun('failed', run));
+    expect(slack.text).toContain('no new copy is running');
+    expect(slack.attachments[0]?.text).toContain('target has no running copy');
+    // Source figures only: the run stopped before verification.
+    expect(renderGeneric(fromRun('failed', run)).verification?.ok).toBeNull();
+  });
+
+  it('escapes what people typed, so a reason cannot mention @channel or forge a link', () => {
+    const run = started({ kind: 'http', by: 'mallory', reason: '<!channel> see <https://evil.example|here> & more' });
+    const slack = renderSlack(fromRun('started', run));
+    const all = JSON.stringify(slack);
+    expect(all).not.toContain('<!channel>');
+    expect(all).not.toContain('<https://evil.example');
+    expect(slack.text).toContain('&lt;!channel&gt; see &lt;https://evil.example|here&gt; &amp; more');
+  });
+
+  it('links to the run only when publicUrl is set, with or without a trailing slash', () => {
+    expect(runUrl(undefined, 'r1')).toBeUndefined();
+    expect(runUrl('https://x.example', 'r1')).toBe('https://x.example/api/v1/runs/r1');
+    expect(runUrl('https://x.example/base/', 'r1')).toBe('https://x.example/base/api/v1/runs/r1');
+    const facts = runFacts({ event: 'succeeded', run: succeeded(), job: JOB, now: T0 });
+    expect(renderGeneric(facts).run?.url).toBeNull();
+    expect(JSON.stringify(renderSlack(facts))).not.toContain('/api/v1/runs/');
+  });
+
+  it('marks dry runs', () => {
+    const run = { ...started(), dryRun: true };
+    expect(fromRun('started', run).title).toBe('Refresh of qa started (dry run)');
+  });
+});
+
+describe('Slack size limits', () => {
+  it('cuts huge messages cleanly to Slack limits', () => {
+    const huge = failedInPreflight();
+    const many = Array.from({ length: 400 }, (_, i) => ({
+      database: `database_${i}`,
+      sizeBytes: i * 1000,
+      owner: 'o',
+      tablesBySchema: { public: i },
+    }));
+    const run: RunRecord = {
+      ...huge,
+      job: 'q'.repeat(63),
+      error: { ...(huge.error as NonNullable<RunRecord['error']>), message: `${'no space left on device '.repeat(5000)}\`\`\`tail` },
+      snapshot: { takenAt: T0.toISOString(), databases: many },
+      trigger: { kind: 'cli', by: 'alice', reason: 'r'.repeat(5000) },
+    };
+    const payload = renderSlack(runFacts({ event: 'failed', run, job: { ...JOB, name: 'q'.repeat(63) }, now: T0 }));
+    slackSizesOk(payload);
+    expect(payload.text.endsWith(ELLIPSIS)).toBe(true);
+    const sections = payload.blocks.flatMap((b) => (b.type === 'section' && 'text' in b ? [b.text.text] : []));
+    expect(sections.some((t) => t.length > 2900 && t.endsWith(ELLIPSIS))).toBe(true);
+  });
+
+  it('truncate cuts at a line or word, never inside a surrogate pair or a link, and closes a code block', () => {
+    expect(truncate('short', 10)).toBe('short');
+    const words = 'alpha beta gamma delta epsilon zeta eta theta';
+    const cut = truncate(words, 30);
+    expect(cut.length).toBeLessThanOrEqual(30);
+    expect(cut).toMatch(/^alpha beta gamma( delta)?…$/);
+    const emoji = truncate(`${'x'.repeat(20)}${'😀'.repeat(20)}`, 30);
+    expect(emoji.length).toBeLessThanOrEqual(30);
+    expect(emoji).not.toMatch(/[\ud800-\udbff]…$/);
+    const link = truncate(`${'a'.repeat(15)} <https://example.com/very/long/path|label>`, 40);
+    expect(link).not.toContain('<');
+    const fenced = truncate(`\`\`\`\n${'line of code\n'.repeat(50)}\`\`\``, 100);
+    expect(fenced.length).toBeLessThanOrEqual(100);
+    expect(fenced.endsWith('\n```')).toBe(true);
+  });
+
+  it('escapes only &, < and >', () => {
+    expect(escapeSlack('a & b < c > d *e* `f`')).toBe('a &amp; b &lt; c &gt; d *e* `f`');
+  });
+});
