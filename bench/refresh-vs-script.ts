@@ -99,7 +99,9 @@ jobs:
       const order = round % 2 ? ['tool', 'script'] : ['script', 'tool'];
       for (const which of order) {
         if (which === 'tool') {
-          tool.push(await timed(process.execPath, [path.join(root, 'dist/src/cli/bin.js'), 'run', 'bench', '--config', configFile], toolEnv));
+          tool.push(
+            await timed(process.execPath, [path.join(root, 'dist/src/cli/bin.js'), 'run', 'bench', '--config', configFile], toolEnv),
+          );
         } else {
           script.push(await timed(path.join(root, 'bench/baseline-refresh.sh'), [], scriptEnv, runAs));
         }

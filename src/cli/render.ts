@@ -90,6 +90,16 @@ export function renderPlanText(plan: Plan): string {
   plan.steps.forEach((step, i) => {
     lines.push(`  ${i + 1}. ${step.phase.padEnd(9)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
   });
+  const manifest = plan.target.details.manifest;
+  if (manifest) {
+    lines.push('', 'Cluster manifest (db-refresher adds its labels and run annotations when it creates it):', '');
+    lines.push(
+      ...stringify(manifest)
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
+  }
   return `${lines.join('\n')}\n`;
 }
 

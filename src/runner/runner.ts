@@ -390,7 +390,9 @@ export class Runner {
         // A resumed run verifies exactly the databases its snapshot covered.
         const fromSnapshot = run.snapshot && state.job.verify.databases.length === 0 ? run.snapshot.databases : undefined;
         const databases =
-          state.databases ?? fromSnapshot?.map((f) => ({ name: f.database, requiredTables: [] })) ?? (await databasesToVerify(state.job, sql));
+          state.databases ??
+          fromSnapshot?.map((f) => ({ name: f.database, requiredTables: [] })) ??
+          (await databasesToVerify(state.job, sql));
         const owner = state.job.verify.owner ?? state.target.defaultOwner?.();
         const verification = await verifyCopy({
           job: owner ? { ...state.job, verify: { ...state.job.verify, owner } } : state.job,

@@ -43,7 +43,15 @@ describe('safety rails of the local target', () => {
 
     // Even called directly, past preflight, teardown refuses.
     const target = new LocalTarget({ job: asLocalJob(config.jobs[0] as (typeof config.jobs)[number]), jobPath: 'jobs[0]' });
-    const directRun = newRun({ id: 'direct', job: 'qa', trigger: { kind: 'cli' }, dryRun: false, now: new Date(), source: { host: '', port: 0, user: '' }, target: target.describe() });
+    const directRun = newRun({
+      id: 'direct',
+      job: 'qa',
+      trigger: { kind: 'cli' },
+      dryRun: false,
+      now: new Date(),
+      source: { host: '', port: 0, user: '' },
+      target: target.describe(),
+    });
     const ctx = { runId: 'direct', run: directRun, log: silentLogger(), signal: new AbortController().signal, progress: () => undefined };
     await expect(target.teardown(ctx)).rejects.toBeInstanceOf(PhaseFailure);
     expect(snapshotDir(bystander.dataDir)).toEqual(before);
