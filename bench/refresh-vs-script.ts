@@ -20,20 +20,39 @@ const root = path.resolve(here, '../..');
 const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 1024);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 
-function timed(command: string, args: string[], env: NodeJS.ProcessEnv, asUser?: { uid: number; gid: number }): Promise<number> {
+function timed(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  asUser?: { uid: number; gid: number },
+): Promise<{ ms: number; stdout: string }> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'], ...(asUser ?? {}) });
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], ...(asUser ?? {}) });
     let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
     child.on('close', (code) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      if (code === 0) resolve(ms);
+      if (code === 0) resolve({ ms, stdout });
       else reject(new Error(`${path.basename(command)} ${args.join(' ')} exited ${code}: ${stderr.slice(-2000)}`));
     });
   });
+}
+
+/** Phase durations from the run record db-refresher prints, to see where its time goes. */
+function phaseTimes(stdout: string): Record<string, number> {
+  try {
+    const run = JSON.parse(stdout) as { phases: Array<{ name: string; durationMs?: number }> };
+    return Object.fromEntries(run.phases.map((p) => [p.name, p.durationMs ?? 0]));
+  } catch {
+    return {};
+  }
 }
 
 const median = (values: number[]) => {
@@ -94,16 +113,21 @@ jobs:
     };
     const tool: number[] = [];
     const script: number[] = [];
+    const phases: Array<Record<string, number>> = [];
     for (let round = 1; round <= rounds; round += 1) {
       // Alternate which goes first, so neither always gets the warmer page cache.
       const order = round % 2 ? ['tool', 'script'] : ['script', 'tool'];
       for (const which of order) {
         if (which === 'tool') {
-          tool.push(
-            await timed(process.execPath, [path.join(root, 'dist/src/cli/bin.js'), 'run', 'bench', '--config', configFile], toolEnv),
+          const result = await timed(
+            process.execPath,
+            [path.join(root, 'dist/src/cli/bin.js'), 'run', 'bench', '--config', configFile, '-o', 'json'],
+            toolEnv,
           );
+          tool.push(result.ms);
+          phases.push(phaseTimes(result.stdout));
         } else {
-          script.push(await timed(path.join(root, 'bench/baseline-refresh.sh'), [], scriptEnv, runAs));
+          script.push((await timed(path.join(root, 'bench/baseline-refresh.sh'), [], scriptEnv, runAs)).ms);
         }
       }
       process.stderr.write(`round ${round}: db-refresher ${tool.at(-1)?.toFixed(0)} ms, script ${script.at(-1)?.toFixed(0)} ms\n`);
@@ -119,6 +143,9 @@ jobs:
       medianDbRefresherMs: Math.round(median(tool)),
       medianScriptMs: Math.round(median(script)),
       ratio: Number(ratio.toFixed(3)),
+      medianPhaseMs: Object.fromEntries(
+        Object.keys(phases[0] ?? {}).map((name) => [name, Math.round(median(phases.map((p) => p[name] ?? 0)))]),
+      ),
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {

@@ -88,8 +88,11 @@ export type PhaseDetail = Record<string, unknown>;
  */
 export interface Target {
   describe(): TargetDescription;
-  /** Target-side checks: safety rails, version, room, port. Never changes anything. */
-  preflight(source: SourceFacts, ctx: PhaseContext): Promise<Check[]>;
+  /**
+   * Target-side checks: safety rails, version, room, port. Never changes anything.
+   * `source` is undefined when the source could not be inspected; the safety rails still run.
+   */
+  preflight(source: SourceFacts | undefined, ctx: PhaseContext): Promise<Check[]>;
   /** Stops and removes the current copy. Must re-check the safety rails itself. */
   teardown(ctx: PhaseContext): Promise<PhaseDetail>;
   /** Makes a new physical copy of the source. */

@@ -5,6 +5,7 @@ import { isRefresherError } from '../errors.js';
 import { registerNotifyTest } from './commands/notify-test.js';
 import { registerPlan } from './commands/plan.js';
 import { registerRun } from './commands/run.js';
+import { registerSchedule } from './commands/schedule.js';
 import { registerSchema } from './commands/schema.js';
 import { registerServe } from './commands/serve.js';
 import { registerValidate } from './commands/validate.js';
@@ -31,6 +32,7 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerPlan,
   registerRun,
   registerServe,
+  registerSchedule,
   registerNotifyTest,
 ];
 

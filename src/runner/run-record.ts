@@ -99,6 +99,8 @@ export interface RunRecord {
   paused?: { at: string; reason: string; nextPhase: PhaseName };
   /** Each time a restarted service took the run up again, and from which phase. */
   resumed?: Array<{ at: string; fromPhase: PhaseName }>;
+  /** Set by a history store that dropped the bulky parts (checks, figures, details) of an older record. */
+  compacted?: boolean;
 }
 
 export function newRunId(now: Date): string {

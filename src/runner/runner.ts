@@ -345,12 +345,13 @@ export class Runner {
         // Without its credentials the source cannot be asked anything meaningful.
         const source = unresolved.length > 0 ? { checks: [] } : await inspectSource(state.job, sql);
         const checks = [...(resolved?.checks ?? []), ...source.checks];
-        if (source.facts) {
-          state.facts = source.facts;
-          checks.push(...(await state.target.preflight(source.facts, ctx)));
-        }
+        if (source.facts) state.facts = source.facts;
+        // The target's own checks run even when the source could not be asked: its safety rails matter most.
+        checks.push(...(await state.target.preflight(source.facts, ctx)));
         const record = { ...run, preflight: checks };
-        const failing = checks.filter((c) => !c.ok && c.severity !== 'warning');
+        const failing = checks
+          .filter((c) => !c.ok && c.severity !== 'warning')
+          .sort((a, b) => Number(b.failureClass === 'unsafe-target') - Number(a.failureClass === 'unsafe-target'));
         if (failing.length > 0) {
           const first = failing[0];
           throw new PhaseOutcomeError(

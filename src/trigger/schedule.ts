@@ -277,8 +277,10 @@ export function zoneTransitions(timezone: string, from: Date, until: Date): Tran
 export interface DstNote {
   kind: 'gap' | 'overlap';
   transition: Transition;
-  /** Local wall-clock times the schedule names inside the gap or overlap, e.g. "2026-03-29 02:30". */
+  /** The first few local wall-clock times the schedule names inside the gap or overlap, e.g. "2026-03-29 02:30". */
   localTimes: string[];
+  /** How many there are in all. */
+  count: number;
   message: string;
 }
 
@@ -304,7 +306,8 @@ export function dstNotes(s: Schedule, from: Date, until: Date): DstNote[] {
     const start = at + Math.min(a, b) * 60_000;
     const end = at + Math.max(a, b) * 60_000;
     const localTimes: string[] = [];
-    for (let wall = start; wall < end && localTimes.length < 20; wall += stepMs) {
+    let matched = 0;
+    for (let wall = start; wall < end; wall += stepMs) {
       const d = new Date(wall);
       const f = s.fields;
       if (
@@ -315,18 +318,19 @@ export function dstNotes(s: Schedule, from: Date, until: Date): DstNote[] {
         f.month.includes(d.getUTCMonth() + 1) &&
         f.dayOfWeek.includes(d.getUTCDay())
       ) {
-        localTimes.push(wallClock(wall, s.hasSeconds));
+        matched += 1;
+        if (localTimes.length < 3) localTimes.push(wallClock(wall, s.hasSeconds));
       }
     }
-    if (localTimes.length === 0) continue;
+    if (matched === 0) continue;
     const shift = Math.abs(b - a);
     const jump = `clocks go ${kind === 'gap' ? 'forward' : 'back'} ${shift % 60 === 0 ? `${shift / 60} h` : `${shift} min`} at ${wallClock(kind === 'gap' ? start : end, false).slice(11)} local time`;
-    const times = localTimes.length > 3 ? `${localTimes.slice(0, 3).join(', ')} and ${localTimes.length - 3} more` : localTimes.join(', ');
+    const times = matched > localTimes.length ? `${localTimes.join(', ')} and ${matched - localTimes.length} more` : localTimes.join(', ');
     const message =
       kind === 'gap'
-        ? `${times} (${s.timezone}) does not exist: ${jump}; these runs are skipped`
-        : `${times} (${s.timezone}) happens twice: ${jump}; each runs once, at its second occurrence`;
-    notes.push({ kind, transition, localTimes, message });
+        ? `${times} (${s.timezone}) ${matched === 1 ? 'does' : 'do'} not exist: ${jump}; ${matched === 1 ? 'this run is' : 'these runs are'} skipped`
+        : `${times} (${s.timezone}) ${matched === 1 ? 'happens' : 'happen'} twice: ${jump}; each runs once, at its second occurrence`;
+    notes.push({ kind, transition, localTimes, count: matched, message });
   }
   return notes;
 }
@@ -342,4 +346,13 @@ export function scheduleWarnings(s: Schedule, now: Date): string[] {
   const yearLater = new Date(now.getTime() + 366 * 86_400_000);
   for (const note of dstNotes(s, now, yearLater)) warnings.push(note.message);
   return warnings;
+}
+
+/** "2026-03-30 03:00 +02:00" (with seconds for 6-field schedules): a fire time as read in its zone. */
+export function formatInZone(at: Date, timezone: string, withSeconds = false): string {
+  const p = localParts(at.getTime(), timezone);
+  const offset = offsetMinutes(at.getTime(), timezone);
+  const sign = offset < 0 ? '-' : '+';
+  const abs = Math.abs(offset);
+  return `${p.year}-${pad(p.month)}-${pad(p.day)} ${pad(p.hour)}:${pad(p.minute)}${withSeconds ? `:${pad(p.second)}` : ''} ${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
 }

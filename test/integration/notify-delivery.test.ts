@@ -262,7 +262,7 @@ describe('rate limit and independence', () => {
       }
     }
     // b's first message did not queue behind a's.
-    expect((b.requests[0]?.at ?? 0) - t0).toBeLessThan(500);
+    expect((b.requests[0]?.at ?? 0) - t0).toBeLessThan(800);
     expect(performance.now() - t0).toBeLessThan(3500);
   });
 
@@ -290,7 +290,7 @@ describe('flush and shutdown', () => {
     await box.flush(500);
     const took = performance.now() - t0;
     expect(took).toBeGreaterThanOrEqual(450);
-    expect(took).toBeLessThan(900);
+    expect(took).toBeLessThan(1200);
     const results = await Promise.all(pending);
     expect(results.every((r) => !r.delivered && r.dropped)).toBe(true);
     expect(await ok).toMatchObject({ delivered: true });

@@ -25,6 +25,12 @@ const rel = (file: string) => path.relative(src, file);
 const PURE = [
   'config/schema.ts',
   'config/schema-notify.ts',
+  'notify/render/message.ts',
+  'notify/render/slack.ts',
+  'notify/render/generic.ts',
+  'notify/render/text.ts',
+  'notify/sign.ts',
+  'notify/scrub.ts',
   'config/schema-cnpg.ts',
   'config/schema-service.ts',
   'config/secret-ref.ts',

@@ -1,6 +1,14 @@
 import type { Command } from 'commander';
+import { RefresherService } from '../../service/service.js';
 import { globals, load, makeLogger } from '../context.js';
 
+/**
+ * `db-refresher serve`: the HTTP API starts listening first (so /healthz
+ * answers while history is read), then the service resumes or closes
+ * unfinished runs, catches up missed fire times and starts the scheduler
+ * (/readyz turns 200). The first SIGTERM or SIGINT stops it cleanly (see
+ * RefresherService.stop); a second one aborts the running phases at once.
+ */
 export function registerServe(program: Command): void {
   program
     .command('serve')
@@ -9,14 +17,30 @@ export function registerServe(program: Command): void {
       const opts = globals(command);
       const config = load(opts);
       const log = makeLogger(opts, config, Boolean(process.stderr.isTTY));
-      log.info({ config: config.path, jobs: config.jobs.map((j) => j.name) }, 'db-refresher started; waiting for SIGTERM');
-      // Until the scheduler and HTTP server hold the event loop open, a timer does.
-      const keepAlive = setInterval(() => undefined, 2 ** 30);
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGTERM', resolve);
-        process.once('SIGINT', resolve);
+      const service = await RefresherService.create({ config, log, processMetrics: true });
+
+      let signals = 0;
+      const stopped = new Promise<void>((resolve, reject) => {
+        const onSignal = (signal: NodeJS.Signals) => {
+          signals += 1;
+          if (signals === 1) {
+            log.info({ signal }, 'received signal; stopping');
+            service.stop(`received ${signal}`).then(resolve, reject);
+          } else {
+            log.warn({ signal }, 'received a second signal; stopping running phases now');
+            service.runner.abortAll(`received ${signal} twice`);
+          }
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
       });
-      clearInterval(keepAlive);
-      log.info({ signal }, 'received signal; stopping');
+
+      await service.listen();
+      await service.start();
+      log.info({ config: config.path, jobs: config.jobs.length }, 'db-refresher serve is ready');
+      await stopped;
+      process.exitCode = 0;
+      // Everything is closed; if a stray handle (a library's timer) still holds the event loop, do not hang on it.
+      setTimeout(() => process.exit(0), 5000).unref();
     });
 }

@@ -147,19 +147,28 @@ export function limitBlocks(blocks: SlackBlock[]): SlackBlock[] {
   return [...kept, { type: 'context', elements: [{ type: 'mrkdwn', text: `… ${left} more ${left === 1 ? 'block' : 'blocks'} left out` }] }];
 }
 
+/** Caps for the plain-text version, which chat apps without blocks show: the run record has the rest. */
+const FALLBACK = { value: 500, message: 800, databases: 10 } as const;
+
 /** The whole message as plain lines: Slack's notification text, and the message itself in Mattermost and Discord. */
 function fallbackText(facts: MessageFacts): string {
   const e = escapeSlack;
   const lines = [`${ICONS[facts.event]} ${e(facts.title)}`];
-  for (const fact of factsList(facts)) lines.push(`${fact.label}: ${e(fact.value)}`);
+  for (const fact of factsList(facts)) lines.push(`${fact.label}: ${e(truncate(fact.value, FALLBACK.value))}`);
   if (facts.error) {
     const verb = facts.run?.status === 'interrupted' ? 'Interrupted' : 'Failed';
-    lines.push(`${verb} in ${facts.error.phase}: ${facts.error.class}`, e(facts.error.message), `What to do: ${e(facts.error.hint)}`);
+    lines.push(
+      `${verb} in ${facts.error.phase}: ${facts.error.class}`,
+      e(truncate(facts.error.message, FALLBACK.message)),
+      `What to do: ${e(facts.error.hint)}`,
+    );
     if (facts.run?.targetDown) lines.push(TARGET_DOWN);
   }
-  if (facts.skipped?.detail) lines.push(e(facts.skipped.detail));
-  if (facts.verification && facts.verification.databases.length > 0) {
-    lines.push(`${figuresHeading(facts)}:`, ...facts.verification.databases.map((d) => `• ${e(describeDatabase(d))}`));
+  if (facts.skipped?.detail) lines.push(e(truncate(facts.skipped.detail, FALLBACK.value)));
+  const databases = facts.verification?.databases ?? [];
+  if (databases.length > 0) {
+    lines.push(`${figuresHeading(facts)}:`, ...databases.slice(0, FALLBACK.databases).map((d) => `• ${e(describeDatabase(d))}`));
+    if (databases.length > FALLBACK.databases) lines.push(`… and ${databases.length - FALLBACK.databases} more databases`);
   }
   if (facts.event === 'test') lines.push('This is a test message sent by db-refresher notify-test. Nothing was refreshed.');
   if (facts.run) lines.push(facts.run.url ? `Run ${facts.run.id}: ${facts.run.url}` : `Run ${facts.run.id}`);

@@ -232,7 +232,7 @@ export class CnpgTarget implements Target {
     }
   }
 
-  async preflight(source: SourceFacts): Promise<Check[]> {
+  async preflight(source: SourceFacts | undefined): Promise<Check[]> {
     this.#facts = source;
     const checks: Check[] = [];
     const refusals = configRefusals({
@@ -285,6 +285,17 @@ export class CnpgTarget implements Target {
     if (orphans.length > 0)
       checks.push({ name: 'no orphaned volumes', ok: false, failureClass: 'unsafe-target', message: this.#orphanMessage(orphans) });
 
+    if (source) checks.push(...this.#sourceFitChecks(source));
+
+    const resolvesToSelf = await this.#sourceResolvesToTarget();
+    if (resolvesToSelf)
+      checks.push({ name: 'source is not the target', ok: false, failureClass: 'unsafe-target', message: resolvesToSelf });
+    return checks;
+  }
+
+  /** Checks that compare the source with what the values ask for: version and size. */
+  #sourceFitChecks(source: SourceFacts): Check[] {
+    const checks: Check[] = [];
     const image = this.#values.imageName ?? CNPG_DEFAULT_IMAGE;
     const imageMajor = imageMajorVersion(image);
     checks.push(
@@ -316,9 +327,6 @@ export class CnpgTarget implements Target {
       );
     }
 
-    const resolvesToSelf = await this.#sourceResolvesToTarget();
-    if (resolvesToSelf)
-      checks.push({ name: 'source is not the target', ok: false, failureClass: 'unsafe-target', message: resolvesToSelf });
     return checks;
   }
 

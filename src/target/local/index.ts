@@ -112,27 +112,10 @@ export class LocalTarget implements Target {
     return undefined;
   }
 
-  async preflight(source: SourceFacts): Promise<Check[]> {
+  async preflight(source: SourceFacts | undefined): Promise<Check[]> {
     const checks: Check[] = [];
     const { dataDir } = this.#config;
-
-    const all = discoverPgBinDirs(this.#env);
-    this.#binDir = all.find((d) => d.major === source.majorVersion);
-    this.#sourceSystemIdentifier = source.systemIdentifier;
-    checks.push(
-      this.#binDir
-        ? {
-            name: 'same major version',
-            ok: true,
-            message: `source and target both run PostgreSQL ${source.majorVersion} (binaries in ${this.#binDir.dir}, via ${this.#binDir.via})`,
-          }
-        : {
-            name: 'same major version',
-            ok: false,
-            failureClass: 'version-mismatch',
-            message: `the source runs PostgreSQL ${source.majorVersion}, and no PostgreSQL ${source.majorVersion} server binaries were found (searched ${describeSearch(this.#env)}; found ${all.map((d) => `${d.major} in ${d.dir}`).join(', ') || 'none'}). Source and target must have same PostgreSQL version: install PostgreSQL ${source.majorVersion} or set PG_BINDIR`,
-          },
-    );
+    if (source) checks.push(this.#versionCheck(source));
 
     try {
       const user = this.#runAs();
@@ -162,7 +145,7 @@ export class LocalTarget implements Target {
                   : `${dataDir} does not exist yet, or is empty`,
           },
     );
-    if (source.dataDirectory && overlaps(source.dataDirectory, dataDir)) {
+    if (source?.dataDirectory && overlaps(source.dataDirectory, dataDir)) {
       checks.push({
         name: 'target is not the source',
         ok: false,
@@ -173,7 +156,7 @@ export class LocalTarget implements Target {
       checks.push({
         name: 'target is not the source',
         ok: true,
-        message: source.dataDirectory ? `the source lives in ${source.dataDirectory}` : 'the source is elsewhere',
+        message: source?.dataDirectory ? `the source lives in ${source.dataDirectory}` : 'the source is elsewhere',
       });
     }
 
@@ -188,8 +171,26 @@ export class LocalTarget implements Target {
     }
 
     checks.push(await this.#portCheck(state.kind === 'ours' || state.kind === 'unmarked-pgdata'));
-    checks.push(await this.#roomCheck(source, refusal === undefined && state.kind !== 'missing' && state.kind !== 'empty'));
+    if (source) checks.push(await this.#roomCheck(source, refusal === undefined && state.kind !== 'missing' && state.kind !== 'empty'));
     return checks;
+  }
+
+  #versionCheck(source: SourceFacts): Check {
+    const all = discoverPgBinDirs(this.#env);
+    this.#binDir = all.find((d) => d.major === source.majorVersion);
+    this.#sourceSystemIdentifier = source.systemIdentifier;
+    return this.#binDir
+      ? {
+          name: 'same major version',
+          ok: true,
+          message: `source and target both run PostgreSQL ${source.majorVersion} (binaries in ${this.#binDir.dir}, via ${this.#binDir.via})`,
+        }
+      : {
+          name: 'same major version',
+          ok: false,
+          failureClass: 'version-mismatch',
+          message: `the source runs PostgreSQL ${source.majorVersion}, and no PostgreSQL ${source.majorVersion} server binaries were found (searched ${describeSearch(this.#env)}; found ${all.map((d) => `${d.major} in ${d.dir}`).join(', ') || 'none'}). Source and target must have same PostgreSQL version: install PostgreSQL ${source.majorVersion} or set PG_BINDIR`,
+        };
   }
 
   async #portCheck(mayBeOurs: boolean): Promise<Check> {

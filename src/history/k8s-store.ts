@@ -1,0 +1,304 @@
+import { readFileSync } from 'node:fs';
+import { ApiException, CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import type { Logger } from '../observe/logger.js';
+import type { RunStore } from '../ports.js';
+import { type RunRecord, TERMINAL_RUN_STATUSES } from '../runner/run-record.js';
+
+/**
+ * Run history in Kubernetes, for a pod without persistent storage: one
+ * ConfigMap per job (`<prefix>-<job>`), one data key per run (`<run id>.json`).
+ *
+ * - Bounded: the newest `keepRuns` records are kept, plus any unfinished one
+ *   (a long run must not be pushed out by the skipped ticks it causes).
+ * - Compacted: all but the newest few records drop the bulky parts (checks,
+ *   per-schema figures, phase details, log evidence); a ConfigMap stays well
+ *   under the 1 MiB object limit.
+ * - Atomic: every save is a read-modify-replace carrying the resourceVersion it
+ *   read, so a concurrent writer makes it fail with 409 Conflict and it is
+ *   retried on a fresh read; creation races are handled the same way. Saves of
+ *   one job are also serialized within the process.
+ * - Transient API errors (429 with Retry-After, 5xx, dropped connections) are
+ *   retried with bounded backoff.
+ */
+
+export interface KubernetesRunStoreOptions {
+  namespace?: string;
+  kubeconfig?: string;
+  /** An already loaded config (tests). */
+  kubeConfig?: KubeConfig;
+  keepRuns: number;
+  configMapPrefix: string;
+  /** How many newest records stay complete; older ones are compacted. */
+  keepFull?: number;
+  log: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+const MANAGED_BY = 'app.kubernetes.io/managed-by';
+const JOB_LABEL = 'db-refresher.io/job';
+const COMPONENT = 'app.kubernetes.io/component';
+/** Leave room under the API server's 1 MiB object limit for metadata and the request envelope. */
+const MAX_DATA_BYTES = 900 * 1024;
+const RUN_KEY = /^([0-9]{8}T[0-9]{9}Z-[0-9a-f]{6})\.json$/;
+
+export class KubernetesRunStore implements RunStore {
+  readonly #api: CoreV1Api;
+  readonly #namespace: string;
+  readonly #keep: number;
+  readonly #keepFull: number;
+  readonly #prefix: string;
+  readonly #log: Logger;
+  /** Which job a run id belongs to, for get(id). */
+  readonly #jobOf = new Map<string, string>();
+  readonly #queues = new Map<string, Promise<unknown>>();
+  #lastScan = 0;
+
+  private constructor(api: CoreV1Api, namespace: string, options: KubernetesRunStoreOptions) {
+    this.#api = api;
+    this.#namespace = namespace;
+    this.#keep = options.keepRuns;
+    this.#keepFull = options.keepFull ?? 5;
+    this.#prefix = options.configMapPrefix;
+    this.#log = options.log.child({ component: 'k8s-history' });
+  }
+
+  static async create(options: KubernetesRunStoreOptions): Promise<KubernetesRunStore> {
+    const env = options.env ?? process.env;
+    const kc = options.kubeConfig ?? new KubeConfig();
+    if (!options.kubeConfig) {
+      if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
+      else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+      else kc.loadFromDefault();
+    }
+    const namespace = options.namespace ?? podNamespace() ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+    const store = new KubernetesRunStore(kc.makeApiClient(CoreV1Api), namespace, options);
+    return store;
+  }
+
+  get namespace(): string {
+    return this.#namespace;
+  }
+
+  configMapName(job: string): string {
+    return `${this.#prefix}-${job}`;
+  }
+
+  async save(run: RunRecord): Promise<void> {
+    // One save at a time per job in this process; other writers are handled by resourceVersion.
+    const previous = this.#queues.get(run.job) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.#save(run));
+    this.#queues.set(run.job, next);
+    try {
+      await next;
+    } finally {
+      if (this.#queues.get(run.job) === next) this.#queues.delete(run.job);
+    }
+  }
+
+  async #save(run: RunRecord): Promise<void> {
+    const name = this.configMapName(run.job);
+    for (let attempt = 0; ; attempt += 1) {
+      const current = await this.#read(name);
+      const data = { ...(current?.data ?? {}) };
+      data[`${run.id}.json`] = JSON.stringify(run);
+      const body: V1ConfigMap = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name,
+          namespace: this.#namespace,
+          labels: { ...(current?.metadata?.labels ?? {}), [MANAGED_BY]: 'db-refresher', [COMPONENT]: 'run-history', [JOB_LABEL]: run.job },
+          ...(current?.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}),
+        },
+        data: boundAndCompact(data, { keep: this.#keep, keepFull: this.#keepFull }),
+      };
+      try {
+        if (current) await retrying(() => this.#api.replaceNamespacedConfigMap({ name, namespace: this.#namespace, body }));
+        else await retrying(() => this.#api.createNamespacedConfigMap({ namespace: this.#namespace, body }));
+        this.#jobOf.set(run.id, run.job);
+        return;
+      } catch (error) {
+        // 409: someone else wrote (or created) it since we read: read again and reapply.
+        if (error instanceof ApiException && error.code === 409 && attempt < 10) {
+          this.#log.debug({ job: run.job, attempt }, 'history ConfigMap changed meanwhile; retrying');
+          await sleep(Math.min(50 * 2 ** attempt, 1000) * (0.5 + Math.random()));
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  async get(id: string): Promise<RunRecord | undefined> {
+    if (!RUN_KEY.test(`${id}.json`)) return undefined;
+    let job = this.#jobOf.get(id);
+    if (!job && Date.now() - this.#lastScan > 5000) {
+      // An id this process has not seen: learn every job's ids with one list call (rate-limited).
+      this.#lastScan = Date.now();
+      const list = await retrying(() =>
+        this.#api.listNamespacedConfigMap({
+          namespace: this.#namespace,
+          labelSelector: `${MANAGED_BY}=db-refresher,${COMPONENT}=run-history`,
+        }),
+      );
+      for (const cm of list.items) this.#index(cm);
+      job = this.#jobOf.get(id);
+    }
+    if (!job) return undefined;
+    const cm = await this.#read(this.configMapName(job));
+    const text = cm?.data?.[`${id}.json`];
+    return text ? (JSON.parse(text) as RunRecord) : undefined;
+  }
+
+  async list(job: string, options: { limit?: number; before?: string } = {}): Promise<RunRecord[]> {
+    const cm = await this.#read(this.configMapName(job));
+    if (!cm) return [];
+    this.#index(cm);
+    return Object.entries(cm.data ?? {})
+      .map(([key, text]) => ({ id: RUN_KEY.exec(key)?.[1], text }))
+      .filter((e): e is { id: string; text: string } => e.id !== undefined && (options.before === undefined || e.id < options.before))
+      .sort((a, b) => (a.id < b.id ? 1 : -1))
+      .slice(0, options.limit ?? 50)
+      .map((e) => JSON.parse(e.text) as RunRecord);
+  }
+
+  #index(cm: V1ConfigMap): void {
+    const job = cm.metadata?.labels?.[JOB_LABEL];
+    if (!job) return;
+    for (const key of Object.keys(cm.data ?? {})) {
+      const id = RUN_KEY.exec(key)?.[1];
+      if (id) this.#jobOf.set(id, job);
+    }
+  }
+
+  async #read(name: string): Promise<V1ConfigMap | undefined> {
+    try {
+      return await retrying(() => this.#api.readNamespacedConfigMap({ name, namespace: this.#namespace }));
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+}
+
+function podNamespace(): string | undefined {
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Retries what Kubernetes asks clients to retry: 429 (Retry-After), 5xx, dropped connections; at most 5 attempts. */
+async function retrying<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await call();
+    } catch (error) {
+      const delay = attempt < 4 ? retryDelay(error, attempt) : undefined;
+      if (delay === undefined) throw error;
+      await sleep(delay);
+    }
+  }
+}
+
+function retryDelay(error: unknown, attempt: number): number | undefined {
+  const backoff = Math.min(200 * 2 ** attempt, 3000);
+  if (error instanceof ApiException) {
+    if (error.code === 429) {
+      const after = Number(error.headers?.['retry-after']);
+      return Number.isFinite(after) && after > 0 ? Math.min(after * 1000, 10_000) : backoff;
+    }
+    return error.code >= 500 && error.code <= 504 ? backoff : undefined;
+  }
+  const text = error instanceof Error ? `${error.message} ${String((error as { cause?: unknown }).cause ?? '')}` : String(error);
+  return /fetch failed|ECONNRESET|ECONNREFUSED|socket hang up|other side closed|ETIMEDOUT|UND_ERR/i.test(text) ? backoff : undefined;
+}
+
+/**
+ * Keeps the newest `keep` records and every unfinished one; the newest
+ * `keepFull` stay complete, the rest are compacted; if the whole is still too
+ * big, finished records are compacted harder and then dropped, oldest first.
+ * Keys that are not run records are left alone.
+ */
+export function boundAndCompact(data: Record<string, string>, limits: { keep: number; keepFull: number }): Record<string, string> {
+  const runs = Object.entries(data)
+    .map(([key, text]) => ({ key, id: RUN_KEY.exec(key)?.[1], text }))
+    .filter((e): e is { key: string; id: string; text: string } => e.id !== undefined)
+    .sort((a, b) => (a.id < b.id ? 1 : -1));
+  const out: Record<string, string> = Object.fromEntries(Object.entries(data).filter(([key]) => !RUN_KEY.test(key)));
+  const kept: Array<{ key: string; text: string; run: RunRecord }> = [];
+  runs.forEach((entry, i) => {
+    const run = JSON.parse(entry.text) as RunRecord;
+    const unfinished = !TERMINAL_RUN_STATUSES.has(run.status);
+    if (i >= limits.keep && !unfinished) return;
+    const text = i < limits.keepFull || unfinished ? entry.text : JSON.stringify(compactRecord(run));
+    kept.push({ key: entry.key, text, run });
+  });
+  const size = () => kept.reduce((n, e) => n + e.key.length + Buffer.byteLength(e.text), 0);
+  // Too big: compact the complete ones too (newest last), then drop the oldest finished ones.
+  for (let i = kept.length - 1; i >= 0 && size() > MAX_DATA_BYTES; i -= 1) {
+    const e = kept[i];
+    if (e && TERMINAL_RUN_STATUSES.has(e.run.status)) e.text = JSON.stringify(compactRecord(e.run, true));
+  }
+  for (let i = kept.length - 1; i >= 0 && size() > MAX_DATA_BYTES; i -= 1) {
+    const e = kept[i];
+    if (e && TERMINAL_RUN_STATUSES.has(e.run.status)) kept.splice(i, 1);
+  }
+  for (const e of kept) out[e.key] = e.text;
+  return out;
+}
+
+/**
+ * A record without what only matters for a recent run: preflight checks,
+ * per-schema figures, phase details, the evidence behind an error. What stays
+ * answers "when, who, how long, did it work, how big, why not".
+ */
+export function compactRecord(run: RunRecord, hard = false): RunRecord {
+  const failing = (checks: readonly { ok: boolean }[] | undefined) => (checks ?? []).filter((c) => !c.ok);
+  return {
+    ...run,
+    compacted: true,
+    phases: run.phases.map(({ detail: _detail, ...phase }) => phase),
+    target: { ...run.target, details: {}, steps: { teardown: '', clone: '', start: '' } },
+    ...(run.preflight ? { preflight: failing(run.preflight) as RunRecord['preflight'] } : {}),
+    ...(run.snapshot
+      ? {
+          snapshot: {
+            takenAt: run.snapshot.takenAt,
+            databases: run.snapshot.databases.map((d) => ({
+              database: d.database,
+              sizeBytes: d.sizeBytes,
+              owner: d.owner,
+              tablesBySchema: {},
+            })),
+          },
+        }
+      : {}),
+    ...(run.verification
+      ? {
+          verification: {
+            ok: run.verification.ok,
+            checks: failing(run.verification.checks) as NonNullable<RunRecord['verification']>['checks'],
+            databases: hard
+              ? []
+              : run.verification.databases.map((d) => ({ database: d.database, checks: failing(d.checks) as typeof d.checks })),
+          },
+        }
+      : {}),
+    ...(run.error
+      ? {
+          error: {
+            phase: run.error.phase,
+            class: run.error.class,
+            message: run.error.message.slice(0, hard ? 500 : 2000),
+            hint: run.error.hint,
+          },
+        }
+      : {}),
+  };
+}

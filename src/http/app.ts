@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
+import type { JobConfig } from '../config/types.js';
+import { isRefresherError } from '../errors.js';
+import type { Logger } from '../observe/logger.js';
+import type { RunRecord } from '../runner/run-record.js';
+import { type ApiToken, type Principal, TokenAuth } from './auth.js';
+import { sendError } from './reply.js';
+import { registerApiRoutes } from './routes.js';
+import type { JobDetail, JobListItem } from './views.js';
+
+/**
+ * The HTTP API, built without listening: tests use inject() and a real socket
+ * alike. /healthz, /readyz and /metrics are open; everything under /api needs
+ * a bearer token. Every error is JSON {error, message}; every request is
+ * logged once, with its request id (taken from X-Request-Id when it looks like
+ * one, else generated) and echoed in the X-Request-Id response header.
+ */
+
+/** What the API needs from the service. */
+export interface ApiBackend {
+  jobs(): readonly JobConfig[];
+  job(name: string): JobConfig | undefined;
+  jobListItem(job: JobConfig): JobListItem;
+  jobDetail(job: JobConfig): JobDetail;
+  listRuns(job: string, options: { limit: number; before?: string }): Promise<RunRecord[]>;
+  getRun(id: string): Promise<RunRecord | undefined>;
+  /** Starts a run; throws JOB_BUSY (with the running run's id in `runningRunId`) and the like. */
+  trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord>;
+  /** The run holding the job now, if any. */
+  runningRunId(job: string): string | undefined;
+  /** False once shutdown began: triggers get 503. */
+  accepting(): boolean;
+  readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
+  metricsText(): Promise<{ contentType: string; body: string }>;
+}
+
+export interface AppOptions {
+  backend: ApiBackend;
+  tokens: readonly ApiToken[];
+  log: Logger;
+  bodyLimitBytes: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+
+/** Logs one line per request, when it completes, with the request id, method, path, status and time. */
+class OneLineLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = {
+      method: request.method,
+      // Not "url": the logger redacts that key (webhook URLs carry tokens).
+      path: request.url,
+      statusCode: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+      ...(request.principal ? { by: request.principal.name } : {}),
+    };
+    if (error || reply.statusCode >= 500) reply.log.error({ ...line, err: error }, 'request failed');
+    else reply.log.info(line, 'request');
+  }
+}
+
+/** Fastify's own errors (body parsing, size limits) as {error, message} with their 4xx status. */
+const FASTIFY_ERRORS: Readonly<Record<string, string>> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed-body',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed-body',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'body-too-large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported-media-type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'malformed-body',
+};
+
+export function buildApp(options: AppOptions): FastifyInstance {
+  const { backend } = options;
+  const app = Fastify({
+    loggerInstance: options.log.child({ component: 'http' }) as FastifyBaseLogger,
+    logController: new OneLineLog(),
+    bodyLimit: options.bodyLimitBytes,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Refuse new requests while closing, and do not let idle keep-alive sockets hold shutdown up.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    keepAliveTimeout: 5000,
+    requestTimeout: 30_000,
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const known = error.code ? FASTIFY_ERRORS[error.code] : undefined;
+    if (known || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
+      return sendError(reply, error.statusCode ?? 400, known ?? 'bad-request', error.message);
+    }
+    if (isRefresherError(error) && error.httpStatus < 500) {
+      return sendError(reply, error.httpStatus, error.code.toLowerCase().replaceAll('_', '-'), error.message);
+    }
+    request.log.error({ err: error }, 'unexpected error');
+    return sendError(reply, 500, 'internal', `internal error; the service log has the details under request id ${request.id}`);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 404, 'not-found', `no route ${request.method} ${request.url.split('?')[0]}; see /api/v1/jobs`),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const readiness = await backend.readiness();
+    return reply.code(readiness.ready ? 200 : 503).send({ status: readiness.ready ? 'ready' : 'not-ready', checks: readiness.checks });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, body } = await backend.metricsText();
+    return reply.type(contentType).send(body);
+  });
+
+  const auth = new TokenAuth(options.tokens);
+  app.register(
+    async (api) => {
+      api.addHook('onRequest', async (request, reply) => {
+        const result = auth.check(request.headers.authorization);
+        if (!result.ok) {
+          if (result.status === 401) reply.header('www-authenticate', 'Bearer realm="db-refresher"');
+          return sendError(reply, result.status, result.error, result.message);
+        }
+        if (result.principal.readOnly && request.method !== 'GET' && request.method !== 'HEAD') {
+          return sendError(reply, 403, 'forbidden', `token "${result.principal.name}" is read-only; it may not start runs`);
+        }
+        request.principal = result.principal;
+      });
+      registerApiRoutes(api, backend);
+    },
+    { prefix: '/api/v1' },
+  );
+
+  return app;
+}

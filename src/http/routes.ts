@@ -1,0 +1,133 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { isRefresherError } from '../errors.js';
+import type { ApiBackend } from './app.js';
+import { sendError } from './reply.js';
+import { runPath, runView, summarizeRun } from './views.js';
+
+/**
+ * /api/v1 routes. Input is checked with zod, so malformed input is a 400 with
+ * a message that names the field, never a 500.
+ */
+
+const JOB_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const RUN_ID = /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$/;
+
+const triggerBody = z
+  .strictObject({
+    reason: z.string().trim().min(1, { error: 'must not be empty' }).max(500, { error: 'must be at most 500 characters' }).optional(),
+    dryRun: z.boolean({ error: 'must be true or false' }).optional(),
+  })
+  .nullish();
+
+const limit = (max: number, fallback: number) =>
+  z
+    .string()
+    .regex(/^\d{1,4}$/, { error: `must be a whole number 1-${max}` })
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= max, { error: `must be a whole number 1-${max}` })
+    .default(fallback);
+
+const jobsQuery = z.object({
+  limit: limit(1000, 100),
+  cursor: z.string().regex(JOB_NAME, { error: 'must be a job name from a previous page' }).optional(),
+});
+
+const runsQuery = z.object({
+  limit: limit(200, 20),
+  before: z.string().regex(RUN_ID, { error: 'must be a run id, e.g. from nextCursor' }).optional(),
+});
+
+function problem(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`).join('; ');
+}
+
+export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): void {
+  const findJob = (name: string) => (JOB_NAME.test(name) ? backend.job(name) : undefined);
+  const noJob = (name: string) =>
+    `no job named "${name.slice(0, 80)}"; jobs: ${backend
+      .jobs()
+      .slice(0, 20)
+      .map((j) => j.name)
+      .join(', ')}${backend.jobs().length > 20 ? ', …' : ''}`;
+
+  api.get('/jobs', async (request, reply) => {
+    const query = jobsQuery.safeParse(request.query);
+    if (!query.success) return sendError(reply, 400, 'bad-request', problem(query.error));
+    const all = backend.jobs();
+    let start = 0;
+    if (query.data.cursor !== undefined) {
+      const at = all.findIndex((j) => j.name === query.data.cursor);
+      if (at < 0) return sendError(reply, 400, 'bad-request', `cursor: no job named "${query.data.cursor}"`);
+      start = at + 1;
+    }
+    const page = all.slice(start, start + query.data.limit);
+    const last = page[page.length - 1];
+    return {
+      jobs: page.map((job) => backend.jobListItem(job)),
+      total: all.length,
+      nextCursor: last && start + page.length < all.length ? last.name : null,
+    };
+  });
+
+  api.get<{ Params: { job: string } }>('/jobs/:job', async (request, reply) => {
+    const job = findJob(request.params.job);
+    if (!job) return sendError(reply, 404, 'job-not-found', noJob(request.params.job));
+    return backend.jobDetail(job);
+  });
+
+  api.get<{ Params: { job: string } }>('/jobs/:job/runs', async (request, reply) => {
+    const job = findJob(request.params.job);
+    if (!job) return sendError(reply, 404, 'job-not-found', noJob(request.params.job));
+    const query = runsQuery.safeParse(request.query);
+    if (!query.success) return sendError(reply, 400, 'bad-request', problem(query.error));
+    const runs = await backend.listRuns(job.name, {
+      limit: query.data.limit,
+      ...(query.data.before ? { before: query.data.before } : {}),
+    });
+    const last = runs[runs.length - 1];
+    return {
+      runs: runs.map(summarizeRun),
+      nextCursor: last && runs.length === query.data.limit ? last.id : null,
+    };
+  });
+
+  api.get<{ Params: { id: string } }>('/runs/:id', async (request, reply) => {
+    const id = request.params.id;
+    const run = RUN_ID.test(id) ? await backend.getRun(id) : undefined;
+    if (!run) return sendError(reply, 404, 'run-not-found', `no run with id "${id.slice(0, 80)}"`);
+    return runView(run);
+  });
+
+  api.post<{ Params: { job: string } }>('/jobs/:job/runs', async (request, reply) => {
+    if (!backend.accepting()) {
+      reply.header('retry-after', '30');
+      return sendError(reply, 503, 'shutting-down', 'the service is shutting down and takes no new runs; try again when it is back');
+    }
+    const job = findJob(request.params.job);
+    if (!job) return sendError(reply, 404, 'job-not-found', noJob(request.params.job));
+    const body = triggerBody.safeParse(request.body);
+    if (!body.success) return sendError(reply, 400, 'bad-request', problem(body.error));
+    if (job.suspend && !job.allowManualWhenSuspended) {
+      return sendError(reply, 409, 'job-suspended', `job "${job.name}" is suspended and does not allow manual runs while suspended`);
+    }
+    try {
+      const run = await backend.trigger(job, {
+        by: request.principal?.name ?? 'unknown',
+        ...(body.data?.reason ? { reason: body.data.reason } : {}),
+        dryRun: body.data?.dryRun ?? false,
+      });
+      reply.header('location', runPath(run.id));
+      return reply.code(202).send({ run: summarizeRun(run), links: { self: runPath(run.id) } });
+    } catch (error) {
+      if (isRefresherError(error) && error.code === 'JOB_BUSY') {
+        const runId = backend.runningRunId(job.name);
+        return sendError(reply, 409, 'job-busy', error.message, {
+          runId: runId ?? null,
+          ...(runId ? { links: { run: runPath(runId) } } : {}),
+        });
+      }
+      throw error;
+    }
+  });
+}

@@ -1,0 +1,134 @@
+import type { JobConfig } from '../config/types.js';
+import type { RunRecord, RunStatus, Trigger } from '../runner/run-record.js';
+
+/**
+ * What the API returns, built from records and config by pure functions.
+ * Nothing here reads a Secret: job views list host, port, schedule and the
+ * target's description (which by contract holds no secrets), and run records
+ * serialize any Secret as its placeholder anyway.
+ */
+
+export interface RunSummary {
+  id: string;
+  job: string;
+  status: RunStatus;
+  dryRun: boolean;
+  trigger: Trigger;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  durationMs?: number;
+  /** The phase under way or last reached. */
+  phase?: string;
+  error?: { phase: string; class: string; message: string };
+  skip?: RunRecord['skip'];
+  paused?: RunRecord['paused'];
+  /** When the source snapshot was taken: the age of the copy's data starts here. */
+  snapshotTakenAt?: string;
+}
+
+export function summarizeRun(run: RunRecord): RunSummary {
+  const current =
+    run.phases.find((p) => p.status === 'running') ??
+    [...run.phases].reverse().find((p) => p.status === 'succeeded' || p.status === 'failed');
+  return {
+    id: run.id,
+    job: run.job,
+    status: run.status,
+    dryRun: run.dryRun,
+    trigger: run.trigger,
+    createdAt: run.createdAt,
+    ...(run.startedAt ? { startedAt: run.startedAt } : {}),
+    ...(run.finishedAt ? { finishedAt: run.finishedAt } : {}),
+    ...(run.durationMs !== undefined ? { durationMs: run.durationMs } : {}),
+    ...(current ? { phase: current.name } : {}),
+    ...(run.error ? { error: { phase: run.error.phase, class: run.error.class, message: run.error.message } } : {}),
+    ...(run.skip ? { skip: run.skip } : {}),
+    ...(run.paused ? { paused: run.paused } : {}),
+    ...(run.snapshot ? { snapshotTakenAt: run.snapshot.takenAt } : {}),
+  };
+}
+
+/** The run record as the API shows it: everything, with its links. */
+export function runView(run: RunRecord): RunRecord & { links: { self: string; job: string } } {
+  return { ...run, links: { self: runPath(run.id), job: `/api/v1/jobs/${run.job}` } };
+}
+
+export const runPath = (id: string) => `/api/v1/runs/${id}`;
+
+export interface JobState {
+  /** The run holding the job now (queued or running), if any. */
+  current?: { id: string; status: RunStatus } | undefined;
+  lastRun?: RunSummary | undefined;
+  lastSuccess?: RunSummary | undefined;
+}
+
+export interface JobListItem {
+  name: string;
+  schedule: string | null;
+  timezone: string;
+  suspended: boolean;
+  targetKind: string;
+  nextRunAt: string | null;
+  current: { id: string; status: RunStatus } | null;
+  lastRun: { id: string; status: RunStatus; finishedAt: string | null } | null;
+}
+
+export function jobListItem(job: JobConfig, state: JobState, nextRunAt: Date | undefined): JobListItem {
+  const last = state.lastRun;
+  return {
+    name: job.name,
+    schedule: job.schedule ?? null,
+    timezone: job.timezone,
+    suspended: job.suspend,
+    targetKind: job.target.kind,
+    nextRunAt: nextRunAt?.toISOString() ?? null,
+    current: state.current ?? null,
+    lastRun: last ? { id: last.id, status: last.status, finishedAt: last.finishedAt ?? null } : null,
+  };
+}
+
+export interface JobDetail {
+  name: string;
+  description: string | null;
+  schedule: string | null;
+  timezone: string;
+  suspended: boolean;
+  allowManualWhenSuspended: boolean;
+  startingDeadlineSeconds: number;
+  source: { host: string; port: number };
+  target: { kind: string; summary: string };
+  nextRuns: string[];
+  warnings: string[];
+  current: { id: string; status: RunStatus } | null;
+  lastRun: RunSummary | null;
+  lastSuccess: RunSummary | null;
+  links: { runs: string };
+}
+
+export function jobDetail(input: {
+  job: JobConfig;
+  state: JobState;
+  targetSummary: string;
+  nextRuns: readonly Date[];
+  warnings: readonly string[];
+}): JobDetail {
+  const { job, state } = input;
+  return {
+    name: job.name,
+    description: job.description ?? null,
+    schedule: job.schedule ?? null,
+    timezone: job.timezone,
+    suspended: job.suspend,
+    allowManualWhenSuspended: job.allowManualWhenSuspended,
+    startingDeadlineSeconds: job.startingDeadlineSeconds,
+    source: { host: job.source.host, port: job.source.port },
+    target: { kind: job.target.kind, summary: input.targetSummary },
+    nextRuns: input.nextRuns.map((d) => d.toISOString()),
+    warnings: [...input.warnings],
+    current: state.current ?? null,
+    lastRun: state.lastRun ?? null,
+    lastSuccess: state.lastSuccess ?? null,
+    links: { runs: `/api/v1/jobs/${job.name}/runs` },
+  };
+}

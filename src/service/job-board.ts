@@ -1,0 +1,50 @@
+import { type JobState, summarizeRun } from '../http/views.js';
+import type { RunRecord } from '../runner/run-record.js';
+import type { RunEvent } from '../runner/runner.js';
+
+/**
+ * What the service knows about each job right now, in memory: the run holding
+ * it, the last run and the last success. Seeded from history at startup and
+ * kept current by run events and skipped records, so listing 1,000 jobs reads
+ * no files.
+ */
+export class JobBoard {
+  readonly #states = new Map<string, JobState>();
+
+  state(job: string): JobState {
+    let state = this.#states.get(job);
+    if (!state) {
+      state = {};
+      this.#states.set(job, state);
+    }
+    return state;
+  }
+
+  /** The newest records of a job, newest first, as found in history at startup. */
+  seed(job: string, newestFirst: readonly RunRecord[]): void {
+    const state = this.state(job);
+    const last = newestFirst.find((r) => r.status !== 'running' && r.status !== 'queued');
+    const success = newestFirst.find((r) => r.status === 'succeeded' && !r.dryRun);
+    if (last && !state.lastRun) state.lastRun = summarizeRun(last);
+    if (success && !state.lastSuccess) state.lastSuccess = summarizeRun(success);
+  }
+
+  /** A run that holds the job (just started, queued or resumed). */
+  holding(run: RunRecord): void {
+    this.state(run.job).current = { id: run.id, status: run.status };
+  }
+
+  /** A record that ended: finished, paused, skipped or interrupted. */
+  settled(run: RunRecord): void {
+    const state = this.state(run.job);
+    if (state.current?.id === run.id) state.current = undefined;
+    if (run.paused) return;
+    state.lastRun = summarizeRun(run);
+    if (run.status === 'succeeded' && !run.dryRun) state.lastSuccess = state.lastRun;
+  }
+
+  onRunEvent(event: RunEvent): void {
+    if (event.type === 'run-started') this.holding(event.run);
+    else if (event.type === 'run-finished') this.settled(event.run);
+  }
+}
