@@ -31,7 +31,6 @@ export interface KubeObject {
     deletionTimestamp?: unknown;
     creationTimestamp?: unknown;
   };
-  [key: string]: unknown;
 }
 
 export interface KubeList<T> {
