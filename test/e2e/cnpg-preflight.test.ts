@@ -67,17 +67,21 @@ describe('cnpg safety rails', () => {
 
   it('refuses a source that is the target itself', async () => {
     const yaml = h.jobYaml({}).replace('host: 127.0.0.1, port:', `host: qa-db-rw.${'NS'}.svc, port:`).replace('NS', h.namespace);
-    const config = h.config(yaml.replace('connectionParameters: { host: 127.0.0.1', `connectionParameters: { host: qa-db-rw.${h.namespace}.svc`));
+    const config = h.config(
+      yaml.replace('connectionParameters: { host: 127.0.0.1', `connectionParameters: { host: qa-db-rw.${h.namespace}.svc`),
+    );
     const run = await h.local.run(config);
     expect(run.status).toBe('failed');
     expect(run.error?.phase).toBe('preflight');
     expect(run.preflight?.find((c) => c.name === 'target may be replaced')?.message).toContain("the target Cluster's own service");
   });
 
-  it('refuses a source whose major version differs from the image tag, in the guide\'s words', async () => {
+  it("refuses a source whose major version differs from the image tag, in the guide's words", async () => {
     const run = await h.local.run(h.config(h.jobYaml({ imageTag: '16.2-3' })));
     expectRefusedInPreflight(run, 'version-mismatch');
-    expect(run.error?.message).toContain('the source runs PostgreSQL 15 but imageName ghcr.io/cloudnative-pg/postgresql:16.2-3 is PostgreSQL 16');
+    expect(run.error?.message).toContain(
+      'the source runs PostgreSQL 15 but imageName ghcr.io/cloudnative-pg/postgresql:16.2-3 is PostgreSQL 16',
+    );
     expect(run.error?.hint).toContain('source and target must have same PostgreSQL version');
   });
 
@@ -89,7 +93,9 @@ describe('cnpg safety rails', () => {
   });
 
   it('refuses when a referenced Secret or key is missing', async () => {
-    const missing = h.config(h.jobYaml({}).replace('password: { name: source-replication, key: password }', 'password: { name: no-such-secret, key: password }'));
+    const missing = h.config(
+      h.jobYaml({}).replace('password: { name: source-replication, key: password }', 'password: { name: no-such-secret, key: password }'),
+    );
     const run = await h.local.run(missing);
     expectRefusedInPreflight(run, 'authentication-failed');
     expect(run.error?.message).toContain(`Secret ${h.namespace}/no-such-secret does not exist`);
@@ -110,7 +116,9 @@ describe('cnpg safety rails', () => {
     const run = await h.local.run(config);
     expect(run.status).toBe('failed');
     expect(run.error?.phase).toBe('preflight');
-    expect(run.preflight?.find((c) => c.name === 'target namespace exists')?.message).toContain('namespace no-such-namespace does not exist');
+    expect(run.preflight?.find((c) => c.name === 'target namespace exists')?.message).toContain(
+      'namespace no-such-namespace does not exist',
+    );
   });
 
   it('refuses orphaned volumes CNPG would adopt instead of cloning', async () => {

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { Kube, withRetry } from '../../src/target/cnpg/kube.js';
+import { Kube } from '../../src/target/cnpg/kube.js';
+import { withRetry } from '../../src/target/cnpg/kube-retry.js';
 import { ResourceSet, WaitTimeout, waitUntil } from '../../src/target/cnpg/watch.js';
 import { type FaultProxy, startFaultProxy } from '../envtest/fault-proxy.js';
 
@@ -43,7 +44,10 @@ describe('ResourceSet and waitUntil', () => {
     await set.start();
     try {
       for (let i = 0; i < 5; i += 1) {
-        await direct.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: `cm-${i}`, labels: { suite: 'faults' } }, data: { i: String(i) } } });
+        await direct.createNamespacedConfigMap({
+          namespace: ns,
+          body: { metadata: { name: `cm-${i}`, labels: { suite: 'faults' } }, data: { i: String(i) } },
+        });
         await new Promise((r) => setTimeout(r, 150));
       }
       await direct.deleteNamespacedConfigMap({ name: 'cm-2', namespace: ns });
@@ -90,7 +94,12 @@ describe('ResourceSet and waitUntil', () => {
     const set = configMaps('suite=timeout');
     await set.start();
     try {
-      const error = await waitUntil({ sets: [set], timeoutMs: 300, timeoutMessage: () => 'still waiting for cm-x', check: () => undefined }).catch((e) => e);
+      const error = await waitUntil({
+        sets: [set],
+        timeoutMs: 300,
+        timeoutMessage: () => 'still waiting for cm-x',
+        check: () => undefined,
+      }).catch((e) => e);
       expect(error).toBeInstanceOf(WaitTimeout);
       expect((error as Error).message).toBe('still waiting for cm-x');
     } finally {

@@ -45,7 +45,15 @@ export class CnpgHarness {
   }
 
   /** A cnpg job; `values` and `target` lines are spliced in. */
-  jobYaml(input: { name?: string; clusterName?: string; connectPort?: number; target?: string; values?: string; job?: string; imageTag?: string }): string {
+  jobYaml(input: {
+    name?: string;
+    clusterName?: string;
+    connectPort?: number;
+    target?: string;
+    values?: string;
+    job?: string;
+    imageTag?: string;
+  }): string {
     const source = this.local.source;
     return `
   - name: ${input.name ?? 'qa'}
@@ -78,7 +86,13 @@ ${input.values ?? ''}    verify:
 
   async clusterExists(name: string): Promise<boolean> {
     try {
-      await this.custom.getNamespacedCustomObject({ group: 'postgresql.cnpg.io', version: 'v1', namespace: this.namespace, plural: 'clusters', name });
+      await this.custom.getNamespacedCustomObject({
+        group: 'postgresql.cnpg.io',
+        version: 'v1',
+        namespace: this.namespace,
+        plural: 'clusters',
+        name,
+      });
       return true;
     } catch {
       return false;

@@ -189,8 +189,14 @@ describe('ConcurrencyGate', () => {
 
     const order: string[] = [];
     const signal = new AbortController().signal;
-    const waitA = gate.acquire(jobOn('a'), signal).then((r) => (order.push('a2'), r));
-    const waitC = gate.acquire(jobOn('c'), signal).then((r) => (order.push('c'), r));
+    const waitA = gate.acquire(jobOn('a'), signal).then((r) => {
+      order.push('a2');
+      return r;
+    });
+    const waitC = gate.acquire(jobOn('c'), signal).then((r) => {
+      order.push('c');
+      return r;
+    });
     expect(gate.queued).toBe(2);
     b1?.();
     // a is still busy on its source: c, queued later, goes first.

@@ -9,7 +9,9 @@ import { PhaseFailure } from '../../errors.js';
 import type { Check, PhaseContext, PhaseDetail, SourceFacts, SqlConnector, Target, TargetDescription } from '../../ports.js';
 import type { RunRecord } from '../../runner/run-record.js';
 import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from './guard.js';
-import { describeKubeError, isNotFound, Kube, type KubeList, type KubeObject, loadKubeConfig, withRetry } from './kube.js';
+import type { Kube } from './kube.js';
+import { describeKubeError, isNotFound, type KubeList, type KubeObject, withRetry } from './kube-retry.js';
+import { loadKube } from './load-kube.js';
 import {
   ANNOTATIONS,
   buildCluster,
@@ -86,8 +88,13 @@ export class CnpgTarget implements Target {
     this.#kube = options.kube;
   }
 
+  /** Loads the Kubernetes client on first use; every public method that talks to the API awaits it. */
+  async #connect(): Promise<void> {
+    this.#kube ??= await loadKube(this.#target.kubeconfig);
+  }
+
   get #api(): Kube {
-    this.#kube ??= new Kube(loadKubeConfig(this.#target.kubeconfig));
+    if (!this.#kube) throw new Error('the Kubernetes client is not loaded yet');
     return this.#kube;
   }
 
@@ -165,6 +172,7 @@ export class CnpgTarget implements Target {
   }
 
   async resolveSource(source: SourceConfig): Promise<{ source: SourceConfig; checks: Check[] }> {
+    await this.#connect();
     const external = sourceCluster(this.#values);
     const checks: Check[] = [];
     const resolved: SourceConfig = { ...source };
@@ -233,6 +241,7 @@ export class CnpgTarget implements Target {
   }
 
   async preflight(source: SourceFacts | undefined): Promise<Check[]> {
+    await this.#connect();
     this.#facts = source;
     const checks: Check[] = [];
     const refusals = configRefusals({
@@ -411,6 +420,7 @@ export class CnpgTarget implements Target {
   }
 
   async teardown(ctx: PhaseContext): Promise<PhaseDetail> {
+    await this.#connect();
     const existing = await this.#getCluster();
     const refusal = ownershipRefusal({
       job: this.#job.name,
@@ -478,6 +488,7 @@ export class CnpgTarget implements Target {
   }
 
   async clone(ctx: PhaseContext): Promise<PhaseDetail> {
+    await this.#connect();
     const checkpoint = await this.#checkpointSource(ctx);
     const manifest = buildCluster({
       name: this.#name,
@@ -529,6 +540,7 @@ export class CnpgTarget implements Target {
   }
 
   async start(ctx: PhaseContext): Promise<PhaseDetail> {
+    await this.#connect();
     const started = Date.now();
     const sets = this.#sets();
     const watched = [sets.cluster, sets.jobs] as ResourceSet<KubeObject>[];
@@ -655,6 +667,7 @@ export class CnpgTarget implements Target {
   }
 
   async recordOutcome(run: RunRecord): Promise<void> {
+    await this.#connect();
     const cluster = await this.#getCluster();
     if (!cluster || cluster.metadata?.annotations?.[ANNOTATIONS.runId] !== run.id) return;
     this.#clusterUid = cluster.metadata?.uid;
@@ -672,7 +685,7 @@ export class CnpgTarget implements Target {
           name: this.#name,
           body: { metadata: { annotations: { [ANNOTATIONS.outcome]: run.status, [ANNOTATIONS.outcomeMessage]: message } } },
         },
-        Kube.mergePatch,
+        this.#api.mergePatch,
       ),
     );
     await this.#event(
