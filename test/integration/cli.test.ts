@@ -164,16 +164,23 @@ describe('db-refresher CLI', () => {
   });
 
   it('serve loads the config and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, [bin, 'serve', '--config', configFile], { env: harness.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A free port, and the file history store: the defaults (8080, a state dir) may be taken on a shared machine.
+    const serveConfig = path.join(harness.sandbox.root, 'serve.yaml');
+    writeFileSync(serveConfig, `server: { port: ${await freePort()}, host: 127.0.0.1 }\n${readFileSync(configFile, 'utf8')}`);
+    const child = spawn(process.execPath, [bin, 'serve', '--config', serveConfig], { env: harness.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
+      const started = Date.now();
       const poll = setInterval(() => {
         if (stderr.includes('waiting for SIGTERM')) {
           clearInterval(poll);
           resolve();
+        } else if (Date.now() - started > 30_000 || child.exitCode !== null) {
+          clearInterval(poll);
+          reject(new Error(`serve did not become ready: ${stderr.slice(-2000)}`));
         }
       }, 20);
     });
