@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { sqlEndpoint } from '../../checks/source.js';
 import { formatBytes } from '../../config/byte-size.js';
@@ -646,7 +647,8 @@ export class CnpgTarget implements Target {
       this.#api.core.createNamespacedEvent({
         namespace: this.#namespace,
         body: {
-          metadata: { generateName: `${this.#name}.` },
+          // Named like kubectl's events: <object>.<unique hex>.
+          metadata: { name: `${this.#name}.${now.getTime().toString(16)}${randomBytes(2).toString('hex')}` },
           involvedObject: {
             apiVersion: `${CLUSTER_GROUP}/${CLUSTER_VERSION}`,
             kind: 'Cluster',
