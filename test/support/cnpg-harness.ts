@@ -26,8 +26,12 @@ export class CnpgHarness {
     this.custom = this.kc.makeApiClient(CustomObjectsApi);
   }
 
-  static async start(kubeconfigPath: string, prefix = 'cnpg'): Promise<CnpgHarness> {
-    const local = await LocalHarness.start();
+  static async start(
+    kubeconfigPath: string,
+    prefix = 'cnpg',
+    options: Parameters<typeof LocalHarness.start>[0] = {},
+  ): Promise<CnpgHarness> {
+    const local = await LocalHarness.start(options);
     const harness = new CnpgHarness(local, kubeconfigPath, `${prefix}-${randomBytes(3).toString('hex')}`);
     await harness.core.createNamespace({ body: { metadata: { name: harness.namespace } } });
     await harness.putSecret('source-replication', { password: local.replicationPassword });
