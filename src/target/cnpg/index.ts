@@ -270,15 +270,7 @@ export class CnpgTarget implements Target {
       });
     }
 
-    const existing = await this.#getCluster();
-    const refusal = ownershipRefusal({
-      job: this.#job.name,
-      jobPath: this.#jobPath,
-      existing: existing ? { labels: existing.metadata?.labels ?? {}, annotations: existing.metadata?.annotations ?? {} } : undefined,
-      adopt: this.#target.adopt,
-      name: this.#name,
-      namespace: this.#namespace,
-    });
+    const { existing, refusal } = await this.#ownership();
     checks.push(
       refusal
         ? { name: 'target is ours to replace', ok: false, failureClass: 'unsafe-target', message: refusal }
@@ -416,12 +408,8 @@ export class CnpgTarget implements Target {
     };
   }
 
-  #ownedByCluster(object: KubeObject): boolean {
-    return (object.metadata?.ownerReferences ?? []).some((ref) => ref.kind === 'Cluster' && ref.name === this.#name);
-  }
-
-  async teardown(ctx: PhaseContext): Promise<PhaseDetail> {
-    await this.#connect();
+  /** The Cluster as it is now, and why it may not be replaced (undefined when it may). */
+  async #ownership(): Promise<{ existing: ClusterObject | undefined; refusal: string | undefined }> {
     const existing = await this.#getCluster();
     const refusal = ownershipRefusal({
       job: this.#job.name,
@@ -431,6 +419,16 @@ export class CnpgTarget implements Target {
       name: this.#name,
       namespace: this.#namespace,
     });
+    return { existing, refusal };
+  }
+
+  #ownedByCluster(object: KubeObject): boolean {
+    return (object.metadata?.ownerReferences ?? []).some((ref) => ref.kind === 'Cluster' && ref.name === this.#name);
+  }
+
+  async teardown(ctx: PhaseContext): Promise<PhaseDetail> {
+    await this.#connect();
+    const { existing, refusal } = await this.#ownership();
     // Checked again here, not only in preflight: the Cluster may have been replaced since.
     if (refusal) throw new PhaseFailure('unsafe-target', refusal);
     if (existing) {
