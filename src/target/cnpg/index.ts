@@ -7,6 +7,7 @@ import type { CnpgValues, SecretKeySelector } from '../../config/schema-cnpg.js'
 import { Secret } from '../../config/secret.js';
 import type { CnpgTargetConfig, JobConfig, PgEndpoint, SourceConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
+import { FAILURE_HINTS } from '../../failures.js';
 import type { Check, PhaseContext, PhaseDetail, SourceFacts, SqlConnector, Target, TargetDescription } from '../../ports.js';
 import type { RunRecord } from '../../runner/run-record.js';
 import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from './guard.js';
@@ -635,7 +636,10 @@ export class CnpgTarget implements Target {
     const relevant = lines.slice(-10).map(readableLine);
     return new PhaseFailure(forced ?? failureClass, `${what}${evidence.length ? ` — ${evidence.join(' | ')}` : ''}`, {
       details: relevant,
-      ...(forced && failureClass !== 'unknown' ? { hint: `${failureClass}: ${classifyHint(failureClass)}` } : {}),
+      // A timeout whose logs name a cause: the cause's hint helps more than "raise the timeout".
+      ...(forced && failureClass !== 'unknown'
+        ? { hint: `The clone Job's log points at ${failureClass}: ${FAILURE_HINTS[failureClass]}` }
+        : {}),
     });
   }
 
@@ -695,9 +699,3 @@ export class CnpgTarget implements Target {
     );
   }
 }
-
-function classifyHint(failureClass: string): string {
-  return failureClass;
-}
-
-export { describeKubeError };
