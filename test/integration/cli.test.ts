@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobLocks } from '../../src/runner/lock.js';
+import { runCli } from '../support/cli.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 
 /** The built CLI as users run it: exit codes, output formats, and no stack traces for user errors. */
@@ -10,26 +11,7 @@ import { freePort, LocalHarness } from '../support/local-harness.js';
 const bin = path.resolve(import.meta.dirname, '../../dist/src/cli/bin.js');
 const corpus = path.resolve(import.meta.dirname, '../fixtures/config-errors');
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = runCli;
 
 function expectNoStackTrace(text: string): void {
   expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +5,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { genericEnvelopeSchema } from '../../src/notify/render/generic.js';
 import { Receiver, type Reply } from '../fixtures/notify/receiver.js';
+import { type CliResult, runCli } from '../support/cli.js';
 
 /** `db-refresher notify-test <target>`, the built CLI as users run it, against webhooks on 127.0.0.1. */
 
@@ -13,25 +13,8 @@ const bin = path.resolve(import.meta.dirname, '../../dist/src/cli/bin.js');
 let dir: string;
 const receivers: Receiver[] = [];
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: NodeJS.ProcessEnv): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return runCli(args, { ...process.env, ...env });
 }
 
 const CONFIG = `
