@@ -16,7 +16,7 @@ import { serverOsUser } from '../src/postgres/os-user.js';
  */
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
+const root = path.resolve(here, '..');
 const sizeMb = Number(process.env.BENCH_SIZE_MB ?? 1024);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 

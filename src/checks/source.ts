@@ -8,8 +8,16 @@ import { DATA_DIRECTORY, SOURCE_SETTINGS, TOTAL_SIZE } from './queries.js';
  * asked the same way it will ask, before anything is torn down.
  */
 
-/** A clone needs one walsender for the backup and one for streaming WAL. */
-export const WAL_SENDERS_PER_CLONE = 2;
+/**
+ * Walsender slots a clone takes on the source: one for the backup and one for
+ * streaming WAL; CNPG's Job also keeps its IDENTIFY_SYSTEM probe connection
+ * open while pg_basebackup runs (BEHAVIOUR.md §6.2), so a cnpg clone takes three.
+ */
+export function walSendersPerClone(job: JobConfig): { count: number; why: string } {
+  return job.target.kind === 'cnpg'
+    ? { count: 3, why: "one for the backup, one for WAL streaming, one for CloudNativePG's connection probe" }
+    : { count: 2, why: 'one for the backup, one for WAL streaming' };
+}
 
 export function replicationEndpoint(source: SourceConfig): PgEndpoint {
   return source;
@@ -103,8 +111,9 @@ export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<
 
   // Our own replication connection is closed by now, so every walsender counted belongs to someone else.
   const free = settings.max_wal_senders - settings.active_wal_senders;
+  const needed = walSendersPerClone(job);
   checks.push(
-    free >= WAL_SENDERS_PER_CLONE
+    free >= needed.count
       ? {
           name: 'free walsender slots',
           ok: true,
@@ -112,7 +121,7 @@ export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<
         }
       : failed(
           'free walsender slots',
-          `source has max_wal_senders=${settings.max_wal_senders} and ${settings.active_wal_senders} in use: a clone needs ${WAL_SENDERS_PER_CLONE} free (one for the backup, one for WAL streaming); raise max_wal_senders or retry later`,
+          `source has max_wal_senders=${settings.max_wal_senders} and ${settings.active_wal_senders} in use: a clone needs ${needed.count} free (${needed.why}); raise max_wal_senders or retry later`,
           'wal-senders-exhausted',
         ),
   );

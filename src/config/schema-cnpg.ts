@@ -86,7 +86,15 @@ export const cnpgValuesSchema = z
     }),
     externalClusters: z.array(externalCluster).min(1, { error: 'at least one external cluster (the source) is required' }),
     backup: z
-      .strictObject({ enabled: z.boolean().default(false) })
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .refine((enabled) => !enabled, {
+            error:
+              'backups of a refreshed copy are not supported: the values carry no object store, and a copy usually needs none (the guide sets backup.enabled: false)',
+          }),
+      })
       .prefault({})
       .describe('Backups of the copy; a refreshed test database usually needs none'),
   })

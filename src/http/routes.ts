@@ -38,6 +38,41 @@ const runsQuery = z.object({
   before: z.string().regex(RUN_ID, { error: 'must be a run id, e.g. from nextCursor' }).optional(),
 });
 
+const nullable = (type: string) => ({ type: [type, 'null'] });
+const runRef = {
+  type: ['object', 'null'],
+  properties: { id: { type: 'string' }, status: { type: 'string' }, finishedAt: nullable('string') },
+};
+
+/**
+ * The job list is the most polled route (dashboards, 1,000 jobs): its response
+ * schema lets fastify compile a serializer for it, several times faster than
+ * JSON.stringify. It must list every field of JobListItem.
+ */
+const JOB_LIST_RESPONSE = {
+  type: 'object',
+  properties: {
+    jobs: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          schedule: nullable('string'),
+          timezone: { type: 'string' },
+          suspended: { type: 'boolean' },
+          targetKind: { type: 'string' },
+          nextRunAt: nullable('string'),
+          current: { type: ['object', 'null'], properties: { id: { type: 'string' }, status: { type: 'string' } } },
+          lastRun: runRef,
+        },
+      },
+    },
+    total: { type: 'integer' },
+    nextCursor: nullable('string'),
+  },
+} as const;
+
 function problem(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`).join('; ');
 }
@@ -51,7 +86,7 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): vo
       .map((j) => j.name)
       .join(', ')}${backend.jobs().length > 20 ? ', …' : ''}`;
 
-  api.get('/jobs', async (request, reply) => {
+  api.get('/jobs', { schema: { response: { 200: JOB_LIST_RESPONSE } } }, async (request, reply) => {
     const query = jobsQuery.safeParse(request.query);
     if (!query.success) return sendError(reply, 400, 'bad-request', problem(query.error));
     const all = backend.jobs();

@@ -23,6 +23,7 @@ export class ServiceMetrics {
   readonly #lastSuccess: Gauge<'job'>;
   readonly #skipped: Counter<'job' | 'reason'>;
   readonly #missed: Counter<'job'>;
+  readonly #lateness: Histogram;
 
   constructor(options: {
     clock: Clock;
@@ -100,6 +101,12 @@ export class ServiceMetrics {
       labelNames: ['job'],
       registers,
     });
+    this.#lateness = new Histogram({
+      name: 'db_refresher_tick_lateness_seconds',
+      help: 'How late scheduled ticks reached the service after their fire time (event loop load)',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers,
+    });
     for (const job of options.jobs) {
       for (const result of RESULTS) this.#runs.inc({ job, result }, 0);
       for (const reason of SKIP_REASONS) this.#skipped.inc({ job, reason }, 0);
@@ -144,6 +151,10 @@ export class ServiceMetrics {
   skipped(job: string, reason: SkipReason, missedFireTimes = 0): void {
     this.#skipped.inc({ job, reason });
     if (missedFireTimes > 0) this.#missed.inc({ job }, missedFireTimes);
+  }
+
+  tickLateness(ms: number): void {
+    this.#lateness.observe(Math.max(0, ms) / 1000);
   }
 
   /** Seeds the success gauges from history at startup. */

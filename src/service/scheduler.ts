@@ -16,7 +16,7 @@ export interface SchedulerActions {
   fire(job: JobConfig, scheduledFor: Date, late: boolean): void;
   /** Fire times that passed unhandled while the process was stalled; the newest is given. */
   missed(job: JobConfig, newest: Date, count: MissedCount): void;
-  /** A scheduled run is `leadMinutes` away. */
+  /** A scheduled run is `leadMinutes` away: the longest lead time of the job's targets that want upcoming notices. */
   upcoming(job: JobConfig, at: Date, leadMinutes: number): void;
 }
 
@@ -44,6 +44,8 @@ export interface SchedulerDeps {
   timers?: Timers;
   /** node-cron by default; tests may tick by hand. */
   startTicker?: typeof startCronTicker;
+  /** Told how late each tick arrived after its fire time (for the lateness metric). */
+  onTick?(lateMs: number): void;
 }
 
 export class Scheduler {
@@ -70,10 +72,17 @@ export class Scheduler {
     return this.#schedules.get(job);
   }
 
-  /** Warnings to log at startup: AND of the day fields, DST gaps and overlaps in the next year. */
-  warnings(): Array<{ job: string; warning: string }> {
+  /** Warnings to log at startup (AND of the day fields, DST gaps and overlaps in the next year), once per distinct schedule. */
+  warnings(): Array<{ jobs: string[]; warning: string }> {
     const now = this.#deps.clock.now();
-    return [...this.#schedules].flatMap(([job, s]) => scheduleWarnings(s, now).map((warning) => ({ job, warning })));
+    const bySchedule = new Map<string, { schedule: Schedule; jobs: string[] }>();
+    for (const [job, s] of this.#schedules) {
+      const key = `${s.expression}|${s.timezone}`;
+      const entry = bySchedule.get(key) ?? { schedule: s, jobs: [] };
+      entry.jobs.push(job);
+      bySchedule.set(key, entry);
+    }
+    return [...bySchedule.values()].flatMap(({ schedule, jobs }) => scheduleWarnings(schedule, now).map((warning) => ({ jobs, warning })));
   }
 
   /** The next fire time of a job, cached until it passes (GET /api/v1/jobs asks for all of them often). */
@@ -94,27 +103,46 @@ export class Scheduler {
     return nextFireTimes(s, this.#deps.clock.now(), count);
   }
 
+  /**
+   * One node-cron task per distinct schedule (expression, zone, deadline), not
+   * per job: a thousand jobs due at 02:00 Europe/Berlin are one timer that
+   * dispatches them all in one go, so none waits for the others' timers.
+   */
   start(): void {
     if (this.#running) return;
     this.#running = true;
     const startTicker = this.#deps.startTicker ?? startCronTicker;
+    const groups = new Map<string, { schedule: Schedule; tolerance: number; jobs: JobConfig[] }>();
     for (const job of this.#deps.jobs) {
       const schedule = this.#schedules.get(job.name);
       if (!schedule) continue;
+      // Suspended jobs keep their ticker: each tick is recorded as skipped (suspended).
+      const key = `${schedule.nodeCronExpression}|${schedule.timezone}|${job.startingDeadlineSeconds}`;
+      const group = groups.get(key) ?? { schedule, tolerance: job.startingDeadlineSeconds, jobs: [] };
+      group.jobs.push(job);
+      groups.set(key, group);
+      // The notifier times each target itself once told at the longest lead (see createNotifier).
+      const leads = this.#deps.leadMinutes(job);
+      if (!job.suspend && leads.length > 0) this.#armUpcoming(job, schedule, Math.max(...leads));
+    }
+    for (const { schedule, tolerance, jobs } of groups.values()) {
+      const first = jobs[0]?.name ?? '';
       this.#tickers.push(
         startTicker({
-          name: `db-refresher:${job.name}`,
+          name: `db-refresher:${first}${jobs.length > 1 ? `+${jobs.length - 1}` : ''}`,
           schedule,
-          // Suspended jobs keep their ticker: each tick is recorded as skipped (suspended).
-          toleranceSeconds: job.startingDeadlineSeconds,
+          toleranceSeconds: tolerance,
           log: this.#deps.log,
           handlers: {
-            onTick: (scheduledFor) => this.#fire(job, scheduledFor),
-            onMissed: (scheduledFor) => this.#noteMissed(job, scheduledFor),
+            onTick: (scheduledFor) => {
+              for (const job of jobs) this.#fire(job, scheduledFor);
+            },
+            onMissed: (scheduledFor) => {
+              for (const job of jobs) this.#noteMissed(job, scheduledFor);
+            },
           },
         }),
       );
-      if (!job.suspend) for (const lead of new Set(this.#deps.leadMinutes(job))) this.#armUpcoming(job, schedule, lead);
     }
   }
 
@@ -129,6 +157,8 @@ export class Scheduler {
   #fire(job: JobConfig, scheduledFor: Date): void {
     if (!this.#running) return;
     const lateMs = this.#deps.clock.now().getTime() - scheduledFor.getTime();
+    this.#deps.onTick?.(lateMs);
+    this.#deps.log.debug({ job: job.name, scheduledFor, lateMs }, 'tick');
     try {
       this.#deps.actions.fire(job, scheduledFor, lateMs > 1500);
     } catch (error) {

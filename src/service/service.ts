@@ -67,6 +67,10 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   readonly #descriptions = new Map<string, string>();
   readonly #warnings = new Map<string, { day: number; warnings: string[] }>();
   readonly #background = new Set<Promise<unknown>>();
+  /** Tick work waiting for its turn (see #pump). */
+  readonly #pending: Array<() => void> = [];
+  #next = 0;
+  #pumping = false;
   #accepting = true;
   #started = false;
   #stopping: Promise<void> | undefined;
@@ -110,6 +114,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       log,
       actions: this,
       leadMinutes: (job) => upcomingLeads(config, job),
+      onTick: (lateMs) => this.metrics.tickLateness(lateMs),
       ...(options.timers ? { timers: options.timers } : {}),
       ...(options.startTicker ? { startTicker: options.startTicker } : {}),
     });
@@ -127,7 +132,11 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   async start(): Promise<void> {
     if (this.#started) throw new Error('the service was already started');
     this.#started = true;
-    for (const { job, warning } of this.scheduler.warnings()) this.#log.warn({ job }, `schedule: ${warning}`);
+    for (const { jobs, warning } of this.scheduler.warnings()) {
+      const named =
+        jobs.length > 10 ? { jobs: jobs.slice(0, 10), moreJobs: jobs.length - 10 } : jobs.length === 1 ? { job: jobs[0] } : { jobs };
+      this.#log.warn(named, `schedule: ${warning}`);
+    }
     const jobs = this.config.jobs;
     // A bounded number of jobs at a time: the Kubernetes store makes one request per job.
     const CONCURRENCY = 16;
@@ -143,10 +152,19 @@ export class RefresherService implements ApiBackend, SchedulerActions {
 
   /** Listens on server.host:server.port (or the given port); returns the address. */
   async listen(override: { host?: string; port?: number } = {}): Promise<string> {
-    const address = await this.app.listen({
-      host: override.host ?? this.config.server.host,
-      port: override.port ?? this.config.server.port,
-    });
+    const host = override.host ?? this.config.server.host;
+    const port = override.port ?? this.config.server.port;
+    let address: string;
+    try {
+      address = await this.app.listen({ host, port });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why =
+        code === 'EADDRINUSE' ? 'the address is in use by another process' : code === 'EACCES' ? 'permission denied' : String(error);
+      throw new RefresherError('CONFIG_INVALID', `cannot listen on ${host}:${port}: ${why}`, {
+        hint: 'Set server.host and server.port in the config to a free address (port 0 picks any free port).',
+      });
+    }
     this.#log.info({ address }, 'HTTP API listening');
     return address;
   }
@@ -215,18 +233,22 @@ export class RefresherService implements ApiBackend, SchedulerActions {
         busy = true;
         continue;
       }
+      // Shutting down already: leave it as it is for the next start.
+      if (!this.#accepting) continue;
       const point = busy ? undefined : resumePoint(record, resumablePhases(job));
-      if (point?.ok && this.#accepting) {
+      let reason = 'the service stopped during this run, and a newer unfinished run of the job was taken up instead';
+      if (point?.ok) {
         try {
           this.#follow(await this.runner.resume(record, job));
           busy = true;
           continue;
         } catch (error) {
           this.#log.warn({ err: error, job: job.name, runId: record.id }, 'could not resume the run');
+          reason = `the service stopped during this run, and it could not be resumed: ${error instanceof Error ? error.message : String(error)}`;
         }
+      } else if (point) {
+        reason = point.reason;
       }
-      const reason =
-        point && !point.ok ? point.reason : `the service stopped during this run and another run of the job was taken up instead`;
       const run = interruptRun(record, this.#clock.now(), reason);
       await this.store.save(run);
       this.#log.warn({ job: job.name, runId: run.id, reason }, 'marked an unfinished run interrupted');
@@ -284,13 +306,48 @@ export class RefresherService implements ApiBackend, SchedulerActions {
 
   // ── scheduler actions ───────────────────────────────────────────────────
 
+  /**
+   * Dispatches a fire time. The work (lock, record, run) happens in a macrotask
+   * of its own, so when many jobs are due at once every one is dispatched on
+   * time and their records are written one after the other without holding
+   * up the timers, the HTTP API or each other's dispatch.
+   */
   fire(job: JobConfig, scheduledFor: Date, late: boolean): void {
     if (!this.#accepting) return;
-    if (job.suspend) {
-      this.#track(this.#recordSkip(job, 'suspended', scheduledFor, 'the job is suspended (suspend: true)'));
+    this.#enqueue(() => {
+      if (!this.#accepting) return;
+      if (job.suspend) this.#track(this.#recordSkip(job, 'suspended', scheduledFor, 'the job is suspended (suspend: true)'));
+      else this.#track(this.#startScheduled(job, scheduledFor, late ? 'catch-up' : 'schedule'));
+    });
+  }
+
+  #enqueue(work: () => void): void {
+    this.#pending.push(work);
+    if (!this.#pumping) {
+      this.#pumping = true;
+      setImmediate(() => this.#pump());
+    }
+  }
+
+  /** Does queued tick work for at most ~5 ms per turn of the event loop, so timers and requests get in between. */
+  #pump(): void {
+    const until = performance.now() + 5;
+    while (this.#next < this.#pending.length && performance.now() < until) {
+      const work = this.#pending[this.#next];
+      this.#next += 1;
+      try {
+        work?.();
+      } catch (error) {
+        this.#log.error({ err: error }, 'handling a scheduled run failed');
+      }
+    }
+    if (this.#next < this.#pending.length) {
+      setImmediate(() => this.#pump());
       return;
     }
-    this.#track(this.#startScheduled(job, scheduledFor, late ? 'catch-up' : 'schedule'));
+    this.#pending.length = 0;
+    this.#next = 0;
+    this.#pumping = false;
   }
 
   missed(job: JobConfig, newest: Date, count: MissedCount): void {
@@ -311,6 +368,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   }
 
   async #startScheduled(job: JobConfig, scheduledFor: Date, kind: 'schedule' | 'catch-up', extra: { reason?: string } = {}): Promise<void> {
+    if (!this.#accepting) return;
     const trigger: Trigger = {
       kind,
       by: 'scheduler',

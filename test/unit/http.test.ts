@@ -265,6 +265,8 @@ describe('GET routes', () => {
     expect(body.jobs.map((j: { name: string }) => j.name)).toEqual(['qa', 'frozen', 'extra-0']);
     expect(body.total).toBe(7);
     expect(body.jobs[0]).toMatchObject({ schedule: '0 3 * * *', timezone: 'UTC', nextRunAt: '2030-01-01T03:00:00.000Z', suspended: false });
+    // The compiled serializer drops nothing.
+    expect(body.jobs).toEqual(config.jobs.slice(0, 3).map((j) => JSON.parse(JSON.stringify(backend.jobListItem(j)))));
     const next = await app.inject({ method: 'GET', url: `/api/v1/jobs?limit=3&cursor=${body.nextCursor}`, headers: auth() });
     expect(next.json().jobs.map((j: { name: string }) => j.name)).toEqual(['extra-1', 'extra-2', 'extra-3']);
     const last = await app.inject({ method: 'GET', url: '/api/v1/jobs?limit=3&cursor=extra-3', headers: auth() });

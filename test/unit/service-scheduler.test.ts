@@ -97,17 +97,15 @@ describe('Scheduler', () => {
     expect(h.events).toEqual(['missed a 2026-05-01T02:00:03.000Z x3']);
   });
 
-  it('announces upcoming runs at each lead time before them, and re-arms for the next', () => {
+  it('announces each upcoming run once, at the longest lead time, and re-arms for the next', () => {
     const c = config(job('a', '    schedule: "0 3 * * *"', 5501));
     const h = harness(c.jobs, '2026-05-01T01:00:00Z', () => [30, 90]);
     h.scheduler.start();
-    // 90 minutes before 03:00 is 01:30; 30 minutes before is 02:30.
+    // 90 minutes before 03:00 is 01:30; the notifier tells the 30-minute targets later itself.
     h.timers.advanceTo(Date.parse('2026-05-02T02:45:00Z'));
     expect(h.events).toEqual([
       'upcoming a 2026-05-01T03:00:00.000Z 90min at 2026-05-01T01:30:00.000Z',
-      'upcoming a 2026-05-01T03:00:00.000Z 30min at 2026-05-01T02:30:00.000Z',
       'upcoming a 2026-05-02T03:00:00.000Z 90min at 2026-05-02T01:30:00.000Z',
-      'upcoming a 2026-05-02T03:00:00.000Z 30min at 2026-05-02T02:30:00.000Z',
     ]);
   });
 
@@ -119,8 +117,10 @@ describe('Scheduler', () => {
     expect(h.events).toEqual([]);
     h.timers.advanceTo(Date.parse('2026-05-02T02:30:00Z'));
     expect(h.events).toEqual(['upcoming a 2026-05-02T03:00:00.000Z 30min at 2026-05-02T02:30:00.000Z']);
-    // The suspended job still has a ticker, so its ticks are recorded as skipped.
-    expect([...h.ticks.keys()]).toEqual(['a', 's']);
+    // The suspended job still has a ticker (shared with a, same schedule), so its ticks are recorded as skipped.
+    expect([...h.ticks.keys()]).toEqual(['a+1']);
+    h.ticks.get('a+1')?.onTick(new Date('2026-05-02T03:00:00Z'));
+    expect(h.events.slice(1)).toEqual(['fire a 2026-05-02T03:00:00.000Z', 'fire s 2026-05-02T03:00:00.000Z']);
   });
 
   it('re-arms waits longer than setTimeout allows', () => {

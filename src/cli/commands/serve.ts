@@ -37,7 +37,7 @@ export function registerServe(program: Command): void {
 
       await service.listen();
       await service.start();
-      log.info({ config: config.path, jobs: config.jobs.length }, 'db-refresher serve is ready');
+      log.info({ config: config.path, jobs: config.jobs.length }, 'db-refresher serve is ready; waiting for SIGTERM');
       await stopped;
       process.exitCode = 0;
       // Everything is closed; if a stray handle (a library's timer) still holds the event loop, do not hang on it.

@@ -12,7 +12,7 @@ import type { Check, PhaseContext, PhaseDetail, SourceFacts, SqlConnector, Targe
 import type { RunRecord } from '../../runner/run-record.js';
 import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from './guard.js';
 import type { Kube } from './kube.js';
-import { describeKubeError, isNotFound, type KubeList, type KubeObject, withRetry } from './kube-retry.js';
+import { isNotFound, type KubeList, type KubeObject, withRetry } from './kube-retry.js';
 import { loadKube } from './load-kube.js';
 import {
   ANNOTATIONS,
@@ -21,6 +21,7 @@ import {
   CLUSTER_PLURAL,
   CLUSTER_VERSION,
   CNPG_DEFAULT_IMAGE,
+  generatedSecretNames,
   imageMajorVersion,
   quantityToBytes,
   readWriteServiceHost,
@@ -397,11 +398,6 @@ export class CnpgTarget implements Target {
         list: () =>
           list('list Jobs', () => api.batch.listNamespacedJob({ namespace: ns, labelSelector: selector })) as Promise<KubeList<JobObject>>,
       }),
-      // The CA secret carries no cnpg.io/cluster label: owned secrets are found by their ownerReference.
-      secrets: new ResourceSet(api, {
-        path: `/api/v1/namespaces/${ns}/secrets`,
-        list: () => list('list Secrets', () => api.core.listNamespacedSecret({ namespace: ns })),
-      }),
       services: new ResourceSet(api, {
         path: `/api/v1/namespaces/${ns}/services`,
         list: () => list('list Services', () => api.core.listNamespacedService({ namespace: ns })),
@@ -421,6 +417,22 @@ export class CnpgTarget implements Target {
       namespace: this.#namespace,
     });
     return { existing, refusal };
+  }
+
+  /** Generated Secrets (BEHAVIOUR.md §4.1) that still exist with an ownerReference to this Cluster. */
+  async #ownedSecretsLeft(): Promise<string[]> {
+    const left: string[] = [];
+    for (const name of generatedSecretNames(this.#name)) {
+      try {
+        const secret = await withRetry(`read Secret ${this.#namespace}/${name}`, () =>
+          this.#api.core.readNamespacedSecret({ name, namespace: this.#namespace }),
+        );
+        if (this.#ownedByCluster(secret as KubeObject)) left.push(name);
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    }
+    return left;
   }
 
   #ownedByCluster(object: KubeObject): boolean {
@@ -453,13 +465,15 @@ export class CnpgTarget implements Target {
     const sets = this.#sets();
     const all = Object.values(sets) as ResourceSet<KubeObject>[];
     await Promise.all(all.map((s) => s.start()));
+    // Secrets are read by name, not watched: the service's Role may then `get` Secrets, never list them all.
+    let ownedSecrets: string[] = generatedSecretNames(this.#name);
     const leftovers = () => [
       ...sets.cluster.items.map((o) => `Cluster ${o.metadata?.name}`),
       ...sets.pods.items.map((o) => `Pod ${o.metadata?.name}`),
       ...sets.pvcs.items.map((o) => `PVC ${o.metadata?.name}`),
       ...sets.jobs.items.map((o) => `Job ${o.metadata?.name}`),
-      ...sets.secrets.items.filter((o) => this.#ownedByCluster(o)).map((o) => `Secret ${o.metadata?.name}`),
       ...sets.services.items.filter((o) => this.#ownedByCluster(o)).map((o) => `Service ${o.metadata?.name}`),
+      ...ownedSecrets.map((name) => `Secret ${name}`),
     ];
     try {
       await waitUntil({
@@ -468,10 +482,12 @@ export class CnpgTarget implements Target {
         timeoutMs: this.#target.teardownTimeoutSeconds * 1000,
         timeoutMessage: () =>
           `the old Cluster's objects were still there after ${this.#target.teardownTimeoutSeconds} s: ${leftovers().join(', ')}. CloudNativePG would adopt leftover volumes instead of cloning, so db-refresher does not recreate the Cluster yet. Check for finalizers or a stuck garbage collector`,
-        check: () => {
+        check: async () => {
           const orphans = sets.pvcs.items.filter((p) => !p.metadata?.deletionTimestamp && !(p.metadata?.ownerReferences?.length ?? 0));
           if (orphans.length > 0) throw new PhaseFailure('unsafe-target', this.#orphanMessage(orphans.map((p) => p.metadata?.name ?? '')));
-          return leftovers().length === 0 ? true : undefined;
+          if (leftovers().length > ownedSecrets.length) return undefined;
+          ownedSecrets = await this.#ownedSecretsLeft();
+          return ownedSecrets.length === 0 ? true : undefined;
         },
       });
     } catch (error) {

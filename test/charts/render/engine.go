@@ -52,8 +52,8 @@ type KubeVersion struct {
 	Minor   string
 }
 
-func (kv *KubeVersion) String() string      { return kv.Version }
-func (kv *KubeVersion) GitVersion() string  { return kv.Version }
+func (kv *KubeVersion) String() string     { return kv.Version }
+func (kv *KubeVersion) GitVersion() string { return kv.Version }
 
 type VersionSet []string
 
