@@ -19,7 +19,8 @@ import { fileURLToPath } from 'node:url';
  */
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const bin = path.resolve(here, '../src/cli/bin.js');
+// Run from source with tsx; the service itself is the built CLI, as users run it.
+const bin = path.resolve(here, '../dist/src/cli/bin.js');
 const JOBS = Number(process.env.BENCH_JOBS ?? 1000);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
 const WRK_S = Number(process.env.BENCH_WRK_S ?? 10);

@@ -6,13 +6,21 @@ import type { RawConfig } from './schema.js';
  * one problem line per violation, each beginning with its path.
  */
 
+const knownZones = new Map<string, boolean>();
+
+/** Cached per zone: a thousand jobs in one zone need one Intl.DateTimeFormat, not a thousand. */
 export function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
+  let valid = knownZones.get(zone);
+  if (valid === undefined) {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: zone });
+      valid = true;
+    } catch {
+      valid = false;
+    }
+    knownZones.set(zone, valid);
   }
+  return valid;
 }
 
 /** 4 or 6 for IP address literals, 0 otherwise. Kept free of node:net so this module stays pure. */

@@ -11,6 +11,7 @@ import type { SqlConnector, SqlSession, SystemIdentity } from '../ports.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 const STATEMENT_TIMEOUT_MS = 300_000;
+const CONNECT_DEADLINE_MS = CONNECT_TIMEOUT_MS + 5_000;
 
 function tlsOptions(endpoint: PgEndpoint): ConnectionOptions {
   const options: ConnectionOptions = {};
@@ -61,12 +62,28 @@ async function connect(endpoint: PgEndpoint, database: string, replication: bool
     const client = new pg.Client(clientConfig(endpoint, database, useTls, replication));
     // An idle client whose server goes away emits 'error'; without a listener that kills the process.
     client.on('error', () => undefined);
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await client.connect();
+      // pg's own connectionTimeoutMillis does not cover every stall (seen: a TLS alert under load left
+      // connect() pending for minutes), so the whole attempt also has a deadline of its own.
+      await Promise.race([
+        client.connect(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new Error(`timeout expired: no connection to ${endpoint.host}:${endpoint.port} within ${CONNECT_DEADLINE_MS / 1000} s`),
+              ),
+            CONNECT_DEADLINE_MS,
+          );
+        }),
+      ]);
       return client;
     } catch (error) {
-      await client.end().catch(() => undefined);
+      await Promise.race([client.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   };
   switch (endpoint.sslmode) {

@@ -221,12 +221,12 @@ describe('values db-refresher refuses, the chart refuses too', () => {
     );
   });
 
-  it('backup.enabled: true is refused: no object store is configured by the chart (db-refresher renders no backup either)', async () => {
+  it('backup.enabled: true is refused by both: the values configure no object store', async () => {
     const file = valuesFile(values({ extra: 'backup: { enabled: true }\n' }));
     expect(await renderError('cnpg-database', { valuesFiles: [file], name: 'target-db', namespace: ns })).toMatch(
       /backup\.enabled: true is not supported/,
     );
-    expect(buildClusterSpec(refresherValues(file))).not.toHaveProperty('backup');
+    expect(() => refresherValues(file)).toThrow(/backups of a refreshed copy are not supported/);
   });
 });
 
