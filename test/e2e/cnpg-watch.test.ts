@@ -4,10 +4,10 @@
  * converge, and waits must end on the change, not on a poll.
  */
 import { randomBytes } from 'node:crypto';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Kube } from '../../src/target/cnpg/kube.js';
-import { withRetry } from '../../src/target/cnpg/kube-retry.js';
+import { type KubeList, type KubeObject, withRetry } from '../../src/target/cnpg/kube-retry.js';
 import { ResourceSet, WaitTimeout, waitUntil } from '../../src/target/cnpg/watch.js';
 import { type FaultProxy, startFaultProxy } from '../envtest/fault-proxy.js';
 
@@ -65,6 +65,43 @@ describe('ResourceSet and waitUntil', () => {
       expect(proxy.stats().watchesCut).toBeGreaterThan(0);
     } finally {
       proxy.clearFaults();
+      await set.stop();
+    }
+  });
+
+  it('re-lists when the watch answers 410 Gone for a resourceVersion that is too old', async () => {
+    const custom = base.makeApiClient(CustomObjectsApi);
+    const cluster = (name: string) => ({
+      apiVersion: 'postgresql.cnpg.io/v1',
+      kind: 'Cluster',
+      metadata: { name },
+      spec: { instances: 1, storage: { size: '1Gi' } },
+    });
+    const where = { group: 'postgresql.cnpg.io', version: 'v1', namespace: ns, plural: 'clusters' };
+    await custom.createNamespacedCustomObject({ ...where, body: cluster('before') });
+    let lists = 0;
+    const set = new ResourceSet(kube, {
+      path: `/apis/postgresql.cnpg.io/v1/namespaces/${ns}/clusters`,
+      list: async () => {
+        lists += 1;
+        const list = (await kube.custom.listNamespacedCustomObject(where)) as KubeList<KubeObject>;
+        // The first list claims a resourceVersion the server no longer keeps, as after a long outage.
+        return lists === 1 ? { items: list.items, metadata: { resourceVersion: '1' } } : list;
+      },
+    });
+    await set.start();
+    try {
+      await custom.createNamespacedCustomObject({ ...where, body: cluster('after') });
+      await waitUntil({
+        sets: [set],
+        timeoutMs: 15_000,
+        timeoutMessage: () => `saw ${set.items.map((i) => i.metadata?.name).join(',')} after ${lists} lists`,
+        check: () => (set.items.some((i) => i.metadata?.name === 'after') ? true : undefined),
+      });
+      expect(set.stats.relists).toBeGreaterThanOrEqual(1);
+      expect(lists).toBeGreaterThanOrEqual(2);
+      expect(set.items.map((i) => i.metadata?.name).sort()).toEqual(['after', 'before']);
+    } finally {
       await set.stop();
     }
   });
