@@ -3,7 +3,6 @@ import type { Config, JobConfig, NotificationTarget, NotifyEvent } from '../conf
 import type { Logger } from '../observe/logger.js';
 import { type Clock, type Notifier, type SkipReason, systemClock } from '../ports.js';
 import type { RunEvent } from '../runner/runner.js';
-import { createTarget } from '../target/create.js';
 import { type DeliveryResult, type Destination, Outbox, type OutboxOptions, type OutboxStats } from './outbox.js';
 import { renderGeneric } from './render/generic.js';
 import { type JobFacts, type MessageFacts, runFacts, skippedFacts, testFacts, upcomingFacts } from './render/message.js';
@@ -26,8 +25,6 @@ export interface DeliveringNotifier extends Notifier {
 export interface NotifierOptions {
   outbox?: Partial<OutboxOptions>;
   clock?: Clock;
-  /** For target descriptions (createTarget). */
-  env?: NodeJS.ProcessEnv;
 }
 
 /** The request body for a target's kind. */
@@ -59,12 +56,18 @@ export function upcomingLeadMinutes(config: Config, jobName: string): number[] {
   return [...new Set(leads)].sort((a, b) => b - a);
 }
 
-function describeTargetOf(config: Config, job: JobConfig, env: NodeJS.ProcessEnv | undefined): { kind: string; summary: string } {
-  try {
-    const description = createTarget(config, job, env).describe();
-    return { kind: description.kind, summary: description.summary };
-  } catch {
-    return { kind: job.target.kind, summary: `${job.target.kind} target` };
+/**
+ * A target's one-line summary from config alone, for events that have no run
+ * record (skipped, upcoming). Kept here rather than asking the target module:
+ * notifications and targets do not depend on each other.
+ */
+function describeTargetOf(job: JobConfig): { kind: string; summary: string } {
+  const { target } = job;
+  switch (target.kind) {
+    case 'local':
+      return { kind: 'local', summary: `local data directory ${target.dataDir}, served on ${target.host}:${target.port}` };
+    case 'cnpg':
+      return { kind: 'cnpg', summary: `CloudNativePG Cluster ${target.namespace}/${target.clusterName}` };
   }
 }
 
@@ -132,7 +135,7 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
         if (!job) return;
         const facts = skippedFacts({
           job: jobFacts(job),
-          target: describeTargetOf(config, job, options.env),
+          target: describeTargetOf(job),
           reason: input.reason,
           scheduledFor: input.scheduledFor,
           detail: input.detail,
@@ -147,7 +150,7 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
         const job = jobNamed(input.job);
         const at = Date.parse(input.at);
         if (!job || Number.isNaN(at)) return;
-        const target = describeTargetOf(config, job, options.env);
+        const target = describeTargetOf(job);
         for (const name of job.notify) {
           const settings = config.notifications[name];
           if (!settings?.events.includes('upcoming')) continue;
@@ -191,7 +194,7 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
       const facts = testFacts({
         notificationTarget: name,
         job: jobFacts(job),
-        target: describeTargetOf(config, job, options.env),
+        target: describeTargetOf(job),
         id: `test.${clock.now().toISOString()}.${randomBytes(3).toString('hex')}`,
         now: clock.now(),
       });

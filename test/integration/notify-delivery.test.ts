@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
-import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/pg-sandbox.js';
 import { parseConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import { createNotifier } from '../../src/notify/index.js';
@@ -24,18 +24,8 @@ afterEach(async () => {
   await Promise.all(receivers.splice(0).map((r) => r.close()));
 });
 
-/** A port nothing listens on: bound, then closed. */
-function refusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A port nothing listens on: free a moment ago, and nobody took it since. */
+const refusedPort = freePort;
 
 function outbox(urls: Record<string, string>, options: Partial<OutboxOptions> = {}) {
   const { log, lines } = capturingLogger();

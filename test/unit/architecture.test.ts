@@ -84,4 +84,22 @@ describe('architecture', () => {
       if (imports.includes('node:child_process')) expect(['postgres/command.ts', 'postgres/binaries.ts']).toContain(rel(file));
     }
   });
+
+  it('only src/notify/outbox.ts calls fetch', () => {
+    const callers = sourceFiles(src)
+      .filter((file) => /(^|[^.\w])fetch\(/m.test(readFileSync(file, 'utf8')))
+      .map(rel);
+    expect(callers).toEqual(['notify/outbox.ts']);
+  });
+
+  it('targets and notifications never import each other', () => {
+    for (const file of sourceFiles(src)) {
+      const from = rel(file);
+      for (const spec of importsOf(file).filter((s) => s.startsWith('.'))) {
+        const to = rel(path.resolve(path.dirname(file), spec));
+        if (from.startsWith('target/')) expect(to.startsWith('notify/'), `${from} imports ${to}`).toBe(false);
+        if (from.startsWith('notify/')) expect(to.startsWith('target/'), `${from} imports ${to}`).toBe(false);
+      }
+    }
+  });
 });
