@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -129,8 +130,12 @@ export class Sandbox {
     const root = mkdtempSync(path.join(tmpdir(), prefix));
     const user = serverOsUser();
     if (user) chownSync(root, user.uid, user.gid);
-    return new Sandbox(root);
+    const sandbox = new Sandbox(root);
+    sandbox.#watchdog = startWatchdog(root);
+    return sandbox;
   }
+
+  #watchdog: ChildProcess | undefined;
 
   /** A directory under the sandbox that the PostgreSQL OS user may write to. */
   dir(name: string): string {
@@ -217,5 +222,26 @@ export class Sandbox {
       }
     }
     rmSync(this.root, { recursive: true, force: true });
+    this.#watchdog?.kill('SIGKILL');
   }
+}
+
+/**
+ * A detached shell that outlives this process: if the process dies without
+ * destroy() (a killed test worker, a timed-out CI step), it stops every
+ * PostgreSQL server under the sandbox (SIGQUIT: immediate shutdown) and
+ * removes the directory, so no stray servers hold ports or disk.
+ */
+function startWatchdog(root: string): ChildProcess {
+  const script = `
+parent=$1; root=$2
+while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+for pidfile in "$root"/*/postmaster.pid "$root"/*/*/postmaster.pid; do
+  [ -f "$pidfile" ] && kill -QUIT "$(head -n 1 "$pidfile")" 2>/dev/null
+done
+sleep 2
+rm -rf "$root"`;
+  const child = spawn('/bin/sh', ['-c', script, 'sandbox-watchdog', String(process.pid), root], { detached: true, stdio: 'ignore' });
+  child.unref();
+  return child;
 }
