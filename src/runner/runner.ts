@@ -75,6 +75,8 @@ export interface RunnerDeps {
  */
 export const RESUMABLE_PHASES: Readonly<Record<string, ReadonlySet<PhaseName>>> = {
   local: new Set<PhaseName>(['start', 'verify']),
+  // CNPG: waiting for the new Cluster to become healthy only watches it, and verifying only reads.
+  cnpg: new Set<PhaseName>(['start', 'verify']),
 };
 
 export function resumablePhases(job: JobConfig): ReadonlySet<PhaseName> {

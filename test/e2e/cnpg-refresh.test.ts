@@ -254,6 +254,31 @@ describe('refreshing a CNPG Cluster', () => {
     }
   });
 
+  for (const [stopAfter, resumesAt] of [
+    ['clone', 'start'],
+    ['start', 'verify'],
+  ] as const) {
+    it(`a run stopped after ${stopAfter} (a service restart) resumes at ${resumesAt} and succeeds`, async () => {
+      const config = await job({ name: `resumed-${resumesAt}`, cluster: `resumed-${resumesAt}` });
+      const j = config.jobs[0];
+      if (!j) throw new Error('no job');
+      const first = buildRunner(config, pino({ level: 'silent' }), {
+        onEvent: (event) => {
+          // What SIGTERM does to the service: finish the phase under way, then stop at the boundary.
+          if (event.type === 'phase-finished' && event.phase === stopAfter) first.runner.pauseAll('service stopping');
+        },
+      });
+      const paused = await first.runner.run(j, { kind: 'cli', by: 'test' });
+      expect(paused.status).toBe('running');
+      expect(paused.phases.find((p) => p.name === resumesAt)?.status).toBe('pending');
+      // A new process (a new runner) takes the record up again.
+      const second = buildRunner(config, pino({ level: 'silent' }));
+      const resumed = await (await second.runner.resume(paused, j)).done;
+      expect(resumed.status, JSON.stringify(resumed.error)).toBe('succeeded');
+      expect(resumed.verification?.checks.find((c) => c.name === 'owner can log in')?.ok).toBe(true);
+    });
+  }
+
   it('succeeds through API faults: 500s, 429s with Retry-After, and cut watches', async () => {
     const base = new KubeConfig();
     base.loadFromFile(h.kubeconfigPath);

@@ -223,6 +223,8 @@ export class CnpgTarget implements Target {
     }
     if (checks.length === 0)
       checks.push({ name: 'referenced secrets exist', ok: true, message: 'every Secret the values name exists and has its keys' });
+    // A run resumed at verify after a restart never passes through start(), where this is normally read.
+    this.#ownerPassword = await this.#ownerSecret().catch(() => undefined);
     return { source: resolved, checks };
   }
 
