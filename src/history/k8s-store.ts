@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ApiException, CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
 import type { RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../runner/run-record.js';
@@ -113,13 +114,16 @@ export class KubernetesRunStore implements RunStore {
         data: boundAndCompact(data, { keep: this.#keep, keepFull: this.#keepFull }),
       };
       try {
-        if (current) await retrying(() => this.#api.replaceNamespacedConfigMap({ name, namespace: this.#namespace, body }));
-        else await retrying(() => this.#api.createNamespacedConfigMap({ namespace: this.#namespace, body }));
+        if (current)
+          await retrying('replace history ConfigMap', () =>
+            this.#api.replaceNamespacedConfigMap({ name, namespace: this.#namespace, body }),
+          );
+        else await retrying('create history ConfigMap', () => this.#api.createNamespacedConfigMap({ namespace: this.#namespace, body }));
         this.#jobOf.set(run.id, run.job);
         return;
       } catch (error) {
         // 409: someone else wrote (or created) it since we read: read again and reapply.
-        if (error instanceof ApiException && error.code === 409 && attempt < 10) {
+        if (isConflict(error) && attempt < 10) {
           this.#log.debug({ job: run.job, attempt }, 'history ConfigMap changed meanwhile; retrying');
           await sleep(Math.min(50 * 2 ** attempt, 1000) * (0.5 + Math.random()));
           continue;
@@ -135,7 +139,7 @@ export class KubernetesRunStore implements RunStore {
     if (!job && Date.now() - this.#lastScan > 5000) {
       // An id this process has not seen: learn every job's ids with one list call (rate-limited).
       this.#lastScan = Date.now();
-      const list = await retrying(() =>
+      const list = await retrying('list history ConfigMaps', () =>
         this.#api.listNamespacedConfigMap({
           namespace: this.#namespace,
           labelSelector: `${MANAGED_BY}=db-refresher,${COMPONENT}=run-history`,
@@ -173,9 +177,9 @@ export class KubernetesRunStore implements RunStore {
 
   async #read(name: string): Promise<V1ConfigMap | undefined> {
     try {
-      return await retrying(() => this.#api.readNamespacedConfigMap({ name, namespace: this.#namespace }));
+      return await retrying('read history ConfigMap', () => this.#api.readNamespacedConfigMap({ name, namespace: this.#namespace }));
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -189,34 +193,9 @@ function podNamespace(): string | undefined {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Retries what Kubernetes asks clients to retry: 429 (Retry-After), 5xx, dropped connections; at most 5 attempts. */
-async function retrying<T>(call: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      return await call();
-    } catch (error) {
-      const delay = attempt < 4 ? retryDelay(error, attempt) : undefined;
-      if (delay === undefined) throw error;
-      await sleep(delay);
-    }
-  }
-}
-
-function retryDelay(error: unknown, attempt: number): number | undefined {
-  const backoff = Math.min(200 * 2 ** attempt, 3000);
-  if (error instanceof ApiException) {
-    if (error.code === 429) {
-      const after = Number(error.headers?.['retry-after']);
-      return Number.isFinite(after) && after > 0 ? Math.min(after * 1000, 10_000) : backoff;
-    }
-    return error.code >= 500 && error.code <= 504 ? backoff : undefined;
-  }
-  const text = error instanceof Error ? `${error.message} ${String((error as { cause?: unknown }).cause ?? '')}` : String(error);
-  return /fetch failed|ECONNRESET|ECONNREFUSED|socket hang up|other side closed|ETIMEDOUT|UND_ERR/i.test(text) ? backoff : undefined;
+/** Kubernetes' transient answers (429, 5xx, dropped connections) are retried by the shared mechanism, briefly. */
+function retrying<T>(what: string, call: () => Promise<T>): Promise<T> {
+  return withRetry(what, call, { attempts: 5 });
 }
 
 /**
