@@ -281,3 +281,15 @@ export const decodeSecret = (secret: Obj): Record<string, string> =>
   Object.fromEntries(
     Object.entries((secret.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
   );
+
+/**
+ * Simulator timings for tests: CNPG's probe loop, steps and garbage collection shortened, and a
+ * transient failure (the machine may be busy) costs a short retry, not Kubernetes' 10 s back-off.
+ */
+export const FAST_TIMINGS = {
+  probeRetryMs: 200,
+  phaseStepMs: 100,
+  deletionDelayMs: 200,
+  podTerminationMs: 100,
+  podRetryDelayMs: 200,
+} as const;

@@ -16,6 +16,7 @@ import {
   createSecret,
   createSource,
   decodeSecret,
+  FAST_TIMINGS,
   imageFor,
   Kube,
   loadKubeConfig,
@@ -72,12 +73,7 @@ beforeAll(async () => {
     kubeConfig: kube.kubeConfig,
     logDir: inject('podLogDir'),
     namespaces: [ns],
-    probeRetryMs: 200,
-    phaseStepMs: 100,
-    deletionDelayMs: 200,
-    podTerminationMs: 100,
-    // A transient failure (the machine may be busy) costs a short retry, not Kubernetes' 10 s back-off.
-    podRetryDelayMs: 200,
+    ...FAST_TIMINGS,
   });
   console.log(`simulated operator started in ${Date.now() - started} ms`);
   recorders = {

@@ -14,6 +14,7 @@ import {
   createSecret,
   createSource,
   decodeSecret,
+  FAST_TIMINGS,
   imageFor,
   Kube,
   loadKubeConfig,
@@ -81,12 +82,7 @@ beforeAll(async () => {
     kubeConfig: kube.kubeConfig,
     logDir: inject('podLogDir'),
     namespaces: [ns],
-    probeRetryMs: 200,
-    phaseStepMs: 100,
-    deletionDelayMs: 200,
-    podTerminationMs: 100,
-    // A transient failure (the machine may be busy) costs a short retry, not Kubernetes' 10 s back-off.
-    podRetryDelayMs: 200,
+    ...FAST_TIMINGS,
   });
   clusters = await Recorder.start(kube, 'clusters', ns);
   await kube.create('clusters', ns, clusterManifest(ns, 'tls', { imageName: image, external: tlsExternal() }));
