@@ -84,7 +84,8 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
   const upcomingSeen = new Map<string, NodeJS.Timeout | 'sent'>();
   const UPCOMING_MEMORY = 1000;
 
-  const jobNamed = (name: string) => config.jobs.find((j) => j.name === name);
+  const jobsByName = new Map(config.jobs.map((j) => [j.name, j]));
+  const jobNamed = (name: string) => jobsByName.get(name);
 
   /** Sends to every target of the job that subscribes to the event; `build` makes the facts for one target. */
   function dispatch(jobName: string, event: NotifyEvent, build: (target: NotificationTarget) => MessageFacts): void {

@@ -94,13 +94,13 @@ export function formatMinutes(ms: number): string {
   return `${Math.floor(minutes / 60)} h${rest ? ` ${rest} min` : ''}`;
 }
 
-/** `2025-01-05 03:00 Europe/Berlin`: built from parts, so it does not depend on a locale's layout. */
-export function formatTime(iso: string, timeZone: string): string {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return iso;
-  let parts: Intl.DateTimeFormatPart[];
-  try {
-    parts = new Intl.DateTimeFormat('en-US', {
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** One formatter per zone: building an Intl.DateTimeFormat costs far more than using one, and skipped ticks come in bursts. */
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let formatter = formatters.get(timeZone);
+  if (!formatter) {
+    formatter = new Intl.DateTimeFormat('en-US', {
       timeZone,
       year: 'numeric',
       month: '2-digit',
@@ -108,7 +108,19 @@ export function formatTime(iso: string, timeZone: string): string {
       hour: '2-digit',
       minute: '2-digit',
       hourCycle: 'h23',
-    }).formatToParts(date);
+    });
+    formatters.set(timeZone, formatter);
+  }
+  return formatter;
+}
+
+/** `2025-01-05 03:00 Europe/Berlin`: built from parts, so it does not depend on a locale's layout. */
+export function formatTime(iso: string, timeZone: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  let parts: Intl.DateTimeFormatPart[];
+  try {
+    parts = formatterFor(timeZone).formatToParts(date);
   } catch {
     return iso;
   }
