@@ -7,9 +7,14 @@ import { fileURLToPath } from 'node:url';
 /**
  * `db-refresher serve` with BENCH_JOBS (default 1000) configured jobs:
  *  1. startup: spawn to /readyz 200, and to the first /healthz answer;
- *  2. idle RSS after BENCH_IDLE_S (default 10) seconds with nothing due;
+ *  2. idle RSS, sampled every second for BENCH_IDLE_S (default 60) seconds with nothing due:
+ *     at 10 s, settled (the last sample), when it settled, and the peak (VmHWM); the peer is the
+ *     same service with one job, measured the same way in the same run. V8 keeps the
+ *     heap that start-up grew until its memory reducer runs, typically 20-40 s after start, so an
+ *     early sample measures start-up, not idling;
  *  3. GET /api/v1/jobs throughput with wrk (BENCH_WRK_S seconds, 2 threads, 32 connections),
- *     default page (100 jobs) and the whole list (limit=1000);
+ *     default page (100 jobs) and the whole list (limit=1000), then idle RSS again for
+ *     BENCH_IDLE_AFTER_LOAD_S (default 150) seconds: does the service give the memory back?
  *  4. cron fire lateness (tick time minus fire time, from the service's debug "tick" lines):
  *     a) spread: every job fires once a minute at second (i mod 60), ~17 ticks/s;
  *     b) burst: every job fires at the same second, every 15 s.
@@ -22,13 +27,14 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 // Run from source with tsx; the service itself is the built CLI, as users run it.
 const bin = path.resolve(here, '../dist/src/cli/bin.js');
 const JOBS = Number(process.env.BENCH_JOBS ?? 1000);
-const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
+const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 60);
+const IDLE_AFTER_LOAD_S = Number(process.env.BENCH_IDLE_AFTER_LOAD_S ?? 150);
 const WRK_S = Number(process.env.BENCH_WRK_S ?? 10);
 const LATENESS_S = Number(process.env.BENCH_LATENESS_S ?? 75);
 const TOKEN = 'bench-token-0123456789abcdef0123';
 
-function configYaml(schedule: (i: number) => string | undefined, suspend: boolean, logLevel: 'info' | 'debug'): string {
-  const jobs = Array.from({ length: JOBS }, (_, i) => {
+function configYaml(schedule: (i: number) => string | undefined, suspend: boolean, logLevel: 'info' | 'debug', count = JOBS): string {
+  const jobs = Array.from({ length: count }, (_, i) => {
     const s = schedule(i);
     return `  - name: job-${String(i).padStart(4, '0')}
 ${s ? `    schedule: "${s}"\n` : ''}${suspend ? '    suspend: true\n' : ''}    timezone: ${i % 3 === 0 ? 'Europe/Berlin' : i % 3 === 1 ? 'America/New_York' : 'UTC'}
@@ -102,9 +108,32 @@ async function stop(s: Served): Promise<number | null> {
   return exit;
 }
 
-function rssMb(pid: number): number {
+function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;
+}
+
+interface IdleRss {
+  at10s: number;
+  settled: number;
+  /** Seconds into the window when RSS first came within 2 % of where it settled. */
+  settledAfterS: number;
+}
+
+/** Samples RSS once a second for `seconds`, with no requests and nothing due. */
+async function idleRss(pid: number, seconds: number): Promise<IdleRss> {
+  const samples: number[] = [];
+  for (let s = 1; s <= seconds; s++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    samples.push(statusMb(pid, 'VmRSS'));
+  }
+  const settled = samples.at(-1) ?? Number.NaN;
+  const settledAt = samples.findIndex((_, i) => samples.slice(i).every((v) => Math.abs(v - settled) <= settled * 0.02));
+  return { at10s: samples[Math.min(9, samples.length - 1)] ?? Number.NaN, settled, settledAfterS: settledAt + 1 };
+}
+
+function describeIdle(r: IdleRss, seconds: number): string {
+  return `${r.settled.toFixed(1)} MB settled (within 2 % from ${r.settledAfterS} s of ${seconds} s), ${r.at10s.toFixed(1)} MB at 10 s`;
 }
 
 function wrk(url: string, seconds: number): Promise<{ rps: number; p50: string; p99: string; errors: string; raw: string }> {
@@ -171,6 +200,20 @@ async function main(): Promise<void> {
   );
   say();
 
+  // The peer: the same service with one job, idle for as long; what is left is per-job state.
+  const floorDir = mkdtempSync(path.join(tmpdir(), 'dbr-bench-svc-'));
+  let floor: IdleRss;
+  try {
+    const s = await serve(
+      floorDir,
+      configYaml((i) => `${i % 60} ${i % 24} * * *`, false, 'info', 1),
+    );
+    floor = await idleRss(s.child.pid ?? 0, IDLE_S);
+    await stop(s);
+  } finally {
+    rmSync(floorDir, { recursive: true, force: true });
+  }
+
   // 1-3: daily schedules, nothing due during the measurement.
   const dir = mkdtempSync(path.join(tmpdir(), 'dbr-bench-svc-'));
   try {
@@ -182,9 +225,13 @@ async function main(): Promise<void> {
     say();
     say(`- spawn to first /healthz answer: ${(s.healthyAt - s.startedAt).toFixed(0)} ms`);
     say(`- spawn to /readyz 200 (history read, scheduler started): ${(s.readyAt - s.startedAt).toFixed(0)} ms`);
-    await new Promise((r) => setTimeout(r, IDLE_S * 1000));
     const pid = s.child.pid ?? 0;
-    say(`- RSS after ${IDLE_S} s idle: ${rssMb(pid).toFixed(1)} MB`);
+    const idle = await idleRss(pid, IDLE_S);
+    say(`- idle RSS after start-up: ${describeIdle(idle, IDLE_S)}`);
+    say(
+      `- the same service with 1 job (same run, before): ${describeIdle(floor, IDLE_S)}; ${JOBS} jobs settle ${(idle.settled / floor.settled).toFixed(2)} × that, ${(((idle.settled - floor.settled) * 1024) / Math.max(1, JOBS - 1)).toFixed(1)} kB per job`,
+    );
+    say(`- peak RSS so far (VmHWM): ${statusMb(pid, 'VmHWM').toFixed(1)} MB`);
     say();
     say(`## GET /api/v1/jobs (wrk -t2 -c32 -d${WRK_S}s, same machine)`);
     say();
@@ -194,7 +241,8 @@ async function main(): Promise<void> {
       const r = await wrk(`${s.base}${url}`, WRK_S);
       say(`| \`GET ${url}\` | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`);
     }
-    say(`- RSS after the load: ${rssMb(pid).toFixed(1)} MB`);
+    say(`- RSS right after the load: ${statusMb(pid, 'VmRSS').toFixed(1)} MB, peak (VmHWM) ${statusMb(pid, 'VmHWM').toFixed(1)} MB`);
+    say(`- idle RSS after the load: ${describeIdle(await idleRss(pid, IDLE_AFTER_LOAD_S), IDLE_AFTER_LOAD_S)}`);
     say(`- exit code on SIGTERM: ${await stop(s)}`);
     say();
   } finally {

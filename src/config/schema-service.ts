@@ -20,8 +20,11 @@ const apiToken = z
   })
   .describe('An API token');
 
+const keepRuns = (max: number, fallback: number) =>
+  z.number().int().min(1).max(max).default(fallback).describe('Runs kept per job; older finished ones are dropped');
+
 const fileHistory = z
-  .strictObject({ kind: z.literal('file') })
+  .strictObject({ kind: z.literal('file'), keepRuns: keepRuns(10_000, 100) })
   .describe('One JSON file per run under <stateDir>/runs/<job>/; needs persistent storage for stateDir');
 
 const kubernetesHistory = z
@@ -37,7 +40,8 @@ const kubernetesHistory = z
       .min(1)
       .optional()
       .describe('kubeconfig file; default: in-cluster service account, else $KUBECONFIG or ~/.kube/config'),
-    keepRuns: z.number().int().min(1).max(200).default(30).describe('Runs kept per job; older ones are dropped'),
+    // A ConfigMap holds at most 1 MiB.
+    keepRuns: keepRuns(200, 30),
     configMapPrefix: z.string().min(1).max(40).default('db-refresher-runs').describe('ConfigMap name prefix; the job name is appended'),
   })
   .describe('One ConfigMap per job holding its last runs, compacted; for a pod without persistent storage');

@@ -12,7 +12,7 @@ export async function createRunStore(config: Config, log: Logger, env: NodeJS.Pr
   const history = config.server.history;
   switch (history.kind) {
     case 'file': {
-      const store = new FileRunStore(config.stateDir);
+      const store = new FileRunStore(config.stateDir, { keepRuns: history.keepRuns });
       await store.sweep();
       return store;
     }

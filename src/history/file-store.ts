@@ -1,19 +1,25 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { RunStore } from '../ports.js';
-import type { RunRecord } from '../runner/run-record.js';
+import { type RunRecord, TERMINAL_RUN_STATUSES } from '../runner/run-record.js';
 
 /**
  * Run records as one JSON file each: <stateDir>/runs/<job>/<run id>.json.
  * Every save writes a temporary file, fsyncs it and renames it over the old
  * one, so a crash leaves either the previous record or the new one, never half.
  * Run ids sort by creation time, so listing is a directory read and a sort.
+ * Bounded like the Kubernetes store: after a finished record is saved, finished
+ * records beyond the newest `keepRuns` of its job are deleted; an unfinished one
+ * is never deleted, however old (a long refresh can be older than the skipped
+ * ticks recorded while it ran).
  */
 export class FileRunStore implements RunStore {
   readonly #root: string;
+  readonly #keep: number;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, options: { keepRuns?: number } = {}) {
     this.#root = path.join(stateDir, 'runs');
+    this.#keep = options.keepRuns ?? Number.POSITIVE_INFINITY;
   }
 
   #file(job: string, id: string): string {
@@ -32,6 +38,25 @@ export class FileRunStore implements RunStore {
       await handle.close();
     }
     await rename(temp, file);
+    if (TERMINAL_RUN_STATUSES.has(run.status)) await this.#prune(run.job);
+  }
+
+  async #prune(job: string): Promise<void> {
+    const ids = (await readdir(path.join(this.#root, job)))
+      .filter((n) => n.endsWith('.json'))
+      .map((n) => n.slice(0, -'.json'.length))
+      .sort()
+      .reverse();
+    for (const id of ids.slice(this.#keep)) {
+      const file = this.#file(job, id);
+      let run: RunRecord;
+      try {
+        run = JSON.parse(await readFile(file, 'utf8')) as RunRecord;
+      } catch {
+        continue; // Unreadable or gone: not ours to judge here.
+      }
+      if (TERMINAL_RUN_STATUSES.has(run.status)) await unlink(file).catch(() => undefined);
+    }
   }
 
   async get(id: string): Promise<RunRecord | undefined> {

@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'node:tls';
-import pg from 'pg';
+import type pg from 'pg';
 import type { PgEndpoint } from '../config/types.js';
 import type { SqlConnector, SqlSession, SystemIdentity } from '../ports.js';
 
@@ -57,9 +57,18 @@ function isTlsRequiredByServer(error: unknown): boolean {
   return error instanceof Error && /no pg_hba\.conf entry.*no encryption|SSL off/i.test(error.message);
 }
 
+// Loaded on first use: `serve` spends most of its life idle, and pg is resident memory it needs
+// only while a refresh runs.
+let pgModule: Promise<typeof pg> | undefined;
+function loadPg(): Promise<typeof pg> {
+  pgModule ??= import('pg').then((m) => m.default);
+  return pgModule;
+}
+
 async function connect(endpoint: PgEndpoint, database: string, replication: boolean): Promise<pg.Client> {
+  const { Client } = await loadPg();
   const attempt = async (useTls: boolean) => {
-    const client = new pg.Client(clientConfig(endpoint, database, useTls, replication));
+    const client = new Client(clientConfig(endpoint, database, useTls, replication));
     // An idle client whose server goes away emits 'error'; without a listener that kills the process.
     client.on('error', () => undefined);
     let timer: NodeJS.Timeout | undefined;

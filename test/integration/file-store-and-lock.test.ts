@@ -161,6 +161,23 @@ describe('FileRunStore', () => {
     expect(existsSync(leftover)).toBe(false);
     expect(await store.get(run.id)).toEqual(run);
   });
+  it('keeps the newest keepRuns finished records of a job, and never an unfinished one', async () => {
+    const store = new FileRunStore(stateDir, { keepRuns: 3 });
+    const running = runAt('qa', 0); // a long refresh, older than everything after it
+    await store.save(running);
+    const skipped = [1, 2, 3, 4, 5, 6].map((m): RunRecord => ({ ...runAt('qa', m), status: 'skipped' }));
+    for (const run of skipped) await store.save(run);
+    await store.save({ ...runAt('other', 0), status: 'failed' });
+    const newestThree = skipped
+      .slice(3)
+      .reverse()
+      .map((r) => r.id);
+    expect((await store.list('qa')).map((r) => r.id)).toEqual([...newestThree, running.id]);
+    expect(await store.list('other')).toHaveLength(1);
+    // Once it finishes, the old run is the oldest beyond the limit and goes too.
+    await store.save({ ...running, status: 'succeeded' });
+    expect((await store.list('qa')).map((r) => r.id)).toEqual(newestThree);
+  });
 });
 
 describe('JobLocks', () => {

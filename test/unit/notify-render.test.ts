@@ -158,6 +158,18 @@ describe('what a message says', () => {
     expect(JSON.stringify(renderSlack(facts))).not.toContain('/api/v1/runs/');
   });
 
+  it('a resumed run says so, with its own delivery id and time', () => {
+    const first = fromRun('started', started());
+    const resumedAt = at(600).toISOString();
+    const run: RunRecord = { ...started(), resumed: [{ at: resumedAt, fromPhase: 'verify' }] };
+    const facts = fromRun('started', run);
+    expect(facts.title).toBe('Refresh of qa resumed at verify after the service restarted');
+    expect(facts.occurredAt).toBe(resumedAt);
+    expect(facts.id).not.toBe(first.id);
+    expect(fromRun('started', { ...run, resumed: [...(run.resumed ?? []), { at: resumedAt, fromPhase: 'verify' }] }).id).not.toBe(facts.id);
+    expect(renderSlack(facts).text).toContain('resumed at verify');
+  });
+
   it('marks dry runs', () => {
     const run = { ...started(), dryRun: true };
     expect(fromRun('started', run).title).toBe('Refresh of qa started (dry run)');

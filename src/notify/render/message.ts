@@ -184,8 +184,11 @@ export function databasesOf(run: RunRecord): MessageFacts['verification'] {
 function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
   const dry = run.dryRun ? ' (dry run)' : '';
   switch (event) {
-    case 'started':
+    case 'started': {
+      const resumed = run.resumed?.at(-1);
+      if (resumed) return `Refresh of ${job} resumed at ${resumed.fromPhase} after the service restarted${dry}`;
       return run.status === 'queued' ? `Refresh of ${job} queued: waiting for a free slot${dry}` : `Refresh of ${job} started${dry}`;
+    }
     case 'succeeded':
       return `${job} refreshed in ${formatDuration(run.durationMs)}${dry}`;
     default:
@@ -204,10 +207,12 @@ export function runFacts(input: {
 }): MessageFacts {
   const { run, event, job } = input;
   const { downtimeMs, targetDown } = downtimeOf(run);
+  // A resumed run announces itself again; a receiver that de-duplicates on the delivery id must not drop that.
+  const resumes = event === 'started' ? (run.resumed?.length ?? 0) : 0;
   return {
-    id: `${run.id}.${event}`,
+    id: resumes > 0 ? `${run.id}.started.resumed-${resumes}` : `${run.id}.${event}`,
     event,
-    occurredAt: (event === 'started' ? run.createdAt : run.finishedAt) ?? input.now.toISOString(),
+    occurredAt: (event === 'started' ? (run.resumed?.at(-1)?.at ?? run.createdAt) : run.finishedAt) ?? input.now.toISOString(),
     title: runTitle(event, run, job.name),
     job,
     target: { kind: run.target.kind, summary: run.target.summary },
