@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { configIssueMessage } from './issue-messages.js';
 import { SSL_MODES } from './schema.js';
 import { type CnpgValues, cnpgValuesSchema } from './schema-cnpg.js';
 import type { SourceConfig, SslMode } from './types.js';
@@ -47,7 +48,7 @@ export function parseCnpgValues(
     }
     raw = document.toJS();
   }
-  const parsed = cnpgValuesSchema.safeParse(raw ?? {}, { reportInput: true });
+  const parsed = cnpgValuesSchema.safeParse(raw ?? {}, { reportInput: true, error: configIssueMessage });
   if (!parsed.success) {
     problems.push(...issueLines(parsed.error.issues, prefix, formatPath));
     return undefined;

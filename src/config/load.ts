@@ -4,6 +4,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseCnpgValues, sourceFromValues } from './cnpg-values.js';
+import { configIssueMessage } from './issue-messages.js';
 import { configSchema, type RawConfig } from './schema.js';
 import { resolveSecretRef, type SecretRef } from './secret.js';
 import type { Config, JobConfig, Resolved } from './types.js';
@@ -44,6 +45,7 @@ function formatIssue(issue: z.core.$ZodIssue): string[] {
       );
     case 'invalid_type':
       if (issue.input === undefined) return [`${at}: is required`];
+      if (issue.expected === 'int' && typeof issue.input === 'number') return [`${at}: ${issue.message}`];
       return [
         `${at}: must be ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${describeType(issue.input)}`,
       ];
@@ -75,7 +77,7 @@ export function parseConfig(text: string, options: { source: string; baseDir: st
   if (raw === null || raw === undefined) {
     throw new ConfigError(options.source, ['(top level): the file is empty; it needs at least a `jobs:` list']);
   }
-  const parsed = configSchema.safeParse(raw, { reportInput: true });
+  const parsed = configSchema.safeParse(raw, { reportInput: true, error: configIssueMessage });
   if (!parsed.success) {
     throw new ConfigError(options.source, parsed.error.issues.flatMap(formatIssue));
   }

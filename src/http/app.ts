@@ -108,6 +108,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const known = error.code ? FASTIFY_ERRORS[error.code] : undefined;
+    if (known === 'body-too-large') {
+      return sendError(reply, 413, known, `the request body is larger than ${options.bodyLimitBytes} bytes (server.bodyLimitBytes)`);
+    }
     if (known || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
       return sendError(reply, error.statusCode ?? 400, known ?? 'bad-request', error.message);
     }

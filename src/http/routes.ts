@@ -14,10 +14,18 @@ const JOB_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const RUN_ID = /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$/;
 
 const triggerBody = z
-  .strictObject({
-    reason: z.string().trim().min(1, { error: 'must not be empty' }).max(500, { error: 'must be at most 500 characters' }).optional(),
-    dryRun: z.boolean({ error: 'must be true or false' }).optional(),
-  })
+  .strictObject(
+    {
+      reason: z.string().trim().min(1, { error: 'must not be empty' }).max(500, { error: 'must be at most 500 characters' }).optional(),
+      dryRun: z.boolean({ error: 'must be true or false' }).optional(),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}; the body may hold "reason" and "dryRun"`
+          : 'must be a JSON object such as {"reason": "…", "dryRun": false}, sent with Content-Type: application/json',
+    },
+  )
   .nullish();
 
 const limit = (max: number, fallback: number) =>

@@ -201,14 +201,14 @@ describe('POST /api/v1/jobs/{job}/runs', () => {
   });
 
   it.each([
-    ['{"reason": ', 'malformed-body'],
-    ['[1, 2]', 'bad-request'],
-    ['"text"', 'bad-request'],
-    ['{"dryRun": "yes"}', 'bad-request'],
-    ['{"reason": ""}', 'bad-request'],
-    ['{"reason": "x", "force": true}', 'bad-request'],
-    [JSON.stringify({ reason: 'x'.repeat(501) }), 'bad-request'],
-  ])('400 for the body %s', async (payload, error) => {
+    ['{"reason": ', 'malformed-body', 'not valid JSON'],
+    ['[1, 2]', 'bad-request', 'body: must be a JSON object such as {"reason"'],
+    ['"text"', 'bad-request', 'body: must be a JSON object'],
+    ['{"dryRun": "yes"}', 'bad-request', 'dryRun: must be true or false'],
+    ['{"reason": ""}', 'bad-request', 'reason: must not be empty'],
+    ['{"reason": "x", "force": true}', 'bad-request', 'body: unknown key "force"; the body may hold "reason" and "dryRun"'],
+    [JSON.stringify({ reason: 'x'.repeat(501) }), 'bad-request', 'reason: must be at most 500 characters'],
+  ])('400 for the body %s', async (payload, error, message) => {
     const res = await app.inject({
       method: 'POST',
       url: '/api/v1/jobs/qa/runs',
@@ -217,7 +217,7 @@ describe('POST /api/v1/jobs/{job}/runs', () => {
     });
     expect(res.statusCode).toBe(400);
     expect(res.json().error).toBe(error);
-    expect(typeof res.json().message).toBe('string');
+    expect(res.json().message).toContain(message);
     expect(backend.triggered).toEqual([]);
   });
 
@@ -229,7 +229,7 @@ describe('POST /api/v1/jobs/{job}/runs', () => {
       payload: JSON.stringify({ reason: 'x'.repeat(2000) }),
     });
     expect(big.statusCode).toBe(413);
-    expect(big.json().error).toBe('body-too-large');
+    expect(big.json()).toEqual({ error: 'body-too-large', message: expect.stringMatching(/larger than \d+ bytes \(server\.bodyLimitBytes\)/) });
     const text = await app.inject({
       method: 'POST',
       url: '/api/v1/jobs/qa/runs',
@@ -246,6 +246,7 @@ describe('POST /api/v1/jobs/{job}/runs', () => {
       payload: 'hi',
     });
     expect(plain.statusCode).toBe(400);
+    expect(plain.json().message).toContain('Content-Type: application/json');
   });
 
   it('503 once the service is shutting down', async () => {

@@ -1,0 +1,54 @@
+import type { z } from 'zod';
+
+/**
+ * Plain-English messages for the ranges and formats zod checks, in place of
+ * its defaults ("Too small: expected number to be >=1"). Passed per parse, so
+ * a message a schema sets itself still wins, and nothing global changes.
+ */
+
+type RawIssue = z.core.$ZodRawIssue;
+
+function got(input: unknown): string {
+  return typeof input === 'string' ? `"${input}"` : String(input);
+}
+
+function numberRange(issue: RawIssue & { code: 'too_small' | 'too_big' }): string {
+  const small = issue.code === 'too_small';
+  const bound = Number(small ? issue.minimum : issue.maximum);
+  if (!issue.inclusive) return `must be ${small ? 'more' : 'less'} than ${bound}, got ${got(issue.input)}`;
+  return `must be ${small ? 'at least' : 'at most'} ${bound}, got ${got(issue.input)}`;
+}
+
+function lengthRange(issue: RawIssue & { code: 'too_small' | 'too_big' }, unit: 'character' | 'item'): string {
+  const small = issue.code === 'too_small';
+  const bound = Number(small ? issue.minimum : issue.maximum);
+  if (small && bound === 1) return unit === 'character' ? 'must not be empty' : 'must list at least one item';
+  const length = typeof issue.input === 'string' || Array.isArray(issue.input) ? `, got ${issue.input.length}` : '';
+  return `must have ${small ? 'at least' : 'at most'} ${bound} ${unit}${bound === 1 ? '' : 's'}${length}`;
+}
+
+export function configIssueMessage(issue: RawIssue): string | undefined {
+  switch (issue.code) {
+    case 'too_small':
+    case 'too_big':
+      switch (issue.origin) {
+        case 'number':
+        case 'int':
+        case 'bigint':
+          return numberRange(issue);
+        case 'string':
+          return lengthRange(issue, 'character');
+        case 'array':
+        case 'set':
+          return lengthRange(issue, 'item');
+        default:
+          return undefined;
+      }
+    case 'invalid_type':
+      // The generic "must be a …" wording (and "is required") comes from the formatter; only whole numbers need words here.
+      if (issue.expected === 'int' && typeof issue.input === 'number') return `must be a whole number, got ${issue.input}`;
+      return undefined;
+    default:
+      return undefined;
+  }
+}
