@@ -229,7 +229,10 @@ describe('POST /api/v1/jobs/{job}/runs', () => {
       payload: JSON.stringify({ reason: 'x'.repeat(2000) }),
     });
     expect(big.statusCode).toBe(413);
-    expect(big.json()).toEqual({ error: 'body-too-large', message: expect.stringMatching(/larger than \d+ bytes \(server\.bodyLimitBytes\)/) });
+    expect(big.json()).toEqual({
+      error: 'body-too-large',
+      message: expect.stringMatching(/larger than \d+ bytes \(server\.bodyLimitBytes\)/),
+    });
     const text = await app.inject({
       method: 'POST',
       url: '/api/v1/jobs/qa/runs',
