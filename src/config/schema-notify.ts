@@ -4,13 +4,15 @@ import { secretRef } from './secret-ref.js';
 /** The `notifications` section: named webhook targets that jobs list in `notify`. */
 
 export const NOTIFY_EVENTS = ['started', 'succeeded', 'failed', 'skipped', 'upcoming'] as const;
-export const NOTIFY_KINDS = ['slack', 'generic'] as const;
+export const NOTIFY_KINDS = ['slack', 'teams', 'generic'] as const;
 
 export const DEFAULT_UPCOMING_LEAD_MINUTES = 30;
 
 export const notificationSchema = z
   .strictObject({
-    kind: z.enum(NOTIFY_KINDS).describe('Payload format: slack (Slack, Mattermost, Discord /slack) or generic JSON'),
+    kind: z
+      .enum(NOTIFY_KINDS)
+      .describe('Payload format: slack (Slack, Mattermost, Discord /slack), teams (Microsoft Teams Adaptive Card) or generic JSON'),
     url: secretRef.describe('Webhook URL; it usually embeds a token, so it is a secret'),
     secret: secretRef
       .optional()
@@ -29,5 +31,5 @@ export const notificationSchema = z
   })
   .refine((target) => target.kind === 'generic' || target.secret === undefined, {
     path: ['secret'],
-    error: 'a signing secret is used by kind: generic only; Slack-style webhooks are authenticated by their URL, so remove it',
+    error: 'a signing secret is used by kind: generic only; Slack and Teams webhooks are authenticated by their URL, so remove it',
   });

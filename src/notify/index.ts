@@ -7,6 +7,7 @@ import { type DeliveryResult, type Destination, Outbox, type OutboxOptions, type
 import { renderGeneric } from './render/generic.js';
 import { type JobFacts, type MessageFacts, runFacts, skippedFacts, testFacts, upcomingFacts } from './render/message.js';
 import { renderSlack } from './render/slack.js';
+import { renderTeams } from './render/teams.js';
 
 /**
  * The notifier: turns run events, skipped and upcoming scheduled runs into
@@ -32,6 +33,8 @@ export function renderFor(kind: NotificationTarget['kind'], facts: MessageFacts)
   switch (kind) {
     case 'slack':
       return JSON.stringify(renderSlack(facts));
+    case 'teams':
+      return JSON.stringify(renderTeams(facts));
     case 'generic':
       return JSON.stringify(renderGeneric(facts));
   }

@@ -109,6 +109,31 @@ describe('formats on the wire', () => {
     expect(body.attachments).toEqual([expect.objectContaining({ color: '#e01e5a' })]);
     expect(r.requests[0]?.headers['x-signature']).toBeUndefined();
   });
+
+  it('teams: a message with one Adaptive Card; no signature headers', async () => {
+    const r = await receiver([], { status: 202, body: '' });
+    const { log } = capturingLogger();
+    const notifier = createNotifier(
+      config(`  team: { kind: teams, url: { env: TEAM_URL } }`, ['team'], { TEAM_URL: r.url('/workflows/abc') }),
+      log,
+    );
+    notifier.runEvent({ type: 'run-finished', run: interruptedInClone() });
+    await r.waitFor(1);
+    await notifier.flush(2000);
+    const body = r.json<{
+      type: string;
+      attachments: Array<{ contentType: string; content: { type: string; body: Array<{ style?: string }> } }>;
+    }>(0);
+    expect(body.type).toBe('message');
+    expect(body.attachments).toHaveLength(1);
+    expect(body.attachments[0]?.contentType).toBe('application/vnd.microsoft.card.adaptive');
+    expect(body.attachments[0]?.content.type).toBe('AdaptiveCard');
+    expect(body.attachments[0]?.content.body[0]?.style).toBe('attention');
+    expect(r.requests[0]?.body).toContain('Refresh of qa interrupted in clone');
+    expect(r.requests[0]?.headers['x-signature']).toBeUndefined();
+    // Workflows answers 202 Accepted.
+    expect(notifier.stats().destinations.team).toMatchObject({ delivered: 1, failed: 0, lastStatus: 202 });
+  });
 });
 
 describe('routing', () => {

@@ -47,12 +47,14 @@ describe('notifications config', () => {
     expect(upcomingLeadMinutes(config, 'nope')).toEqual([]);
   });
 
-  it('rejects a signing secret on a slack target, unknown events and silly lead times', () => {
+  it('rejects a signing secret on a slack or teams target, unknown events and silly lead times', () => {
     const found = problems(`
   chat: { kind: slack, url: { env: CHAT_URL }, secret: { env: HOOK_SECRET } }
+  team: { kind: teams, url: { env: CHAT_URL }, secret: { env: HOOK_SECRET } }
   hooks: { kind: generic, url: { env: HOOK_URL }, events: [exploded], upcomingLeadMinutes: 0 }
 `);
     expect(found.join('\n')).toContain('notifications.chat.secret: a signing secret is used by kind: generic only');
+    expect(found.join('\n')).toContain('notifications.team.secret: a signing secret is used by kind: generic only');
     expect(found.join('\n')).toContain('notifications.hooks.events[0]');
     expect(found.join('\n')).toContain('notifications.hooks.upcomingLeadMinutes: must be at least 1 minute');
   });

@@ -1,3 +1,4 @@
+import * as AdaptiveCards from 'adaptivecards';
 import { describe, expect, it } from 'vitest';
 import { genericEnvelopeJsonSchema, genericEnvelopeSchema, renderGeneric } from '../../src/notify/render/generic.js';
 import {
@@ -10,6 +11,7 @@ import {
   upcomingFacts,
 } from '../../src/notify/render/message.js';
 import { renderSlack, SLACK_COLORS, SLACK_LIMITS, type SlackPayload } from '../../src/notify/render/slack.js';
+import { type AdaptiveCard, renderTeams, TEAMS_LIMITS, type TeamsElement, type TeamsPayload } from '../../src/notify/render/teams.js';
 import { ELLIPSIS, escapeSlack, truncate } from '../../src/notify/render/text.js';
 import type { RunRecord } from '../../src/runner/run-record.js';
 import {
@@ -70,12 +72,48 @@ function slackSizesOk(payload: SlackPayload): void {
   expect(payload.attachments).toHaveLength(1);
 }
 
+/**
+ * What Microsoft's own Adaptive Cards library (the renderer Teams builds on) says about a card:
+ * unknown element types and bad values while parsing, missing required properties when validating,
+ * and elements it would drop.
+ */
+function adaptiveCardProblems(card: AdaptiveCard): string[] {
+  const parsed = new AdaptiveCards.AdaptiveCard();
+  const context = new AdaptiveCards.SerializationContext();
+  parsed.parse(card, context);
+  const problems = Array.from({ length: context.eventCount }, (_, i) => context.getEventAt(i).message);
+  problems.push(...parsed.validateProperties().validationEvents.map((e) => e.message));
+  const kept = (parsed.toJSON() as { body?: unknown[] } | undefined)?.body?.length ?? 0;
+  if (kept !== card.body.length) problems.push(`the library kept ${kept} of ${card.body.length} body elements`);
+  return problems;
+}
+
+function teamsCard(payload: TeamsPayload): AdaptiveCard {
+  return payload.attachments[0].content;
+}
+
+/** Every text run in the card, depth first. */
+function textRuns(elements: readonly TeamsElement[]): string[] {
+  return elements.flatMap((e): string[] => {
+    if (e.type === 'RichTextBlock') return e.inlines.map((i) => i.text);
+    if (e.type === 'Container') return textRuns(e.items);
+    return e.columns.flatMap((c) => textRuns(c.items));
+  });
+}
+
 describe('notification payloads', () => {
   for (const [name, build] of Object.entries(CASES)) {
     it(`slack: ${name}`, async () => {
       const payload = renderSlack(build());
       slackSizesOk(payload);
       await expect(`${JSON.stringify(payload, null, 2)}\n`).toMatchFileSnapshot(`../fixtures/notify/${name}.slack.json`);
+    });
+
+    it(`teams: ${name}`, async () => {
+      const payload = renderTeams(build());
+      expect(adaptiveCardProblems(teamsCard(payload))).toEqual([]);
+      expect(Buffer.byteLength(JSON.stringify(payload))).toBeLessThanOrEqual(TEAMS_LIMITS.bytes);
+      await expect(`${JSON.stringify(payload, null, 2)}\n`).toMatchFileSnapshot(`../fixtures/notify/${name}.teams.json`);
     });
 
     it(`generic: ${name}`, async () => {
@@ -176,22 +214,71 @@ describe('what a message says', () => {
   });
 });
 
+/** A failure with everything too long: a 120 kB error message (ending in an open code block), 400 databases, a 5000-character reason. */
+function hugeFailedRun(): RunRecord {
+  const huge = failedInPreflight();
+  const many = Array.from({ length: 400 }, (_, i) => ({
+    database: `database_${i}`,
+    sizeBytes: i * 1000,
+    owner: 'o',
+    tablesBySchema: { public: i },
+  }));
+  return {
+    ...huge,
+    error: { ...(huge.error as NonNullable<RunRecord['error']>), message: `${'no space left on device '.repeat(5000)}\`\`\`tail` },
+    snapshot: { takenAt: T0.toISOString(), databases: many },
+    trigger: { kind: 'cli', by: 'alice', reason: 'r'.repeat(5000) },
+  };
+}
+
+describe('Teams', () => {
+  it('says what Slack says: title, facts, the failure and its hint, figures, a link to the run', () => {
+    const facts = fromRun('failed', failedInClone());
+    const card = teamsCard(renderTeams(facts));
+    const texts = textRuns(card.body);
+    expect(texts[0]).toBe(`❌ ${facts.title}`);
+    expect(texts).toContain('Target');
+    expect(texts).toContain(facts.target.summary);
+    expect(texts).toContain(facts.error?.message);
+    expect(texts).toContain(facts.error?.hint);
+    expect(texts.some((t) => t.includes('no new copy is running'))).toBe(true);
+    expect(card.actions).toEqual([{ type: 'Action.OpenUrl', title: 'Open the run record', url: facts.run?.url }]);
+    expect(card.body[0]).toMatchObject({ type: 'Container', style: 'attention' });
+    expect(teamsCard(renderTeams(fromRun('succeeded', succeeded()))).body[0]).toMatchObject({ style: 'good' });
+  });
+
+  it('shows what people typed as plain text runs, never as Markdown that could forge a link', () => {
+    const reason = '[click here](https://evil.example) **now** <at>everyone</at>';
+    const card = teamsCard(renderTeams(fromRun('started', started({ kind: 'http', by: 'mallory', reason }))));
+    const json = JSON.stringify(card.body);
+    // Only RichTextBlock/TextRun carry text: no TextBlock or FactSet, whose text Teams reads as Markdown.
+    expect(json).not.toMatch(/"type":"(TextBlock|FactSet)"/);
+    expect(textRuns(card.body).some((t) => t.includes(reason))).toBe(true);
+  });
+
+  it('stays under the Teams message size, cutting the error message and the figures first', () => {
+    const payload = renderTeams(runFacts({ event: 'failed', run: hugeFailedRun(), job: JOB, now: T0 }));
+    expect(Buffer.byteLength(JSON.stringify(payload))).toBeLessThanOrEqual(TEAMS_LIMITS.bytes);
+    expect(adaptiveCardProblems(teamsCard(payload))).toEqual([]);
+    const texts = textRuns(teamsCard(payload).body);
+    expect(texts.find((t) => t.startsWith('no space left on device'))?.endsWith(ELLIPSIS)).toBe(true);
+    expect(texts.some((t) => /^… and \d+ more databases$/.test(t))).toBe(true);
+  });
+
+  it('the Adaptive Cards library does catch a broken card', () => {
+    const card = teamsCard(renderTeams(fromRun('succeeded', succeeded())));
+    const broken = {
+      ...card,
+      body: [...card.body, { type: 'Bogus' }],
+      actions: [{ type: 'Action.OpenUrl', title: 'x' }],
+    } as unknown as AdaptiveCard;
+    expect(adaptiveCardProblems(broken).length).toBeGreaterThanOrEqual(2);
+  });
+});
+
 describe('Slack size limits', () => {
   it('cuts huge messages cleanly to Slack limits', () => {
-    const huge = failedInPreflight();
-    const many = Array.from({ length: 400 }, (_, i) => ({
-      database: `database_${i}`,
-      sizeBytes: i * 1000,
-      owner: 'o',
-      tablesBySchema: { public: i },
-    }));
-    const run: RunRecord = {
-      ...huge,
-      job: 'q'.repeat(63),
-      error: { ...(huge.error as NonNullable<RunRecord['error']>), message: `${'no space left on device '.repeat(5000)}\`\`\`tail` },
-      snapshot: { takenAt: T0.toISOString(), databases: many },
-      trigger: { kind: 'cli', by: 'alice', reason: 'r'.repeat(5000) },
-    };
+    const run: RunRecord = { ...hugeFailedRun(), job: 'q'.repeat(63) };
     const payload = renderSlack(runFacts({ event: 'failed', run, job: { ...JOB, name: 'q'.repeat(63) }, now: T0 }));
     slackSizesOk(payload);
     // The plain text stays short enough for every chat app (Discord takes 2000 characters); the run record has the rest.

@@ -7,8 +7,8 @@ import type { PhaseName, PhaseStatus, RunRecord, RunStatus, Trigger } from '../.
 
 /**
  * The facts every notification format shares, gathered once from a run record
- * (or a skipped/upcoming scheduled run) and rendered by render/slack.ts and
- * render/generic.ts. Pure: records in, plain data and strings out.
+ * (or a skipped/upcoming scheduled run) and rendered by render/slack.ts,
+ * render/teams.ts and render/generic.ts. Pure: records in, plain data and strings out.
  */
 
 /** The events a target can subscribe to, plus `test` for `db-refresher notify-test`. */
@@ -350,4 +350,46 @@ export function statusLine(facts: MessageFacts): string {
     case 'test':
       return 'Test message: delivery works';
   }
+}
+
+/** One emoji per event, at the start of every format's headline. */
+export const EVENT_ICONS: Readonly<Record<MessageEvent, string>> = {
+  started: '🔄',
+  succeeded: '✅',
+  failed: '❌',
+  skipped: '⏭️',
+  upcoming: '⏰',
+  test: '🔔',
+};
+
+export const TARGET_DOWN = 'The old copy was removed and no new copy is running: the target stays down until a refresh succeeds.';
+
+export interface Fact {
+  label: string;
+  value: string;
+}
+
+/** The labelled facts of a message, in the order people read them. Values are plain text (not yet escaped). */
+export function factsList(facts: MessageFacts): Fact[] {
+  const list: Fact[] = [];
+  const { job, run } = facts;
+  list.push({ label: 'Job', value: job.description ? `${job.name} (${job.description})` : job.name });
+  list.push({ label: 'Target', value: facts.target.summary });
+  if (facts.testTarget) list.push({ label: 'Notification target', value: facts.testTarget });
+  if (facts.triggerText && facts.event !== 'test') list.push({ label: 'Trigger', value: facts.triggerText });
+  // The trigger already says when a skipped or upcoming run is due.
+  if (facts.skipped) list.push({ label: 'Reason', value: facts.skipped.reason });
+  if (facts.upcoming) list.push({ label: 'Announced', value: `${formatMinutes(facts.upcoming.leadMinutes * 60_000)} ahead` });
+  if (run) {
+    if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
+    else list.push({ label: 'Duration', value: formatDuration(run.durationMs) });
+    if (facts.event !== 'started' && run.downtimeMs !== undefined) {
+      list.push({ label: 'Downtime', value: `${formatDuration(run.downtimeMs)}${run.targetDown ? ' (target still down)' : ''}` });
+    }
+  }
+  return list;
+}
+
+export function figuresHeading(facts: MessageFacts): string {
+  return facts.verification?.ok === undefined ? 'Source figures (not verified)' : 'Verification against the source';
 }

@@ -1,11 +1,12 @@
 import {
   describeDatabase,
-  formatDuration,
-  formatMinutes,
-  formatTime,
+  factsList,
+  figuresHeading,
+  EVENT_ICONS as ICONS,
   type MessageEvent,
   type MessageFacts,
   statusLine,
+  TARGET_DOWN,
 } from './message.js';
 import { escapeSlack, truncate } from './text.js';
 
@@ -40,15 +41,6 @@ export const SLACK_COLORS: Readonly<Record<MessageEvent | 'interrupted', string>
   test: '#1d9bd1',
 };
 
-const ICONS: Readonly<Record<MessageEvent, string>> = {
-  started: '🔄',
-  succeeded: '✅',
-  failed: '❌',
-  skipped: '⏭️',
-  upcoming: '⏰',
-  test: '🔔',
-};
-
 type PlainText = { type: 'plain_text'; text: string; emoji: true };
 type Mrkdwn = { type: 'mrkdwn'; text: string };
 export type SlackBlock =
@@ -62,38 +54,6 @@ export interface SlackPayload {
   text: string;
   blocks: SlackBlock[];
   attachments: Array<{ color: string; fallback: string; text: string }>;
-}
-
-const TARGET_DOWN = 'The old copy was removed and no new copy is running: the target stays down until a refresh succeeds.';
-
-interface Fact {
-  label: string;
-  value: string;
-}
-
-/** The labelled facts of a message, in the order people read them. Values are plain text (not yet escaped). */
-function factsList(facts: MessageFacts): Fact[] {
-  const list: Fact[] = [];
-  const { job, run } = facts;
-  list.push({ label: 'Job', value: job.description ? `${job.name} (${job.description})` : job.name });
-  list.push({ label: 'Target', value: facts.target.summary });
-  if (facts.testTarget) list.push({ label: 'Notification target', value: facts.testTarget });
-  if (facts.triggerText && facts.event !== 'test') list.push({ label: 'Trigger', value: facts.triggerText });
-  // The trigger already says when a skipped or upcoming run is due.
-  if (facts.skipped) list.push({ label: 'Reason', value: facts.skipped.reason });
-  if (facts.upcoming) list.push({ label: 'Announced', value: `${formatMinutes(facts.upcoming.leadMinutes * 60_000)} ahead` });
-  if (run) {
-    if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
-    else list.push({ label: 'Duration', value: formatDuration(run.durationMs) });
-    if (facts.event !== 'started' && run.downtimeMs !== undefined) {
-      list.push({ label: 'Downtime', value: `${formatDuration(run.downtimeMs)}${run.targetDown ? ' (target still down)' : ''}` });
-    }
-  }
-  return list;
-}
-
-function figuresHeading(facts: MessageFacts): string {
-  return facts.verification?.ok === undefined ? 'Source figures (not verified)' : 'Verification against the source';
 }
 
 function runLink(facts: MessageFacts): string | undefined {
