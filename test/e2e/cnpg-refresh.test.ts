@@ -145,22 +145,25 @@ describe('refreshing a CNPG Cluster', () => {
     expect(rows.map((r) => Number(r.id))).toEqual([600000]);
   });
 
-  it('explains a source the clone Job cannot reach, after the grace period, without waiting for the ready timeout', async () => {
-    // db-refresher reaches the source, but the Cluster's pods are sent to a port where nothing listens (a NetworkPolicy, say).
-    const blocked = h.local.config(
+  /** db-refresher reaches the source, but the Cluster's pods are sent to a port where nothing listens (a NetworkPolicy, say). */
+  async function blockedJob(name: string, target: string): Promise<Config> {
+    return h.local.config(
       h
         .jobYaml({
-          name: 'blocked',
-          clusterName: 'blocked-db',
-          connectPort: await sim.clusterPort(h.namespace, 'blocked-db'),
-          target: '      sourceUnavailableGraceSeconds: 2\n',
+          name,
+          clusterName: `${name}-db`,
+          connectPort: await sim.clusterPort(h.namespace, `${name}-db`),
+          target,
           job: `    source:\n      host: 127.0.0.1\n      port: ${h.local.source.port}\n      user: replicator\n      sslmode: disable\n      password: { env: SOURCE_PASSWORD }\n`,
         })
         .replace(`host: 127.0.0.1, port: "${h.local.source.port}"`, 'host: 127.0.0.1, port: "1"'),
       h.local.env,
     );
+  }
+
+  it('explains a source the clone Job cannot reach, after the grace period, without waiting for the ready timeout', async () => {
     const started = Date.now();
-    const run = await refresh(blocked);
+    const run = await refresh(await blockedJob('blocked', '      sourceUnavailableGraceSeconds: 2\n'));
     expect(run.status).toBe('failed');
     expect(run.error).toMatchObject({ phase: 'start', class: 'source-unreachable' });
     expect(run.error?.message).toContain('DB not available, will retry');
@@ -168,6 +171,16 @@ describe('refreshing a CNPG Cluster', () => {
     expect(Date.now() - started).toBeLessThan(60_000);
     expect((await annotations('blocked-db'))['db-refresher.io/last-outcome']).toBe('failed');
     expect(await events('blocked-db')).toContain('RefreshFailed');
+  });
+
+  it('stops at the ready timeout with a timeout, pointing at the cause the clone Job logged', async () => {
+    const run = await refresh(await blockedJob('slow', '      sourceUnavailableGraceSeconds: 600\n      readyTimeoutSeconds: 3\n'));
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatchObject({ phase: 'start', class: 'timeout' });
+    expect(run.error?.message).toContain('the Cluster did not become healthy within 3 s');
+    expect(run.error?.hint).toContain("The clone Job's log points at source-unreachable");
+    expect(run.error?.details?.some((l) => l.includes('DB not available'))).toBe(true);
+    expect((await annotations('slow-db'))['db-refresher.io/last-outcome']).toBe('failed');
   });
 
   it('explains a replication password that only the Cluster gets wrong', async () => {
