@@ -11,6 +11,11 @@ export function totalTables(figures: DatabaseFigures): number {
   return Object.values(figures.tablesBySchema).reduce((sum, n) => sum + n, 0);
 }
 
+/** `1 table`, `5 tables`. */
+export function tables(count: number): string {
+  return `${count} table${count === 1 ? '' : 's'}`;
+}
+
 export function compareDatabase(input: {
   expected: VerifiedDatabase;
   source: DatabaseFigures | undefined;
@@ -32,7 +37,11 @@ export function compareDatabase(input: {
     }
     checks.push(
       differences.length === 0
-        ? { name: `${db}: table counts`, ok: true, message: `${totalTables(copy)} tables in ${schemas.size} schemas, same as the source` }
+        ? {
+            name: `${db}: table counts`,
+            ok: true,
+            message: `${tables(totalTables(copy))} in ${schemas.size} schema${schemas.size === 1 ? '' : 's'}, same as the source`,
+          }
         : fail(`${db}: table counts`, `table counts differ from the source (${differences.join('; ')})`),
     );
 
@@ -48,8 +57,8 @@ export function compareDatabase(input: {
     const count = totalTables(copy);
     checks.push(
       count >= expected.minTables
-        ? { name: `${db}: minimum tables`, ok: true, message: `${count} tables (at least ${expected.minTables} expected)` }
-        : fail(`${db}: minimum tables`, `only ${count} tables; the job expects at least ${expected.minTables}`),
+        ? { name: `${db}: minimum tables`, ok: true, message: `${tables(count)} (at least ${expected.minTables} expected)` }
+        : fail(`${db}: minimum tables`, `only ${tables(count)}; the job expects at least ${expected.minTables}`),
     );
   }
   if (expected.minSizeBytes !== undefined) {
@@ -71,7 +80,11 @@ export function compareDatabase(input: {
     const missing = expected.requiredTables.filter((t) => !present.has(t));
     checks.push(
       missing.length === 0
-        ? { name: `${db}: required tables`, ok: true, message: `all ${expected.requiredTables.length} required tables exist` }
+        ? {
+            name: `${db}: required tables`,
+            ok: true,
+            message: `${expected.requiredTables.length === 1 ? 'the required table exists' : `all ${expected.requiredTables.length} required tables exist`}`,
+          }
         : fail(`${db}: required tables`, `missing required tables: ${missing.join(', ')}`),
     );
   }

@@ -1,5 +1,5 @@
 import { stringify } from 'yaml';
-import { totalTables } from '../checks/compare.js';
+import { tables, totalTables } from '../checks/compare.js';
 import { formatBytes } from '../config/byte-size.js';
 import type { JobConfig } from '../config/types.js';
 import type { Check, TargetDescription } from '../ports.js';
@@ -132,14 +132,14 @@ export function renderRunText(run: RunRecord): string {
   if (run.verification) {
     lines.push('', 'Verification:');
     for (const db of run.verification.databases) {
-      const figures = db.copy ? ` (${formatBytes(db.copy.sizeBytes)}, ${totalTables(db.copy)} tables, owner ${db.copy.owner})` : '';
+      const figures = db.copy ? ` (${formatBytes(db.copy.sizeBytes)}, ${tables(totalTables(db.copy))}, owner ${db.copy.owner})` : '';
       lines.push(`  ${db.database}${figures}`, ...renderChecks(db.checks, '    '));
     }
     lines.push(...renderChecks(run.verification.checks, '  '));
   } else if (run.snapshot && run.dryRun) {
     lines.push('', 'Source snapshot:');
     for (const db of run.snapshot.databases)
-      lines.push(`  ${db.database}: ${formatBytes(db.sizeBytes)}, ${totalTables(db)} tables, owner ${db.owner}`);
+      lines.push(`  ${db.database}: ${formatBytes(db.sizeBytes)}, ${tables(totalTables(db))}, owner ${db.owner}`);
   }
   if (run.error) {
     lines.push('', `Failed in ${run.error.phase}: ${run.error.class}`, `  ${run.error.message}`, `  What to do: ${run.error.hint}`);

@@ -36,6 +36,19 @@ describe('compareDatabase against the source', () => {
     expect(check(checks, 'app: table counts').message).toContain('12 tables in 2 schemas');
   });
 
+  it('says "1 table in 1 schema", not "1 tables in 1 schemas"', () => {
+    const one = figures({ tablesBySchema: { public: 1 } });
+    const checks = compareDatabase({
+      expected: expectation({ minTables: 1, requiredTables: ['public.t'] }),
+      source: one,
+      copy: { ...one, presentTables: ['public.t'] },
+      sizeTolerancePercent: 10,
+    });
+    expect(check(checks, 'app: table counts').message).toBe('1 table in 1 schema, same as the source');
+    expect(check(checks, 'app: minimum tables').message).toBe('1 table (at least 1 expected)');
+    expect(check(checks, 'app: required tables').message).toBe('the required table exists');
+  });
+
   it('fails the table counts when one schema differs, naming that schema and both counts', () => {
     const checks = compareDatabase({
       expected: expectation(),

@@ -1,4 +1,4 @@
-import { totalTables } from '../../checks/compare.js';
+import { tables, totalTables } from '../../checks/compare.js';
 import { formatBytes } from '../../config/byte-size.js';
 import type { NotifyEvent } from '../../config/types.js';
 import type { FailureClass } from '../../failures.js';
@@ -320,7 +320,7 @@ export function describeDatabase(db: DatabaseFacts): string {
     const size = `${formatBytes(copy.sizeBytes)}${source ? ` (source ${formatBytes(source.sizeBytes)})` : ''}`;
     return `${db.name}: ${tables}, ${size}`;
   }
-  if (source) return `${db.name}: source has ${source.tables} tables, ${formatBytes(source.sizeBytes)}`;
+  if (source) return `${db.name}: source has ${tables(source.tables)}, ${formatBytes(source.sizeBytes)}`;
   return `${db.name}: no figures`;
 }
 
