@@ -16,6 +16,13 @@ import { type RunRecord, TERMINAL_RUN_STATUSES } from '../runner/run-record.js';
 export class FileRunStore implements RunStore {
   readonly #root: string;
   readonly #keep: number;
+  /**
+   * Which job each known run id belongs to, so that get(id) reads one file
+   * instead of trying every job's directory (40 ms with 1,000 jobs). Filled by
+   * save, list and a scan when get meets an id it does not know (a run written
+   * by another process, or before this one started).
+   */
+  readonly #jobOf = new Map<string, string>();
 
   constructor(stateDir: string, options: { keepRuns?: number } = {}) {
     this.#root = path.join(stateDir, 'runs');
@@ -38,6 +45,7 @@ export class FileRunStore implements RunStore {
       await handle.close();
     }
     await rename(temp, file);
+    this.#jobOf.set(run.id, run.job);
     if (TERMINAL_RUN_STATUSES.has(run.status)) await this.#prune(run.job);
   }
 
@@ -55,20 +63,33 @@ export class FileRunStore implements RunStore {
       } catch {
         continue; // Unreadable or gone: not ours to judge here.
       }
-      if (TERMINAL_RUN_STATUSES.has(run.status)) await unlink(file).catch(() => undefined);
+      if (TERMINAL_RUN_STATUSES.has(run.status)) {
+        await unlink(file).catch(() => undefined);
+        this.#jobOf.delete(id);
+      }
     }
   }
 
   async get(id: string): Promise<RunRecord | undefined> {
     if (!/^[0-9TZ]+-[0-9a-f]+$/.test(id)) return undefined;
+    if (!this.#jobOf.has(id)) await this.#scan();
+    const job = this.#jobOf.get(id);
+    if (job === undefined) return undefined;
+    try {
+      return JSON.parse(await readFile(this.#file(job, id), 'utf8')) as RunRecord;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      this.#jobOf.delete(id); // Deleted behind our back.
+      return undefined;
+    }
+  }
+
+  async #scan(): Promise<void> {
     for (const job of await this.#jobs()) {
-      try {
-        return JSON.parse(await readFile(this.#file(job, id), 'utf8')) as RunRecord;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      for (const name of await readdir(path.join(this.#root, job)).catch(() => [])) {
+        if (name.endsWith('.json')) this.#jobOf.set(name.slice(0, -'.json'.length), job);
       }
     }
-    return undefined;
   }
 
   async list(job: string, options: { limit?: number; before?: string } = {}): Promise<RunRecord[]> {
@@ -86,6 +107,7 @@ export class FileRunStore implements RunStore {
       .sort()
       .reverse()
       .slice(0, options.limit ?? 50);
+    for (const id of ids) this.#jobOf.set(id, job);
     const runs: RunRecord[] = [];
     for (const id of ids) runs.push(JSON.parse(await readFile(this.#file(job, id), 'utf8')) as RunRecord);
     return runs;

@@ -161,6 +161,20 @@ describe('FileRunStore', () => {
     expect(existsSync(leftover)).toBe(false);
     expect(await store.get(run.id)).toEqual(run);
   });
+  it('get finds a run another process saved, and forgets one deleted behind its back', async () => {
+    const reader = new FileRunStore(stateDir);
+    const writer = new FileRunStore(stateDir);
+    const first = runAt('qa', 0);
+    await writer.save(first);
+    expect(await reader.get(first.id)).toEqual(first);
+    // Known now; a second run of another job, saved after the reader's scan, is found too.
+    const second = runAt('other', 1);
+    await writer.save(second);
+    expect(await reader.get(second.id)).toEqual(second);
+    rmSync(path.join(stateDir, 'runs', 'qa', `${first.id}.json`));
+    expect(await reader.get(first.id)).toBeUndefined();
+  });
+
   it('keeps the newest keepRuns finished records of a job, and never an unfinished one', async () => {
     const store = new FileRunStore(stateDir, { keepRuns: 3 });
     const running = runAt('qa', 0); // a long refresh, older than everything after it
