@@ -56,6 +56,18 @@ describe('cnpg safety rails', () => {
     expect(await h.clusterExists('others')).toBe(true);
   });
 
+  it('refuses a Cluster a GitOps controller reconciles, even with adopt, and keeps it', async () => {
+    await foreignCluster('from-git', {
+      'kustomize.toolkit.fluxcd.io/name': 'databases',
+      'kustomize.toolkit.fluxcd.io/namespace': 'flux-system',
+    });
+    const run = await h.local.run(h.config(h.jobYaml({ clusterName: 'from-git', target: '      adopt: true\n' })));
+    expectRefusedInPreflight(run, 'unsafe-target');
+    expect(run.error?.message).toContain('is managed by Flux Kustomization "databases"');
+    expect(run.error?.message).toContain(`kubectl label cluster from-git -n ${h.namespace} kustomize.toolkit.fluxcd.io/name-`);
+    expect(await h.clusterExists('from-git')).toBe(true);
+  });
+
   it('refuses a protected name and a namespace outside the allowlist', async () => {
     const protectedRun = await h.local.run(h.config(h.jobYaml({ clusterName: 'prod-mirror' })));
     expectRefusedInPreflight(protectedRun, 'unsafe-target');

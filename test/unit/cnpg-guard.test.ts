@@ -34,6 +34,44 @@ describe('ownershipRefusal', () => {
   });
 });
 
+describe('ownershipRefusal and GitOps', () => {
+  const base = { job: 'qa', jobPath: 'jobs[0]', adopt: true, name: 'qa-db', namespace: 'qa' };
+  const ours = { 'app.kubernetes.io/managed-by': 'db-refresher' };
+  it.each([
+    [
+      'Flux Kustomization',
+      { labels: { 'kustomize.toolkit.fluxcd.io/name': 'apps', 'kustomize.toolkit.fluxcd.io/namespace': 'flux-system' }, annotations: {} },
+      'Flux Kustomization "apps" (label kustomize.toolkit.fluxcd.io/name)',
+      'kubectl label cluster qa-db -n qa kustomize.toolkit.fluxcd.io/name- kustomize.toolkit.fluxcd.io/namespace-',
+    ],
+    [
+      'Flux HelmRelease',
+      { labels: { 'helm.toolkit.fluxcd.io/name': 'qa-db' }, annotations: {} },
+      'Flux HelmRelease "qa-db"',
+      'kubectl label cluster qa-db -n qa helm.toolkit.fluxcd.io/name- helm.toolkit.fluxcd.io/namespace-',
+    ],
+    [
+      'Argo CD (annotation tracking)',
+      { labels: {}, annotations: { 'argocd.argoproj.io/tracking-id': 'qa-databases:postgresql.cnpg.io/Cluster:qa/qa-db' } },
+      'Argo CD application "qa-databases" (annotation argocd.argoproj.io/tracking-id)',
+      'kubectl annotate cluster qa-db -n qa argocd.argoproj.io/tracking-id-',
+    ],
+  ])('refuses a Cluster reconciled by %s, even with adopt or with our own labels', (_tool, existing, owner, command) => {
+    for (const candidate of [
+      existing,
+      { labels: { ...existing.labels, ...ours }, annotations: { ...existing.annotations, 'db-refresher.io/job': 'qa' } },
+    ]) {
+      const reason = ownershipRefusal({ ...base, existing: candidate });
+      expect(reason).toContain(`Cluster qa/qa-db is managed by ${owner}`);
+      expect(reason).toContain('would recreate the Cluster from Git');
+      expect(reason).toContain(command);
+    }
+  });
+  it('does not mistake the common app.kubernetes.io/instance label (set by Helm charts) for Argo CD', () => {
+    expect(ownershipRefusal({ ...base, existing: { labels: { 'app.kubernetes.io/instance': 'qa' }, annotations: {} } })).toBeUndefined();
+  });
+});
+
 describe('configRefusals', () => {
   it('refuses namespaces outside the allowlist and protected names', () => {
     expect(configRefusals({ target: target({ allowedNamespaces: ['staging'] }), sourceHost: 'db', sourceClusterName: 'p' })[0]).toContain(

@@ -11,6 +11,34 @@ export interface ExistingCluster {
   annotations: Record<string, string>;
 }
 
+/**
+ * Markers GitOps controllers put on what they apply. Such a Cluster comes back
+ * from Git (with its own bootstrap) as soon as it is deleted, racing the clone
+ * (cloudnative-pg#5778), so no setting makes db-refresher replace it.
+ */
+const GITOPS_MARKERS: ReadonlyArray<{ tool: string; kind: 'label' | 'annotation'; key: string; alsoRemove?: string }> = [
+  {
+    tool: 'Flux Kustomization',
+    kind: 'label',
+    key: 'kustomize.toolkit.fluxcd.io/name',
+    alsoRemove: 'kustomize.toolkit.fluxcd.io/namespace',
+  },
+  { tool: 'Flux HelmRelease', kind: 'label', key: 'helm.toolkit.fluxcd.io/name', alsoRemove: 'helm.toolkit.fluxcd.io/namespace' },
+  { tool: 'Argo CD application', kind: 'annotation', key: 'argocd.argoproj.io/tracking-id' },
+  { tool: 'Argo CD application', kind: 'label', key: 'argocd.argoproj.io/instance' },
+];
+
+function gitOpsRefusal(existing: ExistingCluster, name: string, namespace: string): string | undefined {
+  for (const marker of GITOPS_MARKERS) {
+    const value = (marker.kind === 'label' ? existing.labels : existing.annotations)[marker.key];
+    if (value === undefined) continue;
+    const keys = [marker.key, ...(marker.alsoRemove ? [marker.alsoRemove] : [])].map((k) => `${k}-`).join(' ');
+    const owner = marker.tool.startsWith('Argo') ? value.split(':')[0] : value;
+    return `Cluster ${namespace}/${name} is managed by ${marker.tool} "${owner}" (${marker.kind} ${marker.key}); it would recreate the Cluster from Git as soon as db-refresher deleted it, racing the clone, so it is not replaced (adopt does not change this). Take the Cluster out of that ${marker.tool.startsWith('Argo') ? 'application' : 'source'} first (without letting it prune the Cluster), then remove the marker: kubectl ${marker.kind === 'label' ? 'label' : 'annotate'} cluster ${name} -n ${namespace} ${keys}`;
+  }
+  return undefined;
+}
+
 export function ownershipRefusal(input: {
   job: string;
   jobPath: string;
@@ -21,6 +49,8 @@ export function ownershipRefusal(input: {
 }): string | undefined {
   const { existing, job } = input;
   if (!existing) return undefined;
+  const gitOps = gitOpsRefusal(existing, input.name, input.namespace);
+  if (gitOps) return gitOps;
   const managed = existing.labels[LABELS.managedBy] === MANAGED_BY_VALUE;
   const owner = existing.annotations[ANNOTATIONS.job];
   if (managed && owner === job) return undefined;
