@@ -236,6 +236,22 @@ export function phaseSteps(recorder: Recorder, name: string): PhaseStep[] {
   return steps;
 }
 
+/**
+ * The recorder's watch sees a change a moment after a GET does: waits until the
+ * steps it recorded end in `phase`, so a test that saw the phase by GET does
+ * not read the recording too early.
+ */
+export function recordedPhaseSteps(recorder: Recorder, name: string, phase: string): Promise<PhaseStep[]> {
+  return waitFor(
+    `the watch to record ${name} reaching "${phase}"`,
+    () => {
+      const steps = phaseSteps(recorder, name);
+      return steps.at(-1)?.phase === phase ? steps : undefined;
+    },
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
+}
+
 export async function getCluster(kube: Kube, namespace: string, name: string): Promise<Obj | null> {
   return kube.getOrNull('clusters', namespace, name);
 }

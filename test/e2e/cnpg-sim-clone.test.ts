@@ -23,8 +23,8 @@ import {
   localPgMajor,
   type Obj,
   passwordExternal,
-  phaseSteps,
   Recorder,
+  recordedPhaseSteps,
   type SourceServer,
   waitFor,
   waitForPhase,
@@ -121,8 +121,8 @@ afterAll(async () => {
 });
 
 describe('status', () => {
-  it('walks "Setting up primary" to "Cluster in healthy state", the Ready condition tracking the phase', () => {
-    const steps = phaseSteps(recorders.clusters, 'pg').filter((s) => s.phase !== undefined);
+  it('walks "Setting up primary" to "Cluster in healthy state", the Ready condition tracking the phase', async () => {
+    const steps = (await recordedPhaseSteps(recorders.clusters, 'pg', PHASE.healthy)).filter((s) => s.phase !== undefined);
     const notReady = { status: 'False', reason: 'ClusterIsNotReady', message: 'Cluster Is Not Ready' };
     expect(steps[0]).toEqual({ phase: 'Setting up primary', reason: 'Creating primary instance pg-1', ready: notReady });
     expect(steps[steps.length - 1]).toEqual({

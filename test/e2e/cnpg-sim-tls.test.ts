@@ -21,9 +21,9 @@ import {
   localPgMajor,
   logLines,
   type Obj,
-  phaseSteps,
   Recorder,
   readPodLog,
+  recordedPhaseSteps,
   type SourceServer,
   waitFor,
   waitForPhase,
@@ -147,7 +147,7 @@ describe('instances: 3', () => {
       currentPrimary: 'ha-1',
       targetPrimary: 'ha-1',
     });
-    const phases = phaseSteps(clusters, 'ha')
+    const phases = (await recordedPhaseSteps(clusters, 'ha', PHASE.healthy))
       .filter((s) => s.phase && s.phase !== 'Waiting for the instances to become active')
       .map((s) => `${s.phase} / ${s.reason}`);
     expect(phases).toEqual([

@@ -120,12 +120,18 @@ function api(base: string, token = TOKEN) {
   };
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+/** Polls `probe`; on timeout, the error says what `seen` last described (a timing failure in CI must explain itself). */
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 60_000,
+  seen: () => unknown = () => undefined,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(seen()) ?? 'nothing'}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -242,15 +248,30 @@ describe('schedules (real node-cron, every second)', () => {
       jobs: `${harness.jobYaml({ name: 'cron', targetPort })}    schedule: "* * * * * *"\n    timezone: Europe/Berlin\n`,
     });
     const { base, service } = await startService(config, { notifier });
-    const scheduled = await waitFor('a scheduled run and an overlap', async () => {
-      const runs = (await api(base).get('/api/v1/jobs/cron/runs?limit=50')).body.runs as Array<{
-        status: string;
-        trigger: { kind: string };
-        skip?: { reason: string };
-      }>;
-      const ran = runs.find((r) => r.trigger.kind === 'schedule' && r.status === 'succeeded');
-      return ran && runs.some((r) => r.skip?.reason === 'overlap') ? runs : undefined;
-    });
+    let last: unknown;
+    const scheduled = await waitFor(
+      'a scheduled run and an overlap',
+      async () => {
+        const runs = (await api(base).get('/api/v1/jobs/cron/runs?limit=200')).body.runs as Array<{
+          status: string;
+          trigger: { kind: string };
+          skip?: { reason: string };
+          error?: { phase: string; message: string };
+        }>;
+        // A failed refresh would fail again on every tick: say why now instead of waiting out the timeout.
+        const failed = runs.find((r) => r.trigger.kind === 'schedule' && r.status === 'failed');
+        if (failed) throw new Error(`a scheduled run failed in ${failed.error?.phase}: ${failed.error?.message}`);
+        last = runs.slice(0, 10).map((r) => `${r.trigger.kind} ${r.status}${r.skip ? ` (${r.skip.reason})` : ''}`);
+        const ran = runs.find((r) => r.trigger.kind === 'schedule' && r.status === 'succeeded');
+        return ran && runs.some((r) => r.skip?.reason === 'overlap') ? runs : undefined;
+      },
+      60_000,
+      () => ({
+        newestRuns: last,
+        skipsNotified: notifier.skips.map((x) => x.reason),
+        runEvents: notifier.events.map((e) => e.type).slice(-20),
+      }),
+    );
     await stopService(service);
     const ran = scheduled.find((r) => r.status === 'succeeded') as unknown as RunRecord;
     expect(ran.trigger).toMatchObject({ kind: 'schedule', by: 'scheduler', schedule: '* * * * * *', timezone: 'Europe/Berlin' });
