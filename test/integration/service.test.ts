@@ -7,7 +7,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { FileRunStore } from '../../src/history/file-store.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
-import type { Notifier } from '../../src/ports.js';
+import type { Notifier, RunStore } from '../../src/ports.js';
 import type { RunRecord } from '../../src/runner/run-record.js';
 import type { RunEvent } from '../../src/runner/runner.js';
 import { RefresherService } from '../../src/service/service.js';
@@ -85,11 +85,15 @@ function logger() {
   );
 }
 
-async function startService(config: Config, options: { clock?: { now(): Date }; notifier?: Notifier; ticks?: boolean } = {}) {
+async function startService(
+  config: Config,
+  options: { clock?: { now(): Date }; notifier?: Notifier; ticks?: boolean; store?: RunStore } = {},
+) {
   const service = await RefresherService.create({
     config,
     log: logger(),
     ...(options.notifier ? { notifier: options.notifier } : {}),
+    ...(options.store ? { store: options.store } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.ticks === false ? { startTicker: () => ({ stop: async () => undefined }) } : {}),
   });
@@ -239,6 +243,35 @@ describe('HTTP API over a real socket, with real refreshes', () => {
   });
 });
 
+/**
+ * The file store, but the first save of each run that starts verifying waits a while first: a
+ * local refresh of the small test database can take less than the second between two ticks, and
+ * the overlap test needs a run that is still going when the next tick comes.
+ */
+class HoldingStore implements RunStore {
+  readonly #inner: FileRunStore;
+  readonly #held = new Set<string>();
+  constructor(
+    stateDir: string,
+    readonly holdMs: number,
+  ) {
+    this.#inner = new FileRunStore(stateDir);
+  }
+  async save(run: RunRecord): Promise<void> {
+    if (run.phases.find((p) => p.name === 'verify')?.status === 'running' && !this.#held.has(run.id)) {
+      this.#held.add(run.id);
+      await new Promise((r) => setTimeout(r, this.holdMs));
+    }
+    return this.#inner.save(run);
+  }
+  get(id: string): Promise<RunRecord | undefined> {
+    return this.#inner.get(id);
+  }
+  list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]> {
+    return this.#inner.list(job, options);
+  }
+}
+
 describe('schedules (real node-cron, every second)', () => {
   it('runs on schedule; ticks during a run are skipped as overlap, recorded and notified', async () => {
     const targetPort = await freePort();
@@ -247,7 +280,7 @@ describe('schedules (real node-cron, every second)', () => {
       state: 'state-cron',
       jobs: `${harness.jobYaml({ name: 'cron', targetPort })}    schedule: "* * * * * *"\n    timezone: Europe/Berlin\n`,
     });
-    const { base, service } = await startService(config, { notifier });
+    const { base, service } = await startService(config, { notifier, store: new HoldingStore(config.stateDir, 2500) });
     let last: unknown;
     const scheduled = await waitFor(
       'a scheduled run and an overlap',
