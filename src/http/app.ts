@@ -14,7 +14,7 @@ import type { RunRecord } from '../runner/run-record.js';
 import { type ApiToken, type Principal, TokenAuth } from './auth.js';
 import { sendError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
-import type { JobDetail, JobListItem } from './views.js';
+import type { CurrentRun, JobDetail, JobListItem } from './views.js';
 
 /**
  * The HTTP API, built without listening: tests use inject() and a real socket
@@ -36,6 +36,8 @@ export interface ApiBackend {
   trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord>;
   /** The run holding the job now, if any. */
   runningRunId(job: string): string | undefined;
+  /** The run holding the job, live: phase and progress (see CurrentRun). */
+  currentRun(job: string): CurrentRun | undefined;
   /** False once shutdown began: triggers get 503. */
   accepting(): boolean;
   readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;

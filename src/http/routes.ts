@@ -139,7 +139,7 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): vo
     const id = request.params.id;
     const run = RUN_ID.test(id) ? await backend.getRun(id) : undefined;
     if (!run) return sendError(reply, 404, 'run-not-found', `no run with id "${id.slice(0, 80)}"`);
-    return runView(run);
+    return runView(run, backend.currentRun(run.job));
   });
 
   api.post<{ Params: { job: string } }>('/jobs/:job/runs', async (request, reply) => {

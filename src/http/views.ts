@@ -1,5 +1,5 @@
 import type { JobConfig } from '../config/types.js';
-import type { RunRecord, RunStatus, Trigger } from '../runner/run-record.js';
+import { type RunRecord, type RunStatus, TERMINAL_RUN_STATUSES, type Trigger } from '../runner/run-record.js';
 
 /**
  * What the API returns, built from records and config by pure functions.
@@ -50,17 +50,35 @@ export function summarizeRun(run: RunRecord): RunSummary {
 }
 
 /** The run record as the API shows it: everything, with its links. */
-export function runView(run: RunRecord): RunRecord & { links: { self: string; job: string } } {
-  return { ...run, links: { self: runPath(run.id), job: `/api/v1/jobs/${run.job}` } };
+export function runView(
+  run: RunRecord,
+  current?: CurrentRun,
+): RunRecord & { links: { self: string; job: string }; live?: Pick<CurrentRun, 'phase' | 'progress'> } {
+  // A record can be saved finished a moment before the board hears of it: a finished run is never live.
+  const live =
+    current?.id === run.id && !TERMINAL_RUN_STATUSES.has(run.status) ? { phase: current.phase, progress: current.progress } : undefined;
+  return { ...run, ...(live ? { live } : {}), links: { self: runPath(run.id), job: `/api/v1/jobs/${run.job}` } };
 }
 
 export const runPath = (id: string) => `/api/v1/runs/${id}`;
 
 export interface JobState {
   /** The run holding the job now (queued or running), if any. */
-  current?: { id: string; status: RunStatus } | undefined;
+  current?: CurrentRun | undefined;
   lastRun?: RunSummary | undefined;
   lastSuccess?: RunSummary | undefined;
+}
+
+/**
+ * The run holding a job, as it is right now: the phase under way and the
+ * latest progress its target reported (pg_basebackup's percentage for a local
+ * copy, the Cluster's phase for CloudNativePG). Live only: not in the run record.
+ */
+export interface CurrentRun {
+  id: string;
+  status: RunStatus;
+  phase?: string | undefined;
+  progress?: { at: string; [detail: string]: unknown } | undefined;
 }
 
 export interface JobListItem {
@@ -100,7 +118,7 @@ export interface JobDetail {
   target: { kind: string; summary: string };
   nextRuns: string[];
   warnings: string[];
-  current: { id: string; status: RunStatus } | null;
+  current: CurrentRun | null;
   lastRun: RunSummary | null;
   lastSuccess: RunSummary | null;
   links: { runs: string };

@@ -1,4 +1,4 @@
-import { type JobState, summarizeRun } from '../http/views.js';
+import { type CurrentRun, type JobState, summarizeRun } from '../http/views.js';
 import type { RunRecord } from '../runner/run-record.js';
 import type { RunEvent } from '../runner/runner.js';
 
@@ -44,7 +44,33 @@ export class JobBoard {
   }
 
   onRunEvent(event: RunEvent): void {
-    if (event.type === 'run-started') this.holding(event.run);
-    else if (event.type === 'run-finished') this.settled(event.run);
+    switch (event.type) {
+      case 'run-started':
+        this.holding(event.run);
+        return;
+      case 'run-finished':
+        this.settled(event.run);
+        return;
+      case 'phase-started': {
+        const current = this.#currentOf(event.run);
+        if (current) {
+          current.phase = event.phase;
+          current.progress = undefined;
+        }
+        return;
+      }
+      case 'progress': {
+        const current = this.#currentOf(event.run);
+        if (current) current.progress = { ...event.detail, at: new Date().toISOString() };
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  #currentOf(run: RunRecord): CurrentRun | undefined {
+    const current = this.#states.get(run.job)?.current;
+    return current?.id === run.id ? current : undefined;
   }
 }

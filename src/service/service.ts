@@ -3,7 +3,7 @@ import type { Config, JobConfig } from '../config/types.js';
 import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
 import { type ApiBackend, buildApp } from '../http/app.js';
-import { type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
+import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
 import { type Clock, type Notifier, type RunStore, type SkipReason, systemClock } from '../ports.js';
@@ -490,6 +490,10 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord> {
     if (!this.#accepting) throw new RefresherError('JOB_BUSY', 'the service is shutting down');
     return this.#start(job, { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) }, input.dryRun);
+  }
+
+  currentRun(job: string): CurrentRun | undefined {
+    return this.board.state(job).current;
   }
 
   runningRunId(job: string): string | undefined {

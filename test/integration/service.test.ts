@@ -152,7 +152,9 @@ async function waitForRun(base: string, id: string): Promise<RunRecord> {
 describe('HTTP API over a real socket, with real refreshes', () => {
   it('triggers a run (202 + Location), shows it, answers 409 while it runs, records who and why', async () => {
     const targetPort = await freePort();
-    const { base, service } = await startService(serviceConfig({ state: 'state-api', jobs: harness.jobYaml({ name: 'api', targetPort }) }));
+    const config = serviceConfig({ state: 'state-api', jobs: harness.jobYaml({ name: 'api', targetPort }) });
+    // Held for a moment before verify, so the live view can be read while the run is in progress.
+    const { base, service } = await startService(config, { store: new HoldingStore(config.stateDir, 1500) });
     const client = api(base);
 
     const started = await client.post('/api/v1/jobs/api/runs', { reason: 'fresh data for the demo' });
@@ -166,9 +168,17 @@ describe('HTTP API over a real socket, with real refreshes', () => {
     expect(busy.body).toMatchObject({ error: 'job-busy', runId: id });
     const detail = await client.get('/api/v1/jobs/api');
     expect(detail.body.current).toMatchObject({ id });
+    // While it runs, the run and the job say which phase it is in.
+    const live = await waitFor('the run to be starting its copy', async () => {
+      const r = await client.get(`/api/v1/runs/${id}`);
+      return r.body.live?.phase === 'start' ? r.body : undefined;
+    });
+    expect(live.status).toBe('running');
+    expect((await client.get('/api/v1/jobs/api')).body.current).toMatchObject({ id, status: 'running', phase: 'start' });
 
     const run = await waitForRun(base, id);
     expect(run.status, JSON.stringify(run.error)).toBe('succeeded');
+    expect((run as RunRecord & { live?: unknown }).live).toBeUndefined();
     expect(run.phases.every((p) => p.status === 'succeeded' && typeof p.durationMs === 'number')).toBe(true);
     expect(run.verification?.ok).toBe(true);
 

@@ -7,7 +7,7 @@ import type { JobConfig } from '../../src/config/types.js';
 import { RefresherError } from '../../src/errors.js';
 import { type ApiBackend, buildApp } from '../../src/http/app.js';
 import { TokenAuth } from '../../src/http/auth.js';
-import { jobDetail, jobListItem } from '../../src/http/views.js';
+import { type CurrentRun, jobDetail, jobListItem } from '../../src/http/views.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
 import { newRun, newRunId, type RunRecord } from '../../src/runner/run-record.js';
 
@@ -76,6 +76,8 @@ class MemoryBackend implements ApiBackend {
     return run;
   };
   runningRunId = (job: string) => this.busy.get(job);
+  live = new Map<string, CurrentRun>();
+  currentRun = (job: string) => this.live.get(job);
   accepting = () => this.open;
   readiness = async () => ({ ready: this.open, checks: { store: { ok: true } } });
   metricsText = async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'db_refresher_up 1\n' });
@@ -306,6 +308,16 @@ describe('GET routes', () => {
     backend.runs = [run];
     const res = await app.inject({ method: 'GET', url: `/api/v1/runs/${run.id}`, headers: auth() });
     expect(res.json()).toMatchObject({ id: run.id, phases: run.phases, links: { self: `/api/v1/runs/${run.id}` } });
+    expect(res.json().live).toBeUndefined();
+    // While it holds its job, the run also shows its live phase and progress; once its record is finished, never.
+    const progress = { at: '2030-01-01T00:01:00.000Z', percent: 42, copiedBytes: 42, totalBytes: 100 };
+    backend.live.set('qa', { id: run.id, status: 'running', phase: 'clone', progress });
+    expect((await app.inject({ method: 'GET', url: `/api/v1/runs/${run.id}`, headers: auth() })).json().live).toBeUndefined();
+    backend.runs = [{ ...run, status: 'running' }];
+    const live = await app.inject({ method: 'GET', url: `/api/v1/runs/${run.id}`, headers: auth() });
+    expect(live.json().live).toEqual({ phase: 'clone', progress });
+    backend.live.set('qa', { id: 'another-run', status: 'running', phase: 'clone' });
+    expect((await app.inject({ method: 'GET', url: `/api/v1/runs/${run.id}`, headers: auth() })).json().live).toBeUndefined();
     expect((await app.inject({ method: 'GET', url: '/api/v1/runs/20300101T000000000Z-000000', headers: auth() })).statusCode).toBe(404);
     expect((await app.inject({ method: 'GET', url: '/api/v1/runs/..%2F..%2Fetc', headers: auth() })).statusCode).toBe(404);
   });
