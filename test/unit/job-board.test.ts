@@ -1,27 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { newRun, newRunId, type RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/runner/run-record.js';
 import { JobBoard } from '../../src/service/job-board.js';
+import { started } from '../fixtures/notify/samples.js';
 
-function run(job: string, status: RunRecord['status'] = 'running'): RunRecord {
-  const now = new Date('2030-01-01T03:00:00Z');
-  return {
-    ...newRun({
-      id: newRunId(now),
-      job,
-      trigger: { kind: 'schedule', by: 'scheduler' },
-      dryRun: false,
-      now,
-      source: { host: 'db.example.com', port: 5432, user: 'r' },
-      target: { kind: 'local', summary: 'local copy', details: {}, steps: { teardown: '', clone: '', start: '' } },
-    }),
-    status,
-  };
+let serial = 0;
+/** A running run of job qa, each with its own id. */
+function run(): RunRecord {
+  serial += 1;
+  return started(undefined, `20300101T030000000Z-${serial.toString(16).padStart(6, '0')}`);
 }
 
 describe('JobBoard: the run holding a job, live', () => {
   it('follows the phase and the latest progress, clears progress at each new phase, and forgets the run when it ends', () => {
     const board = new JobBoard();
-    const r = run('qa');
+    const r = run();
     board.onRunEvent({ type: 'run-started', run: r });
     expect(board.state('qa').current).toEqual({ id: r.id, status: 'running' });
     board.onRunEvent({ type: 'phase-started', run: r, phase: 'clone' });
@@ -39,8 +31,8 @@ describe('JobBoard: the run holding a job, live', () => {
 
   it('ignores events of a run that does not hold the job', () => {
     const board = new JobBoard();
-    const holder = run('qa');
-    const stranger = run('qa');
+    const holder = run();
+    const stranger = run();
     board.onRunEvent({ type: 'run-started', run: holder });
     board.onRunEvent({ type: 'phase-started', run: stranger, phase: 'verify' });
     board.onRunEvent({ type: 'progress', run: stranger, phase: 'verify', detail: { percent: 99 } });
