@@ -18,8 +18,7 @@ function issueLines(issues: readonly z.core.$ZodIssue[], prefix: string, formatP
       return issue.keys.map((key) => `${prefix}${formatPath([...issue.path, key])}: unknown key "${key}" in the cnpg-database values`);
     }
     const at = formatPath(issue.path);
-    const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
-    return [`${prefix}${at === '(top level)' ? '' : at}${at === '(top level)' ? '' : ': '}${message}`];
+    return [`${prefix}${at === '(top level)' ? '' : at}${at === '(top level)' ? '' : ': '}${issue.message}`];
   });
 }
 

@@ -1,12 +1,20 @@
 import type { z } from 'zod';
 
 /**
- * Plain-English messages for the ranges and formats zod checks, in place of
- * its defaults ("Too small: expected number to be >=1"). Passed per parse, so
+ * Plain-English messages for the types, values, ranges and formats zod checks,
+ * in place of its defaults ("Too small: expected number to be >=1"). Passed per parse, so
  * a message a schema sets itself still wins, and nothing global changes.
  */
 
 type RawIssue = z.core.$ZodRawIssue;
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return `the text "${value}"`;
+  return `${typeof value} ${String(value)}`;
+}
 
 function got(input: unknown): string {
   return typeof input === 'string' ? `"${input}"` : String(input);
@@ -45,9 +53,11 @@ export function configIssueMessage(issue: RawIssue): string | undefined {
           return undefined;
       }
     case 'invalid_type':
-      // The generic "must be a …" wording (and "is required") comes from the formatter; only whole numbers need words here.
+      if (issue.input === undefined) return 'is required';
       if (issue.expected === 'int' && typeof issue.input === 'number') return `must be a whole number, got ${issue.input}`;
-      return undefined;
+      return `must be ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${describeType(issue.input)}`;
+    case 'invalid_value':
+      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(issue.input)}`;
     default:
       return undefined;
   }

@@ -28,32 +28,14 @@ export function formatPath(segments: readonly PropertyKey[]): string {
   return out || '(top level)';
 }
 
-function describeType(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the text "${value}"`;
-  return `${typeof value} ${String(value)}`;
-}
-
 function formatIssue(issue: z.core.$ZodIssue): string[] {
-  const at = formatPath(issue.path);
-  switch (issue.code) {
-    case 'unrecognized_keys':
-      return issue.keys.map(
-        (key) => `${formatPath([...issue.path, key])}: unknown key "${key}"; check its spelling against \`db-refresher schema\``,
-      );
-    case 'invalid_type':
-      if (issue.input === undefined) return [`${at}: is required`];
-      if (issue.expected === 'int' && typeof issue.input === 'number') return [`${at}: ${issue.message}`];
-      return [
-        `${at}: must be ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${describeType(issue.input)}`,
-      ];
-    case 'invalid_value':
-      return [`${at}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(issue.input)}`];
-    default:
-      return [`${at}: ${issue.message}`];
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map(
+      (key) => `${formatPath([...issue.path, key])}: unknown key "${key}"; check its spelling against \`db-refresher schema\``,
+    );
   }
+  // The wording of everything else comes from configIssueMessage, passed to the parse.
+  return [`${formatPath(issue.path)}: ${issue.message}`];
 }
 
 function parseYaml(text: string, source: string): unknown {
