@@ -38,6 +38,7 @@ const PURE = [
   'config/byte-size.ts',
   'config/types.ts',
   'trigger/cron-expression.ts',
+  'trigger/schedule.ts',
   'failures.ts',
   'errors.ts',
   'runner/run-record.ts',

@@ -4,6 +4,7 @@ import type { NotifyEvent } from '../../config/types.js';
 import type { FailureClass } from '../../failures.js';
 import type { DatabaseFigures, SkipReason } from '../../ports.js';
 import type { PhaseName, PhaseStatus, RunRecord, RunStatus, Trigger } from '../../runner/run-record.js';
+import { localParts } from '../../trigger/schedule.js';
 
 /**
  * The facts every notification format shares, gathered once from a run record
@@ -94,38 +95,18 @@ export function formatMinutes(ms: number): string {
   return `${Math.floor(minutes / 60)} h${rest ? ` ${rest} min` : ''}`;
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-/** One formatter per zone: building an Intl.DateTimeFormat costs far more than using one, and skipped ticks come in bursts. */
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
-  let formatter = formatters.get(timeZone);
-  if (!formatter) {
-    formatter = new Intl.DateTimeFormat('en-US', {
-      timeZone,
-      year: 'numeric',
-      month: '2-digit',
-      day: '2-digit',
-      hour: '2-digit',
-      minute: '2-digit',
-      hourCycle: 'h23',
-    });
-    formatters.set(timeZone, formatter);
-  }
-  return formatter;
-}
-
 /** `2025-01-05 03:00 Europe/Berlin`: built from parts, so it does not depend on a locale's layout. */
 export function formatTime(iso: string, timeZone: string): string {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return iso;
-  let parts: Intl.DateTimeFormatPart[];
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return iso;
   try {
-    parts = formatterFor(timeZone).formatToParts(date);
+    // localParts keeps one formatter per zone: skipped ticks come in bursts.
+    const p = localParts(ms, timeZone);
+    const two = (n: number) => String(n).padStart(2, '0');
+    return `${p.year}-${two(p.month)}-${two(p.day)} ${two(p.hour)}:${two(p.minute)} ${timeZone}`;
   } catch {
     return iso;
   }
-  const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? '';
-  return `${part('year')}-${part('month')}-${part('day')} ${part('hour')}:${part('minute')} ${timeZone}`;
 }
 
 export function describeTrigger(trigger: Trigger, job: JobFacts): string {
