@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
 import { cnpgTargetSchema } from './schema-cnpg.js';
+import { maskSchema } from './schema-mask.js';
 import { notificationSchema } from './schema-notify.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
 import { secretRef } from './secret-ref.js';
@@ -134,6 +135,7 @@ export const jobSchema = z
       .describe('The live PostgreSQL server to copy; for cnpg jobs it defaults to the externalClusters entry the values name'),
     target: targetSchema,
     verify: verifySchema.prefault({}),
+    mask: maskSchema.optional(),
     notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
     ...jobServiceFields,
   })
