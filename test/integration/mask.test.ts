@@ -3,10 +3,11 @@ import { Sandbox, type SandboxCluster } from '../../scripts/pg-sandbox.js';
 import type { MaskStrategy } from '../../src/config/schema-mask.js';
 import { Secret } from '../../src/config/secret.js';
 import type { MaskConfig, PgEndpoint } from '../../src/config/types.js';
+import { checkCoverage, coverageChecks } from '../../src/mask/coverage.js';
 import { maskCopy } from '../../src/mask/masker.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { PgConnector } from '../../src/postgres/sql.js';
-import { personalDataSql } from '../support/personal-data.js';
+import { ibanWithCheckDigits, personalDataSql } from '../support/personal-data.js';
 
 /**
  * The masking module on real PostgreSQL, driven directly: one cluster, a
@@ -237,5 +238,64 @@ describe('maskCopy on real PostgreSQL', () => {
     expect((error.details ?? []).join('\n')).toMatch(
       /public\.customers\.email: keepLast 3 gives equal values for different inputs, but the column is in unique index customers_email_key/,
     );
+  });
+
+  it('coverage: finds unmasked personal columns by name and by sampled values, with a fixed number of queries', async () => {
+    const db = await freshCopy();
+    const ibans = Array.from({ length: 30 }, (_, i) => ibanWithCheckDigits('DE', `3704004405320${String(13000 + i).padStart(5, '0')}`));
+    await cluster.sql(
+      `CREATE TABLE public.leads (id int PRIMARY KEY, contact text, remarks text);
+       INSERT INTO public.leads SELECT g, 'lead' || g || '@prospects.example.net', CASE WHEN g % 2 = 0 THEN 'reach me at l' || g || '@x.example.com' ELSE 'no contact' END FROM generate_series(1, 200) g;
+       CREATE TABLE billing.transfers (id int PRIMARY KEY, account text, ref bigint) WITH (autovacuum_enabled = false);
+       ANALYZE public.leads;`,
+      db,
+    );
+    // Luhn-valid 16-digit numbers in a bigint column of a table that has no statistics.
+    await cluster.sql(
+      'INSERT INTO billing.transfers SELECT i, a, 4000000000000002 + 0 * i FROM unnest($1::text[]) WITH ORDINALITY AS u(a, i)',
+      db,
+      [ibans],
+    );
+    await mask(db);
+    const coverage = await checkCoverage({
+      mask: { ...maskConfig(db, 'key-one'), allow: ['public.products.name'] },
+      databases: [db],
+      endpoint,
+      sql: new PgConnector(),
+    });
+    expect(coverage.findings.map((f) => [`${f.table}.${f.column}`, f.rules])).toEqual([
+      ['billing.transfers.account', ['values:iban']],
+      ['billing.transfers.ref', ['values:card']],
+      ['public.leads.contact', ['values:email']],
+      ['public.leads.remarks', ['values:email-in-text']],
+    ]);
+    const contact = coverage.findings.find((f) => f.column === 'contact');
+    expect(contact?.evidence).toMatch(/^\d+ of \d+ sampled values are e-mail addresses$/);
+    // The statistics query, plus one read of the table that was never analysed.
+    expect(coverage.queries).toBe(2);
+    expect(coverage.ok).toBe(false);
+    const checks = coverageChecks(coverage);
+    expect(checks.every((c) => !c.ok && c.severity === 'error')).toBe(true);
+    expect(coverageChecks({ ...coverage, mode: 'warn' }).every((c) => c.severity === 'warning')).toBe(true);
+
+    // products.name matches a name rule; without the allow entry it is a finding.
+    const strict = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint, sql: new PgConnector() });
+    expect(strict.findings.find((f) => f.table === 'public.products')?.rules).toEqual(['name:name']);
+  });
+
+  it('coverage: the query count does not grow with the number of tables', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `DO $$ BEGIN FOR i IN 1..300 LOOP
+         EXECUTE format('CREATE TABLE public.t%s (id int PRIMARY KEY, label text, mail text)', i);
+         EXECUTE format('INSERT INTO public.t%s VALUES (1, %L, %L)', i, 'x', 'someone' || i || '@example.org');
+       END LOOP; END $$; ANALYZE;`,
+      db,
+    );
+    await mask(db);
+    const coverage = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint, sql: new PgConnector() });
+    expect(coverage.tables).toBe(304);
+    expect(coverage.queries).toBe(1);
+    expect(coverage.findings.filter((f) => f.column === 'mail')).toHaveLength(300);
   });
 });

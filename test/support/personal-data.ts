@@ -72,3 +72,10 @@ export const PERSONAL_MASK_YAML = (database: string, extra = '') => `
           public.orders: { customer_email: email, comment: { sql: "'(comment removed)'" } }
           billing.cards: { pan: { keepLast: 4 }, holder: name }
 ${extra}`;
+
+/** A valid IBAN for a country and BBAN: the check digits make the number mod 97 equal 1 (ISO 13616). */
+export function ibanWithCheckDigits(country: string, bban: string): string {
+  const digits = `${bban}${country}00`.replace(/[A-Z]/g, (c) => String(c.charCodeAt(0) - 55));
+  const check = 98n - (BigInt(digits) % 97n);
+  return `${country}${String(check).padStart(2, '0')}${bban}`;
+}
