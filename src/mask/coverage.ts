@@ -1,5 +1,6 @@
 import type { MaskConfig, PgEndpoint } from '../config/types.js';
-import type { Check, SqlConnector } from '../ports.js';
+import type { SqlConnector } from '../ports.js';
+import type { Check } from '../run/facts.js';
 import { COVERAGE_COLUMNS, type CoverageColumnRow, MAX_UNANALYSED_TABLES, unanalysedSampleQuery } from './coverage-queries.js';
 import {
   type ColumnEvidence,
