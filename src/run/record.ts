@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { FAILURE_HINTS, type FailureClass } from '../failures.js';
+import type { MaskingRecord } from '../mask/record.js';
 import type { Check, DatabaseFigures, Verification } from './facts.js';
 
 /**
@@ -90,6 +91,8 @@ export interface RunRecord {
   preflight?: Check[];
   /** Source figures taken just before teardown; the age of the copy's data starts at takenAt. */
   snapshot?: { takenAt: string; databases: DatabaseFigures[] };
+  /** What the mask phase changed: per table, rows masked, duration and strategy per column. Never a value. */
+  masking?: MaskingRecord;
   verification?: Verification;
   error?: RunError;
   /** Why a skipped run did not happen. */

@@ -48,6 +48,16 @@ const PURE = [
   'checks/queries.ts',
   'targets/local/commands.ts',
   'cli/render.ts',
+  'config/schema-mask.ts',
+  'mask/catalog.ts',
+  'mask/coverage-queries.ts',
+  'mask/coverage-rules.ts',
+  'mask/fake-names.ts',
+  'mask/key.ts',
+  'mask/plan.ts',
+  'mask/record.ts',
+  'mask/sql-text.ts',
+  'mask/strategies.ts',
 ];
 
 const IO_MODULES = [
