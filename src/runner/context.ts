@@ -1,9 +1,14 @@
-import type { JobConfig } from '../config/types.js';
+import type { JobConfig, VerifiedDatabase } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, PhaseContext, SqlConnector, Target } from '../ports.js';
-import type { Check } from '../run/facts.js';
+import type { Check, SourceFacts } from '../run/facts.js';
 import type { RunRecord } from '../run/record.js';
-import type { Learned } from './phases/phase.js';
+
+/** What a phase learned that later phases of the same run use, and that the record does not hold as such. */
+export interface Learned {
+  facts?: SourceFacts;
+  databases?: VerifiedDatabase[];
+}
 
 /**
  * Everything a run needs, prepared once by prepareRun() for a fresh run and a

@@ -1,10 +1,10 @@
-import type { JobConfig, VerifiedDatabase } from '../../config/types.js';
+import type { JobConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import type { FailureClass } from '../../failures.js';
 import type { PhaseContext } from '../../ports.js';
-import type { Check, SourceFacts } from '../../run/facts.js';
+import type { Check } from '../../run/facts.js';
 import type { PhaseDetail, PhaseName, RunRecord, TargetDescription } from '../../run/record.js';
-import type { RunContext } from '../context.js';
+import type { Learned, RunContext } from '../context.js';
 
 export type TargetKind = JobConfig['target']['kind'];
 
@@ -16,12 +16,6 @@ export interface PhaseRun extends RunContext {
 
 /** The record fields a phase may fill in. */
 export type RecordPatch = Partial<Pick<RunRecord, 'preflight' | 'snapshot' | 'verification'>>;
-
-/** What a phase learned that later phases of the same run use, and that the record does not hold as such. */
-export interface Learned {
-  facts?: SourceFacts;
-  databases?: VerifiedDatabase[];
-}
 
 /**
  * A phase's outcome. A failure keeps its patch: the checks or the verification
