@@ -81,6 +81,10 @@ export interface SystemIdentity {
 
 export interface SqlSession {
   query<Row extends Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
+  /** Runs a statement for its effect; resolves with the number of rows it touched. */
+  execute(text: string, params?: unknown[]): Promise<number>;
+  /** The server process serving this session, so another session can cancel its query. */
+  backendPid(): number | undefined;
 }
 
 export interface SqlConnector {

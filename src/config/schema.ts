@@ -3,6 +3,7 @@ import { parseByteSize } from './byte-size.js';
 import { durationSeconds, MAX_BYTE_SIZE, MAX_MIN_TABLES } from './limits.js';
 import { quote } from './quote.js';
 import { cnpgTargetSchema } from './schema-cnpg.js';
+import { maskSchema } from './schema-mask.js';
 import { notificationSchema } from './schema-notify.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
 import { secretRef } from './secret-ref.js';
@@ -132,6 +133,7 @@ export const jobSchema = z
       .describe('The live PostgreSQL server to copy; for cnpg jobs it defaults to the externalClusters entry the values name'),
     target: targetSchema,
     verify: verifySchema.prefault({}),
+    mask: maskSchema.optional(),
     notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
     ...jobServiceFields,
   })
