@@ -45,6 +45,9 @@ const PURE = [
   'checks/compare.ts',
   'checks/queries.ts',
   'target/local/commands.ts',
+  'config/schema-strategy.ts',
+  'blue-green/local-plan.ts',
+  'blue-green/cnpg-plan.ts',
   'cli/render.ts',
 ];
 
