@@ -48,6 +48,7 @@ const PURE = [
   'config/schema-strategy.ts',
   'blue-green/local-plan.ts',
   'blue-green/cnpg-plan.ts',
+  'target/cnpg/manifests.ts',
   'cli/render.ts',
 ];
 
