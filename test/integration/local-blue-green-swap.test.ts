@@ -10,12 +10,12 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APP_OWNER } from '../../scripts/sample-data.js';
-import { LocalSlots } from '../../src/blue-green/local-slots.js';
 import type { Config, JobConfig, LocalTargetConfig } from '../../src/config/types.js';
 import type { PhaseContext } from '../../src/ports.js';
 import { serverOsUser } from '../../src/postgres/os-user.js';
-import type { RunRecord } from '../../src/runner/run-record.js';
-import { LocalTarget } from '../../src/target/local/index.js';
+import type { RunRecord } from '../../src/run/record.js';
+import { LocalTarget } from '../../src/targets/local/index.js';
+import { LocalSlots } from '../../src/targets/local/swap.js';
 import { dataDirOf, freePort, LocalHarness } from '../support/local-harness.js';
 import { startProber } from '../support/prober.js';
 

@@ -4,8 +4,8 @@
  * Argument: JSON of LocalSlotsOptions without the functions.
  */
 import { pino } from 'pino';
-import { LocalSlots } from '../../src/blue-green/local-slots.js';
 import { serverOsUser } from '../../src/postgres/os-user.js';
+import { LocalSlots } from '../../src/targets/local/swap.js';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as { job: string; dataDir: string; host: string; port: number; drainSeconds: number };
 const log = pino({ level: 'info' }, pino.destination({ fd: 1, sync: true }));

@@ -37,18 +37,20 @@ const PURE = [
   'config/validate.ts',
   'config/byte-size.ts',
   'config/types.ts',
-  'trigger/cron-expression.ts',
-  'trigger/schedule.ts',
+  'schedule/cron-expression.ts',
+  'schedule/fire-times.ts',
   'failures.ts',
   'errors.ts',
-  'runner/run-record.ts',
+  'run/record.ts',
+  'run/facts.ts',
+  'run/events.ts',
   'checks/compare.ts',
   'checks/queries.ts',
-  'target/local/commands.ts',
+  'targets/local/commands.ts',
   'config/schema-strategy.ts',
-  'blue-green/local-plan.ts',
-  'blue-green/cnpg-plan.ts',
-  'target/cnpg/manifests.ts',
+  'targets/local/swap-plan.ts',
+  'targets/cnpg/blue-green.ts',
+  'targets/cnpg/manifests.ts',
   'cli/render.ts',
 ];
 
@@ -102,8 +104,8 @@ describe('architecture', () => {
       const from = rel(file);
       for (const spec of importsOf(file).filter((s) => s.startsWith('.'))) {
         const to = rel(path.resolve(path.dirname(file), spec));
-        if (from.startsWith('target/')) expect(to.startsWith('notify/'), `${from} imports ${to}`).toBe(false);
-        if (from.startsWith('notify/')) expect(to.startsWith('target/'), `${from} imports ${to}`).toBe(false);
+        if (from.startsWith('targets/')) expect(to.startsWith('notify/'), `${from} imports ${to}`).toBe(false);
+        if (from.startsWith('notify/')) expect(to.startsWith('targets/'), `${from} imports ${to}`).toBe(false);
       }
     }
   });

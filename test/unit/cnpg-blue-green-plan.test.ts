@@ -9,7 +9,7 @@ import {
   planPrepare,
   planRollback,
   quotaShortfall,
-} from '../../src/blue-green/cnpg-plan.js';
+} from '../../src/targets/cnpg/blue-green.js';
 
 const ours = (extra: Record<string, string> = {}, healthy = true): ClusterView => ({
   exists: true,

@@ -9,7 +9,7 @@ import {
   type SlotView,
   type SwapJournal,
   type SwapStep,
-} from '../../src/blue-green/local-plan.js';
+} from '../../src/targets/local/swap-plan.js';
 
 /**
  * A model of the three slots that applies steps the way the effects do. Driving the planner step by

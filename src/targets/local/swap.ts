@@ -1,13 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { PhaseFailure } from '../errors.js';
-import type { Logger } from '../observe/logger.js';
-import { discoverPgBinDirs } from '../postgres/binaries.js';
-import { runCommand } from '../postgres/command.js';
-import type { OsUser } from '../postgres/os-user.js';
-import { MARKER_FILE, type Marker, pgCtlStartArgs, pgCtlStopArgs, SERVER_LOG_FILE } from '../target/local/commands.js';
-import { readMarker, runningServer } from '../target/local/data-dir.js';
+import { PhaseFailure } from '../../errors.js';
+import type { Logger } from '../../observe/logger.js';
+import { discoverPgBinDirs } from '../../postgres/binaries.js';
+import { runCommand } from '../../postgres/command.js';
+import type { OsUser } from '../../postgres/os-user.js';
+import { MARKER_FILE, type Marker, pgCtlStartArgs, pgCtlStopArgs, SERVER_LOG_FILE } from './commands.js';
+import { readMarker, runningServer } from './data-dir.js';
 import {
   cleanupSteps,
   type LocalSwapView,
@@ -18,7 +18,7 @@ import {
   type SwapJournal,
   type SwapStep,
   slotPaths,
-} from './local-plan.js';
+} from './swap-plan.js';
 
 /**
  * The effects of the local blue/green swap: reading the three slots from disk, and carrying out one

@@ -1,5 +1,5 @@
-import type { CnpgValues } from '../config/schema-cnpg.js';
-import { ANNOTATIONS, LABELS, MANAGED_BY_VALUE, quantityToBytes } from '../target/cnpg/manifests.js';
+import type { CnpgValues } from '../../config/schema-cnpg.js';
+import { ANNOTATIONS, LABELS, MANAGED_BY_VALUE, quantityToBytes } from './manifests.js';
 
 /**
  * Blue/green for CloudNativePG, pure: names, the stable Service, and which step comes next given what
