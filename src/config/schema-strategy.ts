@@ -30,6 +30,8 @@ const duration = z
 
 const port = z.number().int().min(1, { error: 'must be a port number 1-65535' }).max(65535, { error: 'must be a port number 1-65535' });
 
+const endpoint = z.strictObject({ host: z.string().min(1), port: port.default(5432) });
+
 const recreate = z
   .strictObject({ kind: z.literal('recreate') })
   .describe('Tear the copy down, then clone it again (the copy is down meanwhile)');
@@ -60,6 +62,12 @@ const blueGreen = z
       .max(63)
       .optional()
       .describe('cnpg: the stable Service db-refresher owns and clients connect to; default: the target clusterName'),
+    connect: z
+      .strictObject({ a: endpoint.optional(), b: endpoint.optional() })
+      .optional()
+      .describe(
+        'cnpg: how db-refresher reaches <clusterName>-a and -b when it runs outside the cluster; default <cluster>-rw.<namespace>.svc:5432',
+      ),
   })
   .describe('Build the new copy beside the current one, verify it, then swap; the previous copy is kept for rollback');
 
@@ -96,6 +104,8 @@ export function strategyIssues(
   if (target.kind === 'local') {
     if (strategy.serviceName !== undefined)
       issues.push({ path: ['strategy', 'serviceName'], message: 'applies to cnpg targets only; a local copy keeps its port' });
+    if (strategy.connect !== undefined)
+      issues.push({ path: ['strategy', 'connect'], message: 'applies to cnpg targets only; a local copy is reached on its port' });
     if (strategy.sparePort !== undefined && strategy.sparePort === target.port)
       issues.push({
         path: ['strategy', 'sparePort'],
