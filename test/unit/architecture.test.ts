@@ -97,6 +97,10 @@ const PURE = [
   'checks/compare.ts',
   'checks/queries.ts',
   'targets/local/commands.ts',
+  'config/schema-strategy.ts',
+  'targets/local/swap-plan.ts',
+  'targets/cnpg/blue-green.ts',
+  'targets/cnpg/manifests.ts',
   'cli/render.ts',
 ];
 
