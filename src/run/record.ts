@@ -10,7 +10,7 @@ import type { Check, DatabaseFigures, Verification } from './facts.js';
  * its job states.
  */
 
-export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify'] as const;
+export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'mask', 'verify'] as const;
 export type PhaseName = (typeof PHASES)[number];
 
 /**

@@ -57,7 +57,7 @@ function finished(job: string, minute: number, bulk = 0): RunRecord {
     source: { host: 'h', port: 5432, user: 'u' },
     target,
   });
-  for (const [i, phase] of (['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify'] as const).entries()) {
+  for (const [i, phase] of (['preflight', 'snapshot', 'teardown', 'clone', 'start', 'mask', 'verify'] as const).entries()) {
     run = succeedPhase(startPhase(run, phase, at(i)), phase, at(i + 1), { note: 'x'.repeat(bulk) });
   }
   return {

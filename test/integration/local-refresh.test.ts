@@ -30,6 +30,7 @@ describe('local target, password authentication', () => {
       ['teardown', 'succeeded'],
       ['clone', 'succeeded'],
       ['start', 'succeeded'],
+      ['mask', 'succeeded'],
       ['verify', 'succeeded'],
     ]);
     for (const phase of run.phases) {
@@ -96,7 +97,7 @@ describe('local target, password authentication', () => {
     const run = await harness.run(config, 'qa', { dryRun: true });
     expect(run.status).toBe('succeeded');
     expect(run.dryRun).toBe(true);
-    expect(run.phases.filter((p) => p.status === 'skipped').map((p) => p.name)).toEqual(['teardown', 'clone', 'start', 'verify']);
+    expect(run.phases.filter((p) => p.status === 'skipped').map((p) => p.name)).toEqual(['teardown', 'clone', 'start', 'mask', 'verify']);
     expect(run.snapshot?.databases.map((d) => d.database)).toEqual(['app']);
     expect(postmasterPid(dataDir)).toBe(pidBefore);
   });

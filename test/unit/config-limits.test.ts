@@ -74,6 +74,8 @@ function concretePaths(schema: JsonSchema, data: unknown, at: PropertyKey[], pat
   for (const branch of [...(schema.anyOf ?? []), ...(schema.oneOf ?? []), ...(schema.allOf ?? [])]) {
     const kind = branch.properties?.kind?.const;
     if (kind !== undefined && record.kind !== kind) continue;
+    // A branch of a union without a kind (e.g. a masking strategy, {keepLast: 4} or {dateShift: 30}) applies when the data has its keys.
+    if (kind === undefined && branch.properties && !Object.keys(branch.properties).some((k) => k in record)) continue;
     found.push(...concretePaths(branch, data, at, kind === undefined ? pattern : `${pattern}(${String(kind)})`));
   }
   return found;
@@ -98,7 +100,15 @@ const bases = ['file', 'kubernetes'].map((history) => ({
   server: { port: 8080, history: { kind: history, keepRuns: 10 } },
   notifications: { team: { kind: 'generic', url: { env: 'HOOK' }, events: ['upcoming'] } },
   jobs: [
-    job('local', { kind: 'local', dataDir: 'data/local', port: 5433 }),
+    {
+      ...job('local', { kind: 'local', dataDir: 'data/local', port: 5433 }),
+      mask: {
+        key: { env: 'PW' },
+        databases: { app: { 'public.t': { a: { keepLast: 4 }, b: { dateShift: 3 }, c: { constant: 1 } } } },
+        parallel: 2,
+        sampleRows: 10,
+      },
+    },
     {
       ...job('cnpg', { kind: 'cnpg', namespace: 'qa', clusterName: 'qa', values: cnpgValues, connect: { host: 'qa' } }),
       source: undefined,

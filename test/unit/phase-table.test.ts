@@ -10,8 +10,8 @@ describe('phase table', () => {
   it('says per target kind where a restarted service may resume, and which phases change the target', () => {
     for (const kind of ['local', 'cnpg'] as const) {
       const policy = resumePolicy(kind);
-      expect([...policy.resumable]).toEqual(['start', 'verify']);
-      expect([...policy.changesTarget]).toEqual(['teardown', 'clone', 'start']);
+      expect([...policy.resumable]).toEqual(['start', 'mask', 'verify']);
+      expect([...policy.changesTarget]).toEqual(['teardown', 'clone', 'start', 'mask']);
     }
   });
 

@@ -229,7 +229,7 @@ describe('Runner with a fake target and a fake clock', () => {
     expect(statuses(run)).toEqual(Object.fromEntries(PHASES.map((p) => [p, 'succeeded'])));
     expect(target.calls).toEqual(['resolveSource', 'preflight:16', 'teardown', 'clone', 'start', 'outcome:succeeded']);
     // Timings come from the fake clock: preflight 1 s, each target phase 10 s.
-    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0]);
+    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0, 0]);
     expect(run.durationMs).toBe(31_000);
     expect(run.snapshot?.takenAt).toBe(new Date(T0 + 1000).toISOString());
     expect(run.preflight?.every((c) => c.ok)).toBe(true);
@@ -288,7 +288,7 @@ describe('Runner with a fake target and a fake clock', () => {
     expect((await store.get(run.id))?.status).toBe('failed');
   });
 
-  it.each(['start', 'verify'] as const)(
+  it.each(['start', 'mask'] as const)(
     'pauses at the boundary before %s on shutdown, and a restarted service resumes there',
     async (resumeAt) => {
       const before = PHASES[PHASES.indexOf(resumeAt) - 1] as TargetPhase;
@@ -355,6 +355,7 @@ describe('Runner with a fake target and a fake clock', () => {
       teardown: 'skipped',
       clone: 'skipped',
       start: 'skipped',
+      mask: 'skipped',
       verify: 'skipped',
     });
     expect(run.phases.find((p) => p.name === 'clone')?.reason).toBe('dry run: nothing is changed');

@@ -84,7 +84,7 @@ describe('pause and resume', () => {
   it('resumes the local target from start or verify, also after a crash in them', () => {
     const beforeStart = pauseRun(through(run(), ['preflight', 'snapshot', 'teardown', 'clone']), at(20), 'shutdown');
     expect(resumePoint(beforeStart, local)).toEqual({ ok: true, phase: 'start' });
-    const crashedInVerify = startPhase(through(run(), ['preflight', 'snapshot', 'teardown', 'clone', 'start']), 'verify', at(30));
+    const crashedInVerify = startPhase(through(run(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'mask']), 'verify', at(30));
     expect(resumePoint(crashedInVerify, local)).toEqual({ ok: true, phase: 'verify' });
 
     const resumed = resumeRun(crashedInVerify, at(100), 'verify');
