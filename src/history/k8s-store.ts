@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { Kube, type V1ConfigMap } from '../kube/client.js';
+import { LABELS, MANAGED_BY_VALUE } from '../kube/labels.js';
 import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
 import type { RunStore } from '../ports.js';
@@ -25,8 +26,8 @@ import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 export interface KubernetesRunStoreOptions {
   namespace?: string;
   kubeconfig?: string;
-  /** An already loaded config (tests). */
-  kubeConfig?: KubeConfig;
+  /** Already loaded clients (tests). */
+  kube?: Kube;
   keepRuns: number;
   configMapPrefix: string;
   /** How many newest records stay complete; older ones are compacted. */
@@ -35,15 +36,15 @@ export interface KubernetesRunStoreOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-const MANAGED_BY = 'app.kubernetes.io/managed-by';
-const JOB_LABEL = 'db-refresher.io/job';
-const COMPONENT = 'app.kubernetes.io/component';
+const MANAGED_BY = LABELS.managedBy;
+const JOB_LABEL = LABELS.job;
+const COMPONENT = LABELS.component;
 /** Leave room under the API server's 1 MiB object limit for metadata and the request envelope. */
 const MAX_DATA_BYTES = 900 * 1024;
 const RUN_KEY = /^([0-9]{8}T[0-9]{9}Z-[0-9a-f]{6})\.json$/;
 
 export class KubernetesRunStore implements RunStore {
-  readonly #api: CoreV1Api;
+  readonly #api: Kube['core'];
   readonly #namespace: string;
   readonly #keep: number;
   readonly #keepFull: number;
@@ -54,7 +55,7 @@ export class KubernetesRunStore implements RunStore {
   readonly #queues = new Map<string, Promise<unknown>>();
   #lastScan = 0;
 
-  private constructor(api: CoreV1Api, namespace: string, options: KubernetesRunStoreOptions) {
+  private constructor(api: Kube['core'], namespace: string, options: KubernetesRunStoreOptions) {
     this.#api = api;
     this.#namespace = namespace;
     this.#keep = options.keepRuns;
@@ -64,16 +65,9 @@ export class KubernetesRunStore implements RunStore {
   }
 
   static async create(options: KubernetesRunStoreOptions): Promise<KubernetesRunStore> {
-    const env = options.env ?? process.env;
-    const kc = options.kubeConfig ?? new KubeConfig();
-    if (!options.kubeConfig) {
-      if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
-      else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-      else kc.loadFromDefault();
-    }
-    const namespace = options.namespace ?? podNamespace() ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-    const store = new KubernetesRunStore(kc.makeApiClient(CoreV1Api), namespace, options);
-    return store;
+    const kube = options.kube ?? Kube.fromFile(options.kubeconfig, options.env ?? process.env);
+    const namespace = options.namespace ?? podNamespace() ?? kube.contextNamespace ?? 'default';
+    return new KubernetesRunStore(kube.core, namespace, options);
   }
 
   get namespace(): string {
@@ -108,7 +102,12 @@ export class KubernetesRunStore implements RunStore {
         metadata: {
           name,
           namespace: this.#namespace,
-          labels: { ...(current?.metadata?.labels ?? {}), [MANAGED_BY]: 'db-refresher', [COMPONENT]: 'run-history', [JOB_LABEL]: run.job },
+          labels: {
+            ...(current?.metadata?.labels ?? {}),
+            [MANAGED_BY]: MANAGED_BY_VALUE,
+            [COMPONENT]: 'run-history',
+            [JOB_LABEL]: run.job,
+          },
           ...(current?.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}),
         },
         data: boundAndCompact(data, { keep: this.#keep, keepFull: this.#keepFull }),
@@ -142,7 +141,7 @@ export class KubernetesRunStore implements RunStore {
       const list = await retrying('list history ConfigMaps', () =>
         this.#api.listNamespacedConfigMap({
           namespace: this.#namespace,
-          labelSelector: `${MANAGED_BY}=db-refresher,${COMPONENT}=run-history`,
+          labelSelector: `${MANAGED_BY}=${MANAGED_BY_VALUE},${COMPONENT}=run-history`,
         }),
       );
       for (const cm of list.items) this.#index(cm);
