@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { formatBytes } from '../config/byte-size.js';
+import { formatDuration } from '../duration.js';
 import type { RunEvent } from '../run/events.js';
-import { formatDuration } from './render.js';
 
 /**
  * Live progress for `run` on a terminal: one status line redrawn in place

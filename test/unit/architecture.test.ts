@@ -90,6 +90,7 @@ const PURE = [
   'run/record.ts',
   'run/facts.ts',
   'kube/labels.ts',
+  'duration.ts',
   'run/events.ts',
   'checks/compare.ts',
   'checks/queries.ts',
