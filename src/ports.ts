@@ -81,6 +81,10 @@ export interface SystemIdentity {
 
 export interface SqlSession {
   query<Row extends Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
+  /** Runs a statement for its effect; resolves with the number of rows it touched. */
+  execute(text: string, params?: unknown[]): Promise<number>;
+  /** The server process serving this session, so another session can cancel its query. */
+  backendPid(): number | undefined;
 }
 
 export interface SqlConnector {
@@ -127,4 +131,21 @@ export interface RunGate {
   tryAcquire(job: JobConfig): Release | undefined;
   /** Waits for a slot; rejects when the signal aborts. */
   acquire(job: JobConfig, signal: AbortSignal): Promise<Release>;
+}
+
+/**
+ * A target refreshed blue/green (strategy blueGreen): the new copy is built beside the current one,
+ * which keeps serving until the swap. The blue/green phases call these; teardown does nothing.
+ */
+export interface BlueGreenTarget extends Target {
+  /** Finishes an interrupted swap, clears the slot the new copy takes, and clones into it. */
+  cloneBeside(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Switches clients to the new copy; idempotent, so a resumed run continues an interrupted swap. */
+  swap(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Removes the previous copy when keepPrevious is 0; otherwise says until when it is kept. */
+  cleanupPrevious(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** After a failure before the swap: removes the half-made copy; returns what to add to the error ("the current copy was not changed"). */
+  afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined>;
+  /** Switches clients back to the previous copy while it is kept; the copy it replaces is kept in its place. */
+  rollback(ctx: PhaseContext): Promise<PhaseDetail>;
 }

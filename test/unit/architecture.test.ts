@@ -82,6 +82,10 @@ const PURE = [
   'config/secret-ref.ts',
   'config/validate.ts',
   'config/byte-size.ts',
+  'config/quote.ts',
+  'config/limits.ts',
+  'config/check-paths.ts',
+  'config/check-webhooks.ts',
   'config/types.ts',
   'schedule/cron-expression.ts',
   'schedule/fire-times.ts',
@@ -95,6 +99,10 @@ const PURE = [
   'checks/compare.ts',
   'checks/queries.ts',
   'targets/local/commands.ts',
+  'config/schema-strategy.ts',
+  'targets/local/swap-plan.ts',
+  'targets/cnpg/blue-green.ts',
+  'targets/cnpg/manifests.ts',
   'cli/render.ts',
 ];
 
