@@ -6,10 +6,11 @@ import {
   PatchStrategy,
   setHeaderOptions,
   type V1ConfigMap,
+  type V1Service,
   Watch,
 } from '@kubernetes/client-node';
 
-export type { V1ConfigMap };
+export type { V1ConfigMap, V1Service };
 
 /**
  * The Kubernetes clients: the only importer of @kubernetes/client-node (a

@@ -71,6 +71,7 @@ function importCircles(files: readonly string[], importsOf: (file: string) => st
 const PURE = [
   'config/schema.ts',
   'config/schema-notify.ts',
+  'config/schema-mask.ts',
   'notify/render/message.ts',
   'notify/render/slack.ts',
   'notify/render/generic.ts',
