@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { systemClock } from '../clock.js';
 import { Kube, type V1ConfigMap } from '../kube/client.js';
 import { LABELS, MANAGED_BY_VALUE } from '../kube/labels.js';
 import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
-import type { RunStore } from '../ports.js';
+import type { Clock, RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 
 /**
@@ -34,6 +35,7 @@ export interface KubernetesRunStoreOptions {
   keepFull?: number;
   log: Logger;
   env?: NodeJS.ProcessEnv;
+  clock?: Clock;
 }
 
 const MANAGED_BY = LABELS.managedBy;
@@ -54,6 +56,7 @@ export class KubernetesRunStore implements RunStore {
   readonly #jobOf = new Map<string, string>();
   readonly #queues = new Map<string, Promise<unknown>>();
   #lastScan = 0;
+  readonly #clock: Clock;
 
   private constructor(api: Kube['core'], namespace: string, options: KubernetesRunStoreOptions) {
     this.#api = api;
@@ -62,6 +65,7 @@ export class KubernetesRunStore implements RunStore {
     this.#keepFull = options.keepFull ?? 5;
     this.#prefix = options.configMapPrefix;
     this.#log = options.log.child({ component: 'k8s-history' });
+    this.#clock = options.clock ?? systemClock;
   }
 
   static async create(options: KubernetesRunStoreOptions): Promise<KubernetesRunStore> {
@@ -135,9 +139,9 @@ export class KubernetesRunStore implements RunStore {
   async get(id: string): Promise<RunRecord | undefined> {
     if (!RUN_KEY.test(`${id}.json`)) return undefined;
     let job = this.#jobOf.get(id);
-    if (!job && Date.now() - this.#lastScan > 5000) {
+    if (!job && this.#clock.now().getTime() - this.#lastScan > 5000) {
       // An id this process has not seen: learn every job's ids with one list call (rate-limited).
-      this.#lastScan = Date.now();
+      this.#lastScan = this.#clock.now().getTime();
       const list = await retrying('list history ConfigMaps', () =>
         this.#api.listNamespacedConfigMap({
           namespace: this.#namespace,

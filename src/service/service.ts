@@ -65,7 +65,7 @@ export class RefresherService implements ServiceParts {
   readonly runner: Runner;
   readonly scheduler: Scheduler;
   readonly metrics: ServiceMetrics;
-  readonly board = new JobBoard();
+  readonly board: JobBoard;
   readonly notifier: Notifier;
   readonly locks: JobLocks;
   readonly clock: Clock;
@@ -92,6 +92,7 @@ export class RefresherService implements ServiceParts {
     this.store = store;
     this.log = log;
     this.clock = options.clock ?? systemClock;
+    this.board = new JobBoard(this.clock);
     this.#env = options.env ?? process.env;
     this.locks = new JobLocks(config.stateDir);
     this.#gate = new ConcurrencyGate({ global: config.server.maxConcurrentRuns, perSource: config.server.maxConcurrentRunsPerSource });
