@@ -97,7 +97,7 @@ export class Runner {
    */
   async start(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<StartedRun> {
     if (job.suspend && !job.allowManualWhenSuspended && (trigger.kind === 'cli' || trigger.kind === 'http')) {
-      throw new RefresherError('USAGE', `job "${job.name}" is suspended and its config does not allow manual runs while suspended`, {
+      throw new RefresherError('JOB_SUSPENDED', `job "${job.name}" is suspended and does not allow manual runs while suspended`, {
         hint: 'Set suspend: false, or allowManualWhenSuspended: true, on the job.',
       });
     }

@@ -490,7 +490,8 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   }
 
   async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord> {
-    if (!this.#accepting) throw new RefresherError('JOB_BUSY', 'the service is shutting down');
+    if (!this.#accepting)
+      throw new RefresherError('SHUTTING_DOWN', 'the service is shutting down and takes no new runs; try again when it is back');
     return this.#start(job, { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) }, input.dryRun);
   }
 
