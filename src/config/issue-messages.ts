@@ -57,6 +57,9 @@ export function configIssueMessage(issue: RawIssue): string | undefined {
       if (issue.input === undefined) return 'is required';
       if (issue.expected === 'int' && typeof issue.input === 'number') return `must be a whole number, got ${issue.input}`;
       return `must be ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${describeType(issue.input)}`;
+    case 'invalid_key':
+      // A record key that fails its own schema (e.g. a table not written schema.table): say why, not just "Invalid key".
+      return (issue as { issues?: Array<{ message?: string }> }).issues?.[0]?.message;
     case 'invalid_value':
       return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${typeof issue.input === 'string' ? quote(issue.input) : describeType(issue.input)}`;
     default:

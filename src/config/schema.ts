@@ -3,8 +3,10 @@ import { parseByteSize } from './byte-size.js';
 import { durationSeconds, MAX_BYTE_SIZE, MAX_MIN_TABLES } from './limits.js';
 import { quote } from './quote.js';
 import { cnpgTargetSchema } from './schema-cnpg.js';
+import { maskSchema } from './schema-mask.js';
 import { notificationSchema } from './schema-notify.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
+import { strategyIssues, strategySchema } from './schema-strategy.js';
 import { secretRef } from './secret-ref.js';
 
 /**
@@ -131,7 +133,9 @@ export const jobSchema = z
       .optional()
       .describe('The live PostgreSQL server to copy; for cnpg jobs it defaults to the externalClusters entry the values name'),
     target: targetSchema,
+    strategy: strategySchema,
     verify: verifySchema.prefault({}),
+    mask: maskSchema.optional(),
     notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
     ...jobServiceFields,
   })
@@ -139,6 +143,7 @@ export const jobSchema = z
     if (job.source === undefined && job.target.kind === 'local') {
       ctx.addIssue({ code: 'custom', path: ['source'], message: 'is required' });
     }
+    for (const issue of strategyIssues(job.strategy, job.target)) ctx.addIssue({ code: 'custom', ...issue });
   });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;

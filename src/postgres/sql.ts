@@ -143,6 +143,8 @@ export class PgConnector implements SqlConnector {
       return await fn({
         query: async <Row extends Record<string, unknown>>(text: string, params?: unknown[]) =>
           (await client.query(text, params)).rows as Row[],
+        execute: async (text: string, params?: unknown[]) => (await client.query(text, params)).rowCount ?? 0,
+        backendPid: () => (client as unknown as { processID?: number }).processID,
       });
     } finally {
       await client.end().catch(() => undefined);
