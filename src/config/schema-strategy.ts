@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_DURATION_SECONDS } from './limits.js';
 
 /**
  * How a run replaces the copy: `recreate` (tear down, then clone; the copy is
@@ -22,9 +23,13 @@ export function parseDurationSeconds(value: string | number): number | undefined
 }
 
 const duration = z
-  .union([z.string(), z.number()])
+  .union([z.string(), z.number().max(MAX_DURATION_SECONDS, { error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)` })])
   .refine((value) => parseDurationSeconds(value) !== undefined, {
     error: (issue) => `"${String(issue.input)}" is not a duration; write e.g. 0, 90s, 30m, 1h or 1h30m`,
+  })
+  // Durations end in Node timers, which hold at most 2^31-1 ms (see limits.ts).
+  .refine((value) => typeof value === 'number' || (parseDurationSeconds(value) ?? 0) <= MAX_DURATION_SECONDS, {
+    error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)`,
   })
   .describe('A duration: seconds as a number, or 90s, 30m, 1h, 1h30m, 7d');
 

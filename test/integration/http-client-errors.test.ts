@@ -2,7 +2,8 @@ import { connect } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { type ApiBackend, buildApp } from '../../src/http/app.js';
+import { buildApp } from '../../src/http/app.js';
+import type { ApiBackend } from '../../src/http/backend.js';
 
 /**
  * Requests that Node's HTTP parser refuses before fastify sees them, over a real
