@@ -90,7 +90,10 @@ export interface RunRecord {
   /** When the first phase could start (after waiting in the queue). */
   startedAt?: string;
   finishedAt?: string;
+  /** From startedAt to finishedAt: the refresh itself, without the wait in the queue (as the duration metric). */
   durationMs?: number;
+  /** How long the run waited in the queue for a free slot (server.maxConcurrentRuns); 0 when it started at once. */
+  queuedMs?: number;
   source: { host: string; port: number; user: string };
   target: TargetDescription;
   phases: PhaseRecord[];
@@ -178,7 +181,7 @@ export function newSkippedRun(input: {
 /** A queued run got its slot. */
 export function beginRun(run: RunRecord, now: Date): RunRecord {
   if (run.status !== 'queued') throw new TransitionError(`run ${run.id} is ${run.status}, not queued`);
-  return { ...run, status: 'running', startedAt: now.toISOString() };
+  return { ...run, status: 'running', startedAt: now.toISOString(), queuedMs: now.getTime() - Date.parse(run.createdAt) };
 }
 
 /** The first phase still to do, if any. */
@@ -327,7 +330,11 @@ export function interruptRun(run: RunRecord, now: Date, reason: string): RunReco
 
 function finish(run: RunRecord, status: RunStatus, now: Date): RunRecord {
   assertRunning(run);
-  return { ...run, status, finishedAt: now.toISOString(), durationMs: now.getTime() - Date.parse(run.createdAt) };
+  const finishedAt = now.toISOString();
+  // A run stopped while queued never started: it waited the whole time and ran for none of it.
+  const startedAt = run.startedAt ?? finishedAt;
+  const queuedMs = run.queuedMs ?? Date.parse(startedAt) - Date.parse(run.createdAt);
+  return { ...run, status, finishedAt, durationMs: now.getTime() - Date.parse(startedAt), queuedMs };
 }
 
 /** The phase that was last under way or completed, for resumption and messages. */

@@ -112,6 +112,7 @@ export class Runner {
       slot = gate?.tryAcquire(job);
       const run = build(target, gate !== undefined && slot === undefined);
       await store.save(run);
+      if (run.status === 'queued') this.#emit({ type: 'run-queued', run });
       return this.#launch(run, job, target, lock, slot);
     } catch (error) {
       slot?.();

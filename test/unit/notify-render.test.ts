@@ -30,12 +30,16 @@ import {
 const PUBLIC_URL = 'https://db-refresher.example.com/';
 const target = { kind: TARGET.kind, summary: TARGET.summary };
 
-function fromRun(event: 'started' | 'succeeded' | 'failed', run: RunRecord): MessageFacts {
+function fromRun(event: 'queued' | 'started' | 'succeeded' | 'failed', run: RunRecord): MessageFacts {
   return runFacts({ event, run, job: JOB, publicUrl: PUBLIC_URL, now: at(999) });
 }
 
 /** Every event the formats render, from fixed inputs and a fixed clock. */
 const CASES: Record<string, () => MessageFacts> = {
+  queued: () => {
+    const { startedAt: _startedAt, ...run } = started();
+    return fromRun('queued', { ...run, status: 'queued' });
+  },
   started: () => fromRun('started', started()),
   'started-manual': () => fromRun('started', started(MANUAL)),
   succeeded: () => fromRun('succeeded', succeeded()),

@@ -165,10 +165,12 @@ export function databasesOf(run: RunRecord): MessageFacts['verification'] {
 function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
   const dry = run.dryRun ? ' (dry run)' : '';
   switch (event) {
+    case 'queued':
+      return `Refresh of ${job} queued: waiting for a free slot${dry}`;
     case 'started': {
       const resumed = run.resumed?.at(-1);
       if (resumed) return `Refresh of ${job} resumed at ${resumed.fromPhase} after the service restarted${dry}`;
-      return run.status === 'queued' ? `Refresh of ${job} queued: waiting for a free slot${dry}` : `Refresh of ${job} started${dry}`;
+      return `Refresh of ${job} started${dry}`;
     }
     case 'succeeded':
       return `${job} refreshed in ${formatDuration(run.durationMs)}${dry}`;
@@ -178,9 +180,9 @@ function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
   }
 }
 
-/** Facts for a run event: `started` for a new run, `succeeded` or `failed` for a finished one. */
+/** Facts for a run event: `queued` or `started` for a new run, `succeeded` or `failed` for a finished one. */
 export function runFacts(input: {
-  event: 'started' | 'succeeded' | 'failed';
+  event: 'queued' | 'started' | 'succeeded' | 'failed';
   run: RunRecord;
   job: JobFacts;
   publicUrl?: string | undefined;
@@ -193,7 +195,12 @@ export function runFacts(input: {
   return {
     id: resumes > 0 ? `${run.id}.started.resumed-${resumes}` : `${run.id}.${event}`,
     event,
-    occurredAt: (event === 'started' ? (run.resumed?.at(-1)?.at ?? run.createdAt) : run.finishedAt) ?? input.now.toISOString(),
+    occurredAt:
+      (event === 'queued'
+        ? run.createdAt
+        : event === 'started'
+          ? (run.resumed?.at(-1)?.at ?? run.startedAt ?? run.createdAt)
+          : run.finishedAt) ?? input.now.toISOString(),
     title: runTitle(event, run, job.name),
     job,
     target: { kind: run.target.kind, summary: run.target.summary },
@@ -211,7 +218,7 @@ export function runFacts(input: {
       targetDown,
       phases: run.phases.map((p) => ({ name: p.name, status: p.status, durationMs: p.durationMs })),
     },
-    verification: event === 'started' ? undefined : databasesOf(run),
+    verification: event === 'started' || event === 'queued' ? undefined : databasesOf(run),
     error: run.error
       ? {
           phase: run.error.phase,
@@ -309,6 +316,8 @@ export function describeDatabase(db: DatabaseFacts): string {
 export function statusLine(facts: MessageFacts): string {
   const run = facts.run;
   switch (facts.event) {
+    case 'queued':
+      return `Queued: waiting for a free slot${run?.dryRun ? ' (dry run)' : ''}`;
     case 'started':
       return `Started${run?.dryRun ? ' (dry run)' : ''}`;
     case 'succeeded': {
@@ -335,6 +344,7 @@ export function statusLine(facts: MessageFacts): string {
 
 /** One emoji per event, at the start of every format's headline. */
 export const EVENT_ICONS: Readonly<Record<MessageEvent, string>> = {
+  queued: '⏳',
   started: '🔄',
   succeeded: '✅',
   failed: '❌',
@@ -362,7 +372,8 @@ export function factsList(facts: MessageFacts): Fact[] {
   if (facts.skipped) list.push({ label: 'Reason', value: facts.skipped.reason });
   if (facts.upcoming) list.push({ label: 'Announced', value: `${formatMinutes(facts.upcoming.leadMinutes * 60_000)} ahead` });
   if (run) {
-    if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
+    if (facts.event === 'queued') list.push({ label: 'Queued', value: formatTime(run.createdAt, job.timezone) });
+    else if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
     else list.push({ label: 'Duration', value: formatDuration(run.durationMs) });
     if (facts.event !== 'started' && run.downtimeMs !== undefined) {
       list.push({ label: 'Downtime', value: `${formatDuration(run.downtimeMs)}${run.targetDown ? ' (target still down)' : ''}` });
