@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { refusesManualRuns } from '../config/job-rules.js';
 import { isRefresherError } from '../errors.js';
 import type { ApiBackend } from './backend.js';
 import { replyError } from './reply.js';
@@ -152,7 +153,7 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): vo
     if (!job) return replyError(reply, 'JOB_NOT_FOUND', noJob(request.params.job));
     const body = triggerBody.safeParse(request.body);
     if (!body.success) return replyError(reply, 'USAGE', problem(body.error));
-    if (job.suspend && !job.allowManualWhenSuspended) {
+    if (refusesManualRuns(job)) {
       return replyError(reply, 'JOB_SUSPENDED', `job "${job.name}" is suspended and does not allow manual runs while suspended`);
     }
     try {
