@@ -210,7 +210,21 @@ export const cnpgTargetSchema = z
       .int()
       .positive()
       .default(300)
-      .describe('How long the clone Job may keep logging "DB not available, will retry" before the run fails'),
+      .describe(
+        'How long one source outage may last: the clone Job logging "DB not available, will retry" without a break, before the run fails',
+      ),
+    keepFailedCluster: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Keep a Cluster that did not become healthy (for debugging); by default it is deleted, because CloudNativePG would keep retrying it and it could come up later, unverified',
+      ),
+    cluster: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe(
+        'A partial CloudNativePG Cluster spec merged over the one the values render (resources, postgresql, affinity, monitoring, managed roles …)',
+      ),
   })
   .superRefine((target, ctx) => {
     if ((target.values === undefined) === (target.valuesFile === undefined)) {

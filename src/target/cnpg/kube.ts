@@ -1,4 +1,13 @@
-import { BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, Watch } from '@kubernetes/client-node';
+import {
+  BatchV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  Watch,
+} from '@kubernetes/client-node';
 
 /**
  * The Kubernetes clients, and with the Kubernetes run store the only importer
@@ -19,6 +28,7 @@ export class Kube {
   readonly core: CoreV1Api;
   readonly batch: BatchV1Api;
   readonly custom: CustomObjectsApi;
+  readonly coordination: CoordinationV1Api;
   readonly watcher: Watch;
 
   constructor(config: KubeConfig) {
@@ -26,6 +36,7 @@ export class Kube {
     this.core = config.makeApiClient(CoreV1Api);
     this.batch = config.makeApiClient(BatchV1Api);
     this.custom = config.makeApiClient(CustomObjectsApi);
+    this.coordination = config.makeApiClient(CoordinationV1Api);
     this.watcher = new Watch(config);
   }
 
