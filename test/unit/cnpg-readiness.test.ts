@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type ClusterObject, decideReadiness, type JobObject } from '../../src/target/cnpg/readiness.js';
+import { type ClusterObject, decideReadiness, type JobObject } from '../../src/targets/cnpg/readiness.js';
 
 /**
  * Statuses as CloudNativePG 1.30 writes them: phases, reasons and conditions

@@ -2,7 +2,7 @@ import { sourceCluster } from '../../config/cnpg-values.js';
 import type { CnpgValues } from '../../config/schema-cnpg.js';
 import { Secret } from '../../config/secret.js';
 import type { SourceConfig } from '../../config/types.js';
-import type { Check } from '../../ports.js';
+import type { Check } from '../../run/facts.js';
 import type { ClusterApi } from './cluster-api.js';
 
 /**

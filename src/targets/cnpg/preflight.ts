@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { formatBytes } from '../../config/byte-size.js';
 import { sourceCluster } from '../../config/cnpg-values.js';
 import type { CnpgTargetConfig, JobConfig } from '../../config/types.js';
-import type { Check, SourceFacts } from '../../ports.js';
+import type { Check, SourceFacts } from '../../run/facts.js';
 import type { ClusterApi } from './cluster-api.js';
 import { configRefusals, ownershipRefusal, type SourceHost, sourceResolvesToTarget, targetServiceNames } from './guard.js';
 import { ANNOTATIONS, imageMajorVersion, LABELS, MANAGED_BY_VALUE, quantityToBytes, type RenderedCluster } from './manifests.js';

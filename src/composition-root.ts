@@ -1,13 +1,15 @@
+import { systemClock } from './clock.js';
 import type { Config } from './config/types.js';
 import { FileRunStore } from './history/file-store.js';
+import type { Kube } from './kube/client.js';
 import { createNotifier } from './notify/index.js';
 import type { Logger } from './observe/logger.js';
-import { type Clock, type Notifier, type RunStore, systemClock } from './ports.js';
+import type { Clock, Notifier, RunGate, RunStore } from './ports.js';
 import { PgConnector } from './postgres/sql.js';
+import type { RunEvent } from './run/events.js';
 import { JobLocks } from './runner/lock.js';
-import { type RunEvent, type RunGate, Runner } from './runner/runner.js';
-import type { Kube } from './target/cnpg/kube.js';
-import { createTarget } from './target/create.js';
+import { Runner } from './runner/runner.js';
+import { createTarget } from './targets/create.js';
 
 /**
  * Builds the real implementations behind the ports and wires them into a
@@ -37,15 +39,21 @@ export function buildRunner(
     ...(options.onEvent ? [options.onEvent] : []),
     ...(options.listeners ?? []),
   ];
+  const clock = options.clock ?? systemClock;
   const runner = new Runner({
     store,
     locks: new JobLocks(config.stateDir),
     sql,
-    clock: options.clock ?? systemClock,
+    clock,
     ...(options.gate ? { gate: options.gate } : {}),
     log,
     targetFor: (job) =>
-      createTarget(config, job, { sql, ...(options.env ? { env: options.env } : {}), ...(options.kube ? { kube: options.kube } : {}) }),
+      createTarget(config, job, {
+        sql,
+        clock,
+        ...(options.env ? { env: options.env } : {}),
+        ...(options.kube ? { kube: options.kube } : {}),
+      }),
     onEvent: (event) => {
       for (const listener of listeners) {
         try {

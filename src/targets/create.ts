@@ -1,8 +1,9 @@
+import { systemClock } from '../clock.js';
 import type { Config, JobConfig } from '../config/types.js';
-import { type Clock, type SqlConnector, systemClock, type Target } from '../ports.js';
+import type { Kube } from '../kube/client.js';
+import type { Clock, SqlConnector, Target } from '../ports.js';
 import { PgConnector } from '../postgres/sql.js';
 import { asCnpgJob, CnpgTarget } from './cnpg/index.js';
-import type { Kube } from './cnpg/kube.js';
 import { asLocalJob, LocalTarget } from './local/index.js';
 
 export interface TargetDeps {

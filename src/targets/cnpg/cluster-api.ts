@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { SecretKeySelector } from '../../config/schema-cnpg.js';
+import type { Kube } from '../../kube/client.js';
+import { loadKube } from '../../kube/load.js';
 import { isConflict, isNotFound, type KubeList, type KubeObject, withRetry } from '../../kube/retry.js';
 import type { Clock } from '../../ports.js';
-import type { Kube } from './kube.js';
-import { loadKube } from './load-kube.js';
 import { CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, type ClusterManifest, generatedSecretNames } from './manifests.js';
 import type { ClusterObject, JobObject } from './readiness.js';
 import { ResourceSet } from './watch.js';
