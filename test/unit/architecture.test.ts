@@ -32,6 +32,9 @@ const PURE = [
   'notify/sign.ts',
   'notify/scrub.ts',
   'config/schema-cnpg.ts',
+  'config/schema-cnpg-cluster.ts',
+  'config/structural-schema.ts',
+  'config/cnpg-cluster-spec.schema.json',
   'config/schema-service.ts',
   'config/secret-ref.ts',
   'config/validate.ts',
@@ -47,6 +50,10 @@ const PURE = [
   'checks/compare.ts',
   'checks/queries.ts',
   'targets/local/commands.ts',
+  'targets/cnpg/readiness.ts',
+  'targets/cnpg/manifests.ts',
+  'targets/cnpg/pod-log.ts',
+  'targets/cnpg/guard.ts',
   'cli/render.ts',
 ];
 
