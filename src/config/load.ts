@@ -31,9 +31,7 @@ export function formatPath(segments: readonly PropertyKey[]): string {
 
 function formatIssue(issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map(
-      (key) => `${formatPath([...issue.path, key])}: unknown key "${key}"${unknownKeyAdvice(issue.path, key)}`,
-    );
+    return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key "${key}"${unknownKeyAdvice(issue.path, key)}`);
   }
   // The wording of everything else comes from configIssueMessage, passed to the parse.
   return [`${formatPath(issue.path)}: ${issue.message}`];
