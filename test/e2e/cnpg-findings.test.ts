@@ -256,6 +256,53 @@ describe('phases that need a person fail fast, and preflight sees their cause fi
   });
 });
 
+describe('target.cluster on the way to CloudNativePG', () => {
+  it('a spec only the CRD refuses (a CEL rule) is caught in preflight by a dry-run create, before anything is deleted', async () => {
+    const first = await refresh(await job({ name: 'cel' }));
+    expect(first.status, JSON.stringify(first.error)).toBe('succeeded');
+    const uid = await clusterUid('cel-db');
+    const run = await refresh(
+      await job({
+        name: 'cel',
+        target: '      cluster: { imageCatalogRef: { apiGroup: postgresql.cnpg.io, kind: ImageCatalog, name: pg, major: 15 } }\n',
+      }),
+    );
+    expectRefusedInPreflight(run, 'unknown');
+    expect(run.error?.message).toContain('imageName and imageCatalogRef are mutually exclusive');
+    expect(await clusterUid('cel-db')).toBe(uid);
+  });
+
+  it('"Invalid cluster definition" fails the start at once with the phaseReason', async () => {
+    const started = Date.now();
+    // The CRD takes any string as a size; CloudNativePG's admission guard does not.
+    const run = await refresh(
+      await job({ name: 'invalid', target: '      readyTimeoutSeconds: 90\n      cluster: { storage: { size: lots } }\n' }),
+    );
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatchObject({ phase: 'start', class: 'target-stuck' });
+    expect(run.error?.message).toContain(
+      'Invalid cluster definition: the resource failed admission validation on: spec.storage.size (see the operator logs for details)',
+    );
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await clusterUid('invalid-db')).toBeUndefined();
+  });
+
+  it('the shaped Cluster is what CloudNativePG gets', async () => {
+    const run = await refresh(
+      await job({
+        name: 'shaped',
+        target: '      cluster: { resources: { requests: { memory: 256Mi } }, postgresql: { parameters: { work_mem: 8MB } } }\n',
+      }),
+    );
+    expect(run.status, JSON.stringify(run.error)).toBe('succeeded');
+    const obj = (await h.custom.getNamespacedCustomObject({ ...CLUSTER, namespace: h.namespace, name: 'shaped-db' })) as {
+      spec: { resources?: unknown; postgresql?: { parameters?: Record<string, string> } };
+    };
+    expect(obj.spec.resources).toEqual({ requests: { memory: '256Mi' } });
+    expect(obj.spec.postgresql?.parameters?.work_mem).toBe('8MB');
+  });
+});
+
 describe('ownership', () => {
   it("refuses before teardown when the source's database keeps another owner than verification expects", async () => {
     await h.local.source.sql('CREATE DATABASE ledger OWNER replicator');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { SecretKeySelector } from '../../config/schema-cnpg.js';
 import type { Kube } from '../../kube/client.js';
 import { loadKube } from '../../kube/load.js';
-import { isConflict, isNotFound, type KubeList, type KubeObject, withRetry } from '../../kube/retry.js';
+import { isConflict, isNotFound, type KubeList, type KubeObject, statusCode, withRetry } from '../../kube/retry.js';
 import type { Clock } from '../../ports.js';
 import { CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, type ClusterManifest, generatedSecretNames } from './manifests.js';
 import type { ClusterObject, JobObject } from './readiness.js';
@@ -75,6 +75,27 @@ export class ClusterApi {
     return (await withRetry(`create Cluster ${this.where}`, () =>
       api.custom.createNamespacedCustomObject({ ...this.#clusterPath(), body: manifest, fieldValidation: 'Strict' }),
     )) as ClusterObject;
+  }
+
+  /**
+   * Asks the API server whether it would create this Cluster (dryRun=All,
+   * fieldValidation=Strict): the CRD's schema and CEL rules judge it, nothing
+   * is stored. Undefined when accepted; a Cluster of that name that exists
+   * already (409) means the manifest itself passed validation.
+   */
+  async rejectsCluster(manifest: ClusterManifest): Promise<string | undefined> {
+    const api = await this.#api();
+    try {
+      await withRetry(`check Cluster ${this.where}`, () =>
+        api.custom.createNamespacedCustomObject({ ...this.#clusterPath(), body: manifest, fieldValidation: 'Strict', dryRun: 'All' }),
+      );
+      return undefined;
+    } catch (error) {
+      if (isConflict(error)) return undefined;
+      const code = statusCode(error);
+      if (code === 400 || code === 422) return (error as Error).message;
+      throw error;
+    }
   }
 
   /**

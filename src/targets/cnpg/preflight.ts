@@ -5,7 +5,7 @@ import type { CnpgTargetConfig, JobConfig } from '../../config/types.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { ClusterApi } from './cluster-api.js';
 import { configRefusals, ownershipRefusal, type SourceHost, sourceResolvesToTarget, targetServiceNames } from './guard.js';
-import { ANNOTATIONS, imageMajorVersion, LABELS, MANAGED_BY_VALUE, quantityToBytes, type RenderedCluster } from './manifests.js';
+import { ANNOTATIONS, buildCluster, imageMajorVersion, LABELS, MANAGED_BY_VALUE, quantityToBytes, type RenderedCluster } from './manifests.js';
 import type { ClusterObject } from './readiness.js';
 
 /**
@@ -105,6 +105,17 @@ export async function cnpgPreflight(input: PreflightInput, source: SourceFacts |
     checks.push({ name: 'no orphaned volumes', ok: false, failureClass: 'unsafe-target', message: orphanMessage(api, orphans) });
 
   checks.push(...(await foreignObjectChecks(api)));
+  const rejected = await api.rejectsCluster(buildCluster({ name: api.name, namespace: api.namespace, spec: input.rendered.spec }));
+  checks.push(
+    rejected
+      ? {
+          name: 'Cluster spec accepted by the API server',
+          ok: false,
+          failureClass: 'unknown',
+          message: `the Cluster db-refresher would create is refused by the CRD (a dry-run create with fieldValidation=Strict): ${rejected}. Fix the values or target.cluster; run \`db-refresher plan\` to see the manifest`,
+        }
+      : { name: 'Cluster spec accepted by the API server', ok: true, message: 'a dry-run create with fieldValidation=Strict passed' },
+  );
   if (source) checks.push(...sourceFitChecks(input.rendered, source), ...ownerChecks(input, source));
 
   for (const host of hosts) {
