@@ -50,7 +50,8 @@ function sourceAuth(job: JobConfig): string {
   return 'no secret configured (trust, peer or .pgpass)';
 }
 
-export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
+/** `steps` come from the phase table (planSteps in src/runner/phases). */
+export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan['steps']): Plan {
   const { source } = job;
   const auth = sourceAuth(job);
   const databases = job.verify.databases.length
@@ -67,27 +68,7 @@ export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
       sizeTolerancePercent: job.verify.sizeTolerancePercent,
       ownerLogin: job.verify.owner ? `${job.verify.owner.user}@${job.verify.owner.database}` : null,
     },
-    steps: [
-      {
-        phase: 'preflight',
-        action:
-          'check the source (reachable, replication connection, REPLICATION role, free walsender slots, tablespaces) and the target (same major version, safety marker, port, room); nothing is changed if any check fails',
-        destructive: false,
-      },
-      {
-        phase: 'snapshot',
-        action: `record size, owner and table counts per schema of ${Array.isArray(databases) ? `${databases.join(', ')} on the source` : databases}`,
-        destructive: false,
-      },
-      { phase: 'teardown', action: target.steps.teardown, destructive: true },
-      { phase: 'clone', action: target.steps.clone, destructive: true },
-      { phase: 'start', action: target.steps.start, destructive: true },
-      {
-        phase: 'verify',
-        action: `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${job.verify.owner ? `, and that ${job.verify.owner.user} can log in` : ''}`,
-        destructive: false,
-      },
-    ],
+    steps,
   };
 }
 

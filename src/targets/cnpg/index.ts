@@ -1,9 +1,9 @@
 import { sqlEndpoint } from '../../checks/source.js';
-import type { Secret } from '../../config/secret.js';
+import { systemClock } from '../../clock.js';
 import type { JobConfig, PgEndpoint, SourceConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import type { Kube } from '../../kube/client.js';
-import type { Clock, PhaseContext, SqlConnector, Target } from '../../ports.js';
+import type { Clock, OwnerLogin, PhaseContext, SqlConnector, Target } from '../../ports.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
 import { ClusterApi } from './cluster-api.js';
@@ -32,7 +32,8 @@ export interface CnpgTargetOptions {
   job: CnpgJob;
   jobPath: string;
   sql: SqlConnector;
-  clock: Clock;
+  /** Default: the system clock. */
+  clock?: Clock;
   /** Injected for tests; by default built from target.kubeconfig, in-cluster config or $KUBECONFIG. */
   kube?: Kube;
 }
@@ -44,20 +45,18 @@ export class CnpgTarget implements Target {
   readonly #clock: Clock;
   readonly #api: ClusterApi;
   readonly #rendered: RenderedCluster;
-  #facts: SourceFacts | undefined;
-  #ownerPassword: Secret | undefined;
 
   constructor(options: CnpgTargetOptions) {
     const { target } = options.job;
     this.#job = options.job;
     this.#jobPath = options.jobPath;
     this.#sql = options.sql;
-    this.#clock = options.clock;
+    this.#clock = options.clock ?? systemClock;
     this.#api = new ClusterApi({
       namespace: target.namespace,
       name: target.clusterName,
       kubeconfig: target.kubeconfig,
-      clock: options.clock,
+      clock: this.#clock,
       kube: options.kube,
     });
     this.#rendered = renderCluster(target.values, target.cluster);
@@ -88,33 +87,30 @@ export class CnpgTarget implements Target {
     return connect ? `${connect.host}:${connect.port}` : `${readWriteServiceHost(this.#api.name, this.#api.namespace)}:5432`;
   }
 
-  endpoint(database: string): PgEndpoint {
+  endpoint(database: string, login?: OwnerLogin): PgEndpoint {
     const { connect } = this.#job.target;
     return {
       host: connect?.host ?? readWriteServiceHost(this.#api.name, this.#api.namespace),
       port: connect?.port ?? 5432,
       user: this.#rendered.owner,
-      password: this.#ownerPassword,
+      password: login?.password,
       dbname: database,
       // CNPG serves TLS with its own CA; encrypt when offered, the name check needs the cluster's CA.
       sslmode: 'prefer',
     };
   }
 
-  defaultOwner(): { user: string; database: string; password: Secret } | undefined {
+  async defaultOwner(): Promise<OwnerLogin | undefined> {
     const { owner: user, database } = this.#rendered;
-    return this.#ownerPassword ? { user, database, password: this.#ownerPassword } : undefined;
+    const password = await ownerPassword(this.#api, this.#job.target.values);
+    return password ? { user, database, password } : undefined;
   }
 
   async resolveSource(source: SourceConfig): Promise<{ source: SourceConfig; checks: Check[] }> {
-    const resolved = await resolveSourceSecrets(this.#api, this.#job.target.values, source);
-    // A run resumed at verify after a restart never passes through start(), where this is normally read.
-    this.#ownerPassword = await ownerPassword(this.#api, this.#job.target.values).catch(() => undefined);
-    return resolved;
+    return resolveSourceSecrets(this.#api, this.#job.target.values, source);
   }
 
   async preflight(source: SourceFacts | undefined): Promise<Check[]> {
-    this.#facts = source;
     return cnpgPreflight({ job: this.#job, jobPath: this.#jobPath, api: this.#api, rendered: this.#rendered }, source);
   }
 
@@ -173,7 +169,7 @@ export class CnpgTarget implements Target {
 
   /** CNPG's pg_basebackup waits for a spread checkpoint (BEHAVIOUR.md §2.3); one issued now makes that wait short. */
   async #checkpointSource(ctx: PhaseContext): Promise<string> {
-    if (!this.#facts?.canCheckpoint) return 'skipped: the SQL role is neither superuser nor member of pg_checkpoint';
+    if (!ctx.facts?.canCheckpoint) return 'skipped: the SQL role is neither superuser nor member of pg_checkpoint';
     try {
       await this.#sql.withSession(sqlEndpoint(this.#job.source), this.#job.source.dbname, (session) => session.query('CHECKPOINT'));
       return 'issued';
@@ -200,7 +196,6 @@ export class CnpgTarget implements Target {
       if (error instanceof PhaseFailure && !ctx.signal.aborted) throw await this.#giveUp(ctx, error);
       throw error;
     }
-    this.#ownerPassword = await ownerPassword(this.#api, target.values);
     return { healthyAfterMs: this.#clock.now().getTime() - started, connect: this.#connectHost() };
   }
 

@@ -5,7 +5,15 @@ import type { CnpgTargetConfig, JobConfig } from '../../config/types.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { ClusterApi } from './cluster-api.js';
 import { configRefusals, ownershipRefusal, type SourceHost, sourceResolvesToTarget, targetServiceNames } from './guard.js';
-import { ANNOTATIONS, buildCluster, imageMajorVersion, LABELS, MANAGED_BY_VALUE, quantityToBytes, type RenderedCluster } from './manifests.js';
+import {
+  ANNOTATIONS,
+  buildCluster,
+  imageMajorVersion,
+  LABELS,
+  MANAGED_BY_VALUE,
+  quantityToBytes,
+  type RenderedCluster,
+} from './manifests.js';
 import type { ClusterObject } from './readiness.js';
 
 /**
