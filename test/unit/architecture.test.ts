@@ -101,6 +101,7 @@ const PURE = [
   'checks/queries.ts',
   'targets/local/commands.ts',
   'config/schema-strategy.ts',
+  'config/schema-mask.ts',
   'targets/local/swap-plan.ts',
   'targets/cnpg/blue-green.ts',
   'targets/cnpg/manifests.ts',
