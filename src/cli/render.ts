@@ -66,7 +66,12 @@ export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan
     verify: {
       databases,
       sizeTolerancePercent: job.verify.sizeTolerancePercent,
-      ownerLogin: job.verify.owner ? `${job.verify.owner.user}@${job.verify.owner.database}` : null,
+      ownerLogin:
+        typeof job.verify.owner === 'object'
+          ? `${job.verify.owner.user}@${job.verify.owner.database}`
+          : job.verify.owner === 'warn'
+            ? "the target's owner (another database owner only warns)"
+            : null,
     },
     steps,
   };

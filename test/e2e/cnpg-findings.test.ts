@@ -319,6 +319,30 @@ describe('ownership', () => {
     }
   });
 
+  it('with verify.owner: warn the same refresh goes ahead, and the kept owner is a warning in preflight and verify', async () => {
+    await h.local.source.sql('CREATE DATABASE ledger OWNER replicator');
+    try {
+      const run = await refresh(
+        await job({
+          name: 'ledgerw',
+          edit: [
+            ['database: app, owner: app', 'database: ledger, owner: app'],
+            ['    verify:\n', '    verify:\n      owner: warn\n'],
+          ],
+        }),
+      );
+      expect(run.status, JSON.stringify(run.error)).toBe('succeeded');
+      expect(run.preflight?.find((c) => c.name === 'database owner kept by the clone')).toMatchObject({ ok: false, severity: 'warning' });
+      expect(run.verification?.checks.find((c) => c.name === 'database owner')).toMatchObject({
+        ok: false,
+        severity: 'warning',
+        message: expect.stringContaining('ledger is owned by replicator, not app'),
+      });
+    } finally {
+      await h.local.source.sql('DROP DATABASE IF EXISTS ledger');
+    }
+  });
+
   it('says that a hand-made Cluster is adopted, not that db-refresher created it', async () => {
     await h.custom.createNamespacedCustomObject({
       ...CLUSTER,

@@ -232,20 +232,29 @@ function sourceFitChecks(rendered: RenderedCluster, source: SourceFacts): Check[
  * copy was replaced, so say it now.
  */
 function ownerChecks(input: PreflightInput, source: SourceFacts): Check[] {
-  const configured = input.job.verify.owner;
+  const configured = typeof input.job.verify.owner === 'object' ? input.job.verify.owner : undefined;
+  const warnOnly = input.job.verify.owner === 'warn';
   const owner = configured ?? { user: input.rendered.owner, database: input.rendered.database };
   const actual = source.databaseOwners?.[owner.database];
   if (actual === undefined || actual === owner.user) return [];
   const fix = configured
     ? `set ${input.jobPath}.verify.owner.user: ${actual}`
     : `set bootstrapDB.pg_basebackup.owner: ${actual} in the values (and a secret whose username is ${actual})`;
+  const kept = `database ${owner.database} on the source is owned by ${actual}, not ${owner.user}; CloudNativePG keeps an existing database's owner`;
   return [
-    {
-      name: 'database owner kept by the clone',
-      ok: false,
-      failureClass: 'verification-failed',
-      message: `database ${owner.database} on the source is owned by ${actual}, not ${owner.user}; CloudNativePG keeps an existing database's owner, so verification would fail after the copy was replaced. Change the owner on the source (ALTER DATABASE ${owner.database} OWNER TO ${owner.user}), or ${fix}`,
-    },
+    warnOnly
+      ? {
+          name: 'database owner kept by the clone',
+          ok: false,
+          severity: 'warning',
+          message: `${kept}; verify.owner: warn, so verification will only warn about it`,
+        }
+      : {
+          name: 'database owner kept by the clone',
+          ok: false,
+          failureClass: 'verification-failed',
+          message: `${kept}, so verification would fail after the copy was replaced. Change the owner on the source (ALTER DATABASE ${owner.database} OWNER TO ${owner.user}), or ${fix}, or set ${input.jobPath}.verify.owner: warn to accept it`,
+        },
   ];
 }
 
