@@ -18,6 +18,7 @@ export const FAILURE_CLASSES = [
   'insufficient-space',
   'disk-full',
   'unsafe-target',
+  'target-stuck',
   'target-port-in-use',
   'verification-failed',
   'masking-failed',
@@ -38,7 +39,7 @@ export const FAILURE_HINTS: Readonly<Record<FailureClass, string>> = {
   'replication-not-permitted':
     'The replication user needs REPLICATION LOGIN privileges on the source: ALTER ROLE <user> WITH REPLICATION LOGIN.',
   'wal-senders-exhausted':
-    'Increase max_wal_senders on the source cluster or wait for available slots: a clone needs at least 2 (one for the backup, one for WAL streaming).',
+    "Increase max_wal_senders on the source cluster or wait for available slots: a local clone takes 2 (one for the backup, one for WAL streaming), a CloudNativePG clone 3 (its Job's connection probe stays open while pg_basebackup runs).",
   'connection-limit': 'The source has no free connection slots: raise max_connections on the source or retry when it is less busy.',
   'tls-failed':
     'For TLS auth: verify all three secrets exist (key, cert, CA), check certificate validity and that the CA signed the server certificate, and ensure sslmode is set correctly.',
@@ -48,6 +49,8 @@ export const FAILURE_HINTS: Readonly<Record<FailureClass, string>> = {
     'Free space on the target, or give it a larger volume: it must hold the whole source cluster plus WAL written during the copy.',
   'disk-full': 'The target ran out of disk space during the copy: give it more space than the source cluster uses, then retry.',
   'unsafe-target': 'db-refresher refused to touch the target; the message says why and how to allow it explicitly.',
+  'target-stuck':
+    'The target stopped where only a person can help (CloudNativePG: a phase such as "Unable to create required cluster objects" or "Invalid cluster definition"); the message carries the operator\'s reason. Fix what it names, then run the job again.',
   'target-port-in-use': 'Another process listens on the target port: stop it, or give the target another port.',
   'verification-failed': "The copy does not match the source or the job's expectations; the verification results list each failing check.",
   'masking-failed':

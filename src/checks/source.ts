@@ -44,6 +44,7 @@ interface SettingsRow extends Record<string, unknown> {
   is_superuser: boolean;
   can_read_settings: boolean;
   has_pg_checkpoint: boolean;
+  database_owners: Record<string, string> | null;
 }
 
 export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<{ checks: Check[]; facts?: SourceFacts }> {
@@ -153,6 +154,7 @@ export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<
       tablespaces,
       dataDirectory,
       canCheckpoint: settings.is_superuser || settings.has_pg_checkpoint,
+      databaseOwners: settings.database_owners ?? {},
     },
   };
 }

@@ -27,10 +27,25 @@ export interface Plan {
   steps: Array<{ phase: PhaseName; action: string; destructive: boolean }>;
 }
 
+/** How db-refresher authenticates to the source: configured secrets, or for cnpg jobs the Kubernetes Secrets the values name. */
+function sourceAuth(job: JobConfig): string {
+  const { source } = job;
+  if (source.sslCert) return 'TLS client certificate';
+  if (source.password) return 'password';
+  if (job.target.kind === 'cnpg') {
+    const { values, namespace } = job.target;
+    const external = values.externalClusters.find((c) => c.name === values.bootstrapDB.pg_basebackup.source);
+    const from = (s: { name: string; key: string }) => `Secret ${namespace}/${s.name} key ${s.key}`;
+    if (external?.sslCert) return `TLS client certificate from ${from(external.sslCert)}, read at run time`;
+    if (external?.password) return `password from ${from(external.password)}, read at run time`;
+  }
+  return 'no secret configured (trust, peer or .pgpass)';
+}
+
 /** `steps` come from the phase table (planSteps in src/runner/phases). */
 export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan['steps']): Plan {
   const { source } = job;
-  const auth = source.sslCert ? 'TLS client certificate' : source.password ? 'password' : 'no secret configured (trust, peer or .pgpass)';
+  const auth = sourceAuth(job);
   const databases = job.verify.databases.length
     ? job.verify.databases.map((d) => d.name)
     : ('all connectable databases on the source' as const);
@@ -43,7 +58,12 @@ export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan
     verify: {
       databases,
       sizeTolerancePercent: job.verify.sizeTolerancePercent,
-      ownerLogin: job.verify.owner ? `${job.verify.owner.user}@${job.verify.owner.database}` : null,
+      ownerLogin:
+        typeof job.verify.owner === 'object'
+          ? `${job.verify.owner.user}@${job.verify.owner.database}`
+          : job.verify.owner === 'warn'
+            ? "the target's owner (another database owner only warns)"
+            : null,
     },
     steps,
   };

@@ -33,6 +33,8 @@ export interface SourceFacts {
   dataDirectory?: string | undefined;
   /** Whether the SQL role may run CHECKPOINT (superuser or pg_checkpoint). */
   canCheckpoint: boolean;
+  /** Owner of each database (templates excluded): a physical copy keeps them. */
+  databaseOwners?: Record<string, string> | undefined;
 }
 
 export interface DatabaseFigures {

@@ -1,6 +1,7 @@
+import { systemClock } from '../clock.js';
 import type { Config, JobConfig } from '../config/types.js';
 import type { Kube } from '../kube/client.js';
-import type { SqlConnector, Target } from '../ports.js';
+import type { Clock, SqlConnector, Target } from '../ports.js';
 import { PgConnector } from '../postgres/sql.js';
 import { asCnpgJob, CnpgTarget } from './cnpg/index.js';
 import { asLocalJob, LocalTarget } from './local/index.js';
@@ -8,6 +9,7 @@ import { asLocalJob, LocalTarget } from './local/index.js';
 export interface TargetDeps {
   env?: NodeJS.ProcessEnv;
   sql?: SqlConnector;
+  clock?: Clock;
   /** A Kubernetes client to use instead of the one the job's kubeconfig describes (tests). */
   kube?: Kube;
 }
@@ -23,6 +25,7 @@ export function createTarget(config: Config, job: JobConfig, deps: TargetDeps = 
         job: asCnpgJob(job),
         jobPath,
         sql: deps.sql ?? new PgConnector(),
+        clock: deps.clock ?? systemClock,
         ...(deps.kube ? { kube: deps.kube } : {}),
       });
   }

@@ -79,6 +79,9 @@ const PURE = [
   'notify/sign.ts',
   'notify/scrub.ts',
   'config/schema-cnpg.ts',
+  'config/schema-cnpg-cluster.ts',
+  'config/structural-schema.ts',
+  'config/cnpg-cluster-spec.schema.json',
   'config/schema-service.ts',
   'config/secret-ref.ts',
   'config/validate.ts',
@@ -105,6 +108,9 @@ const PURE = [
   'targets/local/swap-plan.ts',
   'targets/cnpg/blue-green.ts',
   'targets/cnpg/manifests.ts',
+  'targets/cnpg/readiness.ts',
+  'targets/cnpg/pod-log.ts',
+  'targets/cnpg/guard.ts',
   'cli/render.ts',
 ];
 

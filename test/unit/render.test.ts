@@ -96,7 +96,28 @@ describe('buildPlan and renderPlanText', () => {
     const { plan } = planFor(manualJob);
     expect(plan.verify.databases).toBe('all connectable databases on the source');
     expect(plan.steps.find((s) => s.phase === 'snapshot')?.action).toContain('all connectable databases on the source');
+    expect(plan.steps.find((s) => s.phase === 'snapshot')?.action).not.toContain('on the source on the source');
     expect(plan.steps.find((s) => s.phase === 'verify')?.action).toContain('within 10%');
+  });
+
+  it('a cnpg job without a source says which Kubernetes Secret the password comes from, not "no secret configured"', () => {
+    const job = jobFrom(`
+  - name: qa
+    target:
+      kind: cnpg
+      namespace: qa
+      clusterName: qa-db
+      values:
+        storage: { size: 1Gi }
+        bootstrapDB: { pg_basebackup: { source: prod } }
+        externalClusters:
+          - name: prod
+            connectionParameters: { host: prod-rw.production.svc, user: streaming_replica }
+            password: { name: prod-replica, key: password }
+`);
+    expect(buildPlan(job, { kind: 'cnpg', summary: '', details: {}, steps: { teardown: '', clone: '', start: '' } }, []).source.auth).toBe(
+      'password from Secret qa/prod-replica key password, read at run time',
+    );
   });
 
   it('shows a schedule with its time zone and suspension, the listed databases and the tolerance', () => {

@@ -125,6 +125,11 @@ when server.history.kind is kubernetes and it uses the service account (no histo
 - apiGroups: [""]
   resources: [pods, persistentvolumeclaims, services]
   verbs: [list, watch]
+# Preflight: a Lease named after a Cluster that something else controls would stop CloudNativePG 1.30.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: {{ toJson .names }}
+  verbs: [get]
 # The clone Job's log, to explain a failed or stuck clone.
 - apiGroups: [""]
   resources: [pods/log]

@@ -9,7 +9,7 @@ export const verify: Phase = {
   runsInDryRun: false,
   resumable: { local: true, cnpg: true },
   plan: (job) =>
-    `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${job.verify.owner ? `, and that ${job.verify.owner.user} can log in` : ''}`,
+    `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${typeof job.verify.owner === 'object' ? `, and that ${job.verify.owner.user} can log in` : job.verify.owner === 'warn' ? ", and that the target's owner can log in (another database owner only warns)" : ''}`,
   async run(ctx) {
     const unavailable = sourceUnavailable(ctx);
     if (unavailable) return unavailable;
@@ -21,9 +21,8 @@ export const verify: Phase = {
       fromSnapshot?.map((f) => ({ name: f.database, requiredTables: [] })) ??
       (await databasesToVerify(job, ctx.sql));
     const copyOwner = await ctx.target.defaultOwner?.(ctx.targetContext);
-    const owner = job.verify.owner ?? copyOwner;
     const verification = await verifyCopy({
-      job: owner ? { ...job, verify: { ...job.verify, owner } } : job,
+      job,
       databases,
       sourceFigures: record.snapshot?.databases ?? [],
       target: ctx.target,
@@ -31,7 +30,9 @@ export const verify: Phase = {
       sql: ctx.sql,
     });
     if (!verification.ok) {
-      const failing = [...verification.databases.flatMap((d) => d.checks), ...verification.checks].filter((c) => !c.ok);
+      const failing = [...verification.databases.flatMap((d) => d.checks), ...verification.checks].filter(
+        (c) => !c.ok && c.severity !== 'warning',
+      );
       return { ok: false, patch: { verification }, failure: checksFailure(failing, 'verification-failed') };
     }
     return { ok: true, patch: { verification }, detail: { databases: verification.databases.length } };
