@@ -47,6 +47,8 @@ export interface SourceFacts {
   dataDirectory?: string | undefined;
   /** Whether the SQL role may run CHECKPOINT (superuser or pg_checkpoint). */
   canCheckpoint: boolean;
+  /** The size of one WAL segment file (wal_segment_size); a copy holds at least a few. */
+  walSegmentBytes?: number | undefined;
 }
 
 export interface DatabaseFigures {
@@ -109,6 +111,14 @@ export interface Target {
   resolveSource?(source: SourceConfig, ctx: PhaseContext): Promise<{ source: SourceConfig; checks: Check[] }>;
   /** The application owner to log in as during verification, when the job names none. */
   defaultOwner?(): { user: string; database: string; password: Secret } | undefined;
+  /**
+   * Finishes what a killed run of the job left behind (child processes still
+   * holding the source, credentials on disk, a half-removed old copy). Called
+   * by whoever holds the job's lock, before a run and at service start.
+   */
+  recover?(log: Logger): Promise<PhaseDetail>;
+  /** Why `run`, left unfinished, must not be resumed (its copy was replaced by a newer run), or undefined. */
+  resumeRefusal?(run: RunRecord): Promise<string | undefined>;
   /** Records the outcome where the target's users look (CNPG: annotations and Events). Best effort. */
   recordOutcome?(run: RunRecord, ctx: PhaseContext): Promise<void>;
 }

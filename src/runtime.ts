@@ -39,13 +39,18 @@ export function buildRunner(
   ];
   const runner = new Runner({
     store,
-    locks: new JobLocks(config.stateDir),
+    locks: new JobLocks(config.stateDir, options.clock ?? systemClock),
     sql,
     clock: options.clock ?? systemClock,
     ...(options.gate ? { gate: options.gate } : {}),
     log,
     targetFor: (job) =>
-      createTarget(config, job, { sql, ...(options.env ? { env: options.env } : {}), ...(options.kube ? { kube: options.kube } : {}) }),
+      createTarget(config, job, {
+        sql,
+        clock: options.clock ?? systemClock,
+        ...(options.env ? { env: options.env } : {}),
+        ...(options.kube ? { kube: options.kube } : {}),
+      }),
     onEvent: (event) => {
       for (const listener of listeners) {
         try {

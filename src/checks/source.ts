@@ -43,6 +43,7 @@ interface SettingsRow extends Record<string, unknown> {
   is_superuser: boolean;
   can_read_settings: boolean;
   has_pg_checkpoint: boolean;
+  wal_segment_bytes: string;
 }
 
 export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<{ checks: Check[]; facts?: SourceFacts }> {
@@ -152,6 +153,7 @@ export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<
       tablespaces,
       dataDirectory,
       canCheckpoint: settings.is_superuser || settings.has_pg_checkpoint,
+      walSegmentBytes: Number(settings.wal_segment_bytes),
     },
   };
 }

@@ -26,6 +26,7 @@ import {
   succeedRun,
   type Trigger,
 } from './run-record.js';
+import { settlePrevious } from './settle.js';
 
 /**
  * Drives one run through the phases. The run record is saved before and after
@@ -126,6 +127,7 @@ export class Runner {
     let slot: Release | undefined;
     try {
       const target = this.#deps.targetFor(job);
+      await this.#settle(lock, target);
       slot = this.#deps.gate?.tryAcquire(job);
       const run = newRun({
         id,
@@ -159,6 +161,9 @@ export class Runner {
     let slot: Release | undefined;
     try {
       const target = this.#deps.targetFor(job);
+      const refusal = await target.resumeRefusal?.(record);
+      if (refusal) throw new RefresherError('USAGE', `run ${record.id} cannot be resumed: ${refusal}`);
+      await this.#settle(lock, target, record.id);
       slot = this.#deps.gate?.tryAcquire(job);
       const resumed = resumeRun(record, now, point.phase);
       const run: RunRecord = this.#deps.gate !== undefined && slot === undefined ? { ...resumed, status: 'queued' } : resumed;
@@ -172,6 +177,13 @@ export class Runner {
     }
   }
 
+  /** Settles the run of a dead lock holder and cleans up after it (see settle.ts). */
+  async #settle(lock: JobLock, target: Target, resuming?: string): Promise<void> {
+    const { store, clock, log } = this.#deps;
+    const settled = await settlePrevious({ store, clock, log, lock, target, ...(resuming ? { resuming } : {}) });
+    if (settled) this.#emit({ type: 'run-finished', run: settled });
+  }
+
   #launch(run: RunRecord, state: RunState, lock: JobLock, slot: Release | undefined): StartedRun {
     const abort = new AbortController();
     this.#aborts.set(run.id, abort);
@@ -182,6 +194,26 @@ export class Runner {
     });
     this.#active.set(run.id, done);
     return { run, done };
+  }
+
+  /**
+   * Takes the job's lock for a moment, when no live process holds it, to settle
+   * the run of a holder that died and clean up after it. Returns whether it did.
+   */
+  async settleStale(job: JobConfig): Promise<boolean> {
+    let lock: JobLock;
+    try {
+      lock = this.#deps.locks.acquire(job.name, 'recovery', this.#deps.clock.now());
+    } catch (error) {
+      if (isRefresherError(error) && error.code === 'JOB_BUSY') return false;
+      throw error;
+    }
+    try {
+      await this.#settle(lock, this.#deps.targetFor(job));
+      return true;
+    } finally {
+      lock.release();
+    }
   }
 
   async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<RunRecord> {

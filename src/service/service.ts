@@ -10,6 +10,7 @@ import { type Clock, type Notifier, type RunStore, type SkipReason, systemClock 
 import { JobLocks } from '../runner/lock.js';
 import { interruptRun, newRunId, newSkippedRun, type RunRecord, resumePoint, type Trigger } from '../runner/run-record.js';
 import { type RunEvent, type Runner, resumablePhases } from '../runner/runner.js';
+import { lastAliveAt } from '../runner/settle.js';
 import { buildRunner } from '../runtime.js';
 import { createTarget } from '../target/create.js';
 import type { startCronTicker } from '../trigger/cron.js';
@@ -48,6 +49,8 @@ export interface ServiceOptions {
 
 /** How many of a job's newest records are read at startup (status, resumption, the last scheduled time). */
 const HISTORY_SCAN = 25;
+/** How often the service looks for runs of other processes that died holding a job's lock. */
+const STALE_LOCK_SWEEP_MS = 5_000;
 
 export class RefresherService implements ApiBackend, SchedulerActions {
   readonly app: FastifyInstance;
@@ -74,6 +77,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   #accepting = true;
   #started = false;
   #stopping: Promise<void> | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
 
   static async create(options: ServiceOptions): Promise<RefresherService> {
     checkServerConfig(options.config);
@@ -89,7 +93,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     this.#clock = options.clock ?? systemClock;
     this.#env = options.env ?? process.env;
     this.#jobs = new Map(config.jobs.map((j) => [j.name, j]));
-    this.#locks = new JobLocks(config.stateDir);
+    this.#locks = new JobLocks(config.stateDir, this.#clock);
     this.#gate = new ConcurrencyGate({ global: config.server.maxConcurrentRuns, perSource: config.server.maxConcurrentRunsPerSource });
     this.metrics = new ServiceMetrics({
       clock: this.#clock,
@@ -143,7 +147,11 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     for (let i = 0; i < jobs.length; i += CONCURRENCY) {
       await Promise.all(jobs.slice(i, i + CONCURRENCY).map((job) => this.#recoverJob(job)));
     }
-    if (this.#accepting) this.scheduler.start();
+    if (this.#accepting) {
+      this.scheduler.start();
+      this.#sweeper = setInterval(() => this.#sweepStaleLocks(), STALE_LOCK_SWEEP_MS);
+      this.#sweeper.unref();
+    }
     this.#log.info(
       { jobs: jobs.length, scheduled: jobs.filter((j) => j.schedule && !j.suspend).length, history: this.config.server.history.kind },
       'scheduler started',
@@ -179,6 +187,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     const graceMs = this.config.server.shutdownGraceSeconds * 1000;
     const deadline = Date.now() + graceMs;
     this.#accepting = false;
+    clearInterval(this.#sweeper);
     this.#log.info({ reason, graceSeconds: this.config.server.shutdownGraceSeconds, active: this.runner.activeCount }, 'shutting down');
     await this.scheduler.stop();
     this.runner.pauseAll(reason);
@@ -218,7 +227,19 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun);
     if (lastSuccess) this.metrics.seedLastSuccess(lastSuccess);
     const busy = await this.#takeUpUnfinished(job, records);
+    // A run that died holding the lock is settled even when it is older than the records read above.
+    if (!busy)
+      await this.runner.settleStale(job).catch((error: unknown) => this.#log.warn({ err: error, job: job.name }, 'could not settle'));
     if (!busy) await this.#catchUp(job, records);
+  }
+
+  /** Settles runs of other processes (`db-refresher run`) that died holding a job's lock while the service runs. */
+  #sweepStaleLocks(): void {
+    for (const name of this.#locks.lockedJobs()) {
+      const job = this.#jobs.get(name);
+      if (!job || this.#locks.holder(name)) continue;
+      this.#track(this.runner.settleStale(job));
+    }
   }
 
   /** Resumes the newest unfinished run when safe, marks the others interrupted. Returns whether the job is now busy. */
@@ -249,7 +270,10 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       } else if (point) {
         reason = point.reason;
       }
-      const run = interruptRun(record, this.#clock.now(), reason);
+      // A process that died holding the lock was last alive at its last heartbeat, not now.
+      const beat = this.#locks.heartbeat(job.name);
+      const at = beat?.holder.runId === record.id ? lastAliveAt(record, beat.at) : this.#clock.now();
+      const run = interruptRun(record, at, reason);
       await this.store.save(run);
       this.#log.warn({ job: job.name, runId: run.id, reason }, 'marked an unfinished run interrupted');
       this.board.settled(run);

@@ -1,5 +1,5 @@
 import type { Config, JobConfig } from '../config/types.js';
-import type { SqlConnector, Target } from '../ports.js';
+import type { Clock, SqlConnector, Target } from '../ports.js';
 import { PgConnector } from '../postgres/sql.js';
 import { asCnpgJob, CnpgTarget } from './cnpg/index.js';
 import type { Kube } from './cnpg/kube.js';
@@ -10,6 +10,7 @@ export interface TargetDeps {
   sql?: SqlConnector;
   /** A Kubernetes client to use instead of the one the job's kubeconfig describes (tests). */
   kube?: Kube;
+  clock?: Clock;
 }
 
 /** The one place that maps a target kind to its implementation. */
@@ -17,7 +18,12 @@ export function createTarget(config: Config, job: JobConfig, deps: TargetDeps = 
   const jobPath = `jobs[${config.jobs.indexOf(job)}]`;
   switch (job.target.kind) {
     case 'local':
-      return new LocalTarget({ job: asLocalJob(job), jobPath, ...(deps.env ? { env: deps.env } : {}) });
+      return new LocalTarget({
+        job: asLocalJob(job),
+        jobPath,
+        ...(deps.env ? { env: deps.env } : {}),
+        ...(deps.clock ? { clock: deps.clock } : {}),
+      });
     case 'cnpg':
       return new CnpgTarget({
         job: asCnpgJob(job),
