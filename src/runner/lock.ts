@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { systemClock } from '../clock.js';
 import { RefresherError } from '../errors.js';
-import { type Clock, systemClock } from '../ports.js';
+import type { Clock } from '../ports.js';
 import { isSameProcessAlive, processStartTime } from './process-identity.js';
 
 /**

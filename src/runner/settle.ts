@@ -1,7 +1,7 @@
 import type { Logger } from '../observe/logger.js';
 import type { Clock, RunStore, Target } from '../ports.js';
+import { currentPhase, interruptRun, type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 import type { JobLock } from './lock.js';
-import { currentPhase, interruptRun, type RunRecord, TERMINAL_RUN_STATUSES } from './run-record.js';
 
 /**
  * What the process that takes a job's lock owes the run that held it before

@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileRunStore } from '../../src/history/file-store.js';
+import { newRunId, newSkippedRun } from '../../src/run/record.js';
 import { processStartTime } from '../../src/runner/process-identity.js';
-import { newRunId, newSkippedRun } from '../../src/runner/run-record.js';
 import {
   type CliProcess,
   cloneProcesses,

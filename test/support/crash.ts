@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/run/record.js';
 import { CLI_BIN } from './cli.js';
 import type { LocalHarness } from './local-harness.js';
 import { environOf, processesMatching, waitFor } from './processes.js';

@@ -9,7 +9,7 @@ import { type ApiBackend, buildApp } from '../../src/http/app.js';
 import { TokenAuth } from '../../src/http/auth.js';
 import { type CurrentRun, jobDetail, jobListItem } from '../../src/http/views.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
-import { newRun, newRunId, type RunRecord } from '../../src/runner/run-record.js';
+import { newRun, newRunId, type RunRecord } from '../../src/run/record.js';
 
 /**
  * The HTTP app through inject(), over an in-memory backend: status codes,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { roomNeeded } from '../../src/target/local/room.js';
+import { roomNeeded } from '../../src/targets/local/room.js';
 
 const MiB = 1024 * 1024;
 

@@ -2,26 +2,19 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { systemClock } from '../../clock.js';
 import { formatBytes } from '../../config/byte-size.js';
 import type { JobConfig, LocalTargetConfig, PgEndpoint } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import { classifyLog } from '../../failures.js';
 import type { Logger } from '../../observe/logger.js';
-import {
-  type Check,
-  type Clock,
-  type PhaseContext,
-  type PhaseDetail,
-  type SourceFacts,
-  systemClock,
-  type Target,
-  type TargetDescription,
-} from '../../ports.js';
+import type { Clock, PhaseContext, Target } from '../../ports.js';
 import { describeSearch, discoverPgBinDirs, type PgBinDir } from '../../postgres/binaries.js';
 import { childEnv } from '../../postgres/child-env.js';
 import { CommandNotStarted, runCommand } from '../../postgres/command.js';
 import { type OsUser, serverOsUser } from '../../postgres/os-user.js';
-import type { RunRecord } from '../../runner/run-record.js';
+import type { Check, SourceFacts } from '../../run/facts.js';
+import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
 import {
   authDirFor,
   buildConninfo,
