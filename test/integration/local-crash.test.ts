@@ -90,7 +90,7 @@ async function serveOnce(config: string): Promise<string[]> {
       buffer = parts.pop() ?? '';
       for (const line of parts) {
         lines.push(line);
-        if (line.includes('"HTTP API listening"')) {
+        if (line.includes('db-refresher serve is ready')) {
           clearTimeout(timer);
           resolve();
         }
