@@ -24,6 +24,9 @@ const rel = (file: string) => path.relative(src, file);
 
 const PURE = [
   'config/schema.ts',
+  'run/target-down.ts',
+  'targets/local/room.ts',
+  'runner/settle.ts',
   'config/schema-notify.ts',
   'notify/render/message.ts',
   'notify/render/slack.ts',
