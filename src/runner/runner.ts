@@ -1,5 +1,5 @@
 import type { JobConfig } from '../config/types.js';
-import { isRefresherError, RefresherError } from '../errors.js';
+import { RefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, PhaseContext, Release, RunGate, RunStore, SqlConnector, Target } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
@@ -19,12 +19,13 @@ import {
   succeedRun,
   type Trigger,
 } from '../run/record.js';
+import { TARGET_DOWN, targetLeftDown } from '../run/target-down.js';
 import { prepareRun, type RunContext } from './context.js';
 import type { JobLock, JobLocks } from './lock.js';
 import { PHASE_TABLE, resumePolicy } from './phases/index.js';
 import type { Phase, PhaseResult } from './phases/phase.js';
 import { toRunError } from './run-error.js';
-import { settlePrevious } from './settle.js';
+import { settlePrevious, settleStaleLock } from './settle.js';
 
 /**
  * Drives one run through the phase table (./phases). The run record is saved
@@ -140,29 +141,13 @@ export class Runner {
 
   /** Settles the run of a dead lock holder and cleans up after it (see settle.ts). */
   async #settle(lock: JobLock, target: Target, resuming?: string): Promise<void> {
-    const { store, clock, log } = this.#deps;
-    const settled = await settlePrevious({ store, clock, log, lock, target, ...(resuming ? { resuming } : {}) });
+    const settled = await settlePrevious({ ...this.#deps, lock, target, ...(resuming ? { resuming } : {}) });
     if (settled) this.#emit({ type: 'run-finished', run: settled });
   }
 
-  /**
-   * Takes the job's lock for a moment, when no live process holds it, to settle
-   * the run of a holder that died and clean up after it. Returns whether it did.
-   */
-  async settleStale(job: JobConfig): Promise<boolean> {
-    let lock: JobLock;
-    try {
-      lock = this.#deps.locks.acquire(job.name, 'recovery', this.#deps.clock.now());
-    } catch (error) {
-      if (isRefresherError(error) && error.code === 'JOB_BUSY') return false;
-      throw error;
-    }
-    try {
-      await this.#settle(lock, this.#deps.targetFor(job));
-      return true;
-    } finally {
-      lock.release();
-    }
+  /** When no live process holds the job's lock: settles the run of a holder that died, and cleans up after it. */
+  settleStale(job: JobConfig): Promise<boolean> {
+    return settleStaleLock({ ...this.#deps, job, settle: (lock, target) => this.#settle(lock, target) });
   }
 
   #launch(run: RunRecord, job: JobConfig, target: Target, lock: JobLock, slot: Release | undefined): StartedRun {
@@ -291,12 +276,32 @@ export class Runner {
     return run;
   }
 
+  /**
+   * Saves the record or stops the run with an error that says what happened:
+   * without a record, a crash could not be repaired by the next run, so no
+   * further phase may start. The record stays as last saved; whoever takes
+   * the job's lock next marks it interrupted.
+   */
+  async #save(run: RunRecord, consequence: string): Promise<void> {
+    try {
+      await this.#deps.store.save(run);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      this.#deps.log.error({ runId: run.id, err: error }, 'could not save the run record');
+      throw new RefresherError('REFRESH_FAILED', `run ${run.id} stopped: its record could not be saved (${why}); ${consequence}`, {
+        hint: `Make the state directory or history store writable again; the next run of job "${run.job}" marks this one interrupted.${targetLeftDown(run.phases) ? ` ${TARGET_DOWN}` : ''}`,
+        cause: error,
+      });
+    }
+  }
+
   /** Runs one phase: saved as started, run, its patch merged, saved as succeeded or failed. */
   async #phase(phase: Phase, before: RunRecord, ctx: RunContext): Promise<RunRecord> {
-    const { clock, store } = this.#deps;
+    const { clock } = this.#deps;
     const name = phase.name;
     const started = startPhase(before, name, clock.now());
-    await store.save(started);
+    // A phase starts only once the record says so: a kill during it must leave a record that says where it stopped.
+    await this.#save(started, `${name} was not started`);
     this.#emit({ type: 'phase-started', run: started, phase: name });
     const log = ctx.log.child({ phase: name });
     log.info(`${name} started`);
@@ -324,7 +329,7 @@ export class Runner {
       run = failRun(run, runError, clock.now());
       log.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
     }
-    await store.save(run);
+    await this.#save(run, `${name} ${result.ok ? 'succeeded' : 'failed'}, and no later phase was started`);
     this.#emit({ type: 'phase-finished', run, phase: name });
     return run;
   }

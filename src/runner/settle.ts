@@ -1,7 +1,9 @@
+import type { JobConfig } from '../config/types.js';
+import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, RunStore, Target } from '../ports.js';
 import { currentPhase, interruptRun, type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
-import type { JobLock } from './lock.js';
+import type { JobLock, JobLocks } from './lock.js';
 
 /**
  * What the process that takes a job's lock owes the run that held it before
@@ -58,4 +60,30 @@ export async function settlePrevious(input: SettleInput): Promise<RunRecord | un
     await input.target.recover(log).catch((error: unknown) => log.warn({ err: error }, 'could not clean up after an earlier run'));
   }
   return settled;
+}
+
+/**
+ * Takes the job's lock for a moment, when no live process holds it, so that
+ * `settle` can settle the run of a holder that died. Returns whether it could.
+ */
+export async function settleStaleLock(input: {
+  job: JobConfig;
+  locks: JobLocks;
+  clock: Clock;
+  targetFor(job: JobConfig): Target;
+  settle(lock: JobLock, target: Target): Promise<void>;
+}): Promise<boolean> {
+  let lock: JobLock;
+  try {
+    lock = input.locks.acquire(input.job.name, 'recovery', input.clock.now());
+  } catch (error) {
+    if (isRefresherError(error) && error.code === 'JOB_BUSY') return false;
+    throw error;
+  }
+  try {
+    await input.settle(lock, input.targetFor(input.job));
+    return true;
+  } finally {
+    lock.release();
+  }
 }

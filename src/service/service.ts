@@ -4,6 +4,7 @@ import { buildRunner } from '../composition-root.js';
 import type { Config, JobConfig } from '../config/types.js';
 import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
+import { stateDirWritable } from '../history/state-dir.js';
 import { buildApp } from '../http/app.js';
 import type { ApiBackend } from '../http/backend.js';
 import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
@@ -544,6 +545,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     const checks = {
       config: { ok: true },
       store,
+      stateDir: await stateDirWritable(this.config.stateDir),
       scheduler: this.scheduler.running ? { ok: true } : { ok: false, message: this.#accepting ? 'starting' : 'stopped' },
       accepting: this.#accepting ? { ok: true } : { ok: false, message: 'shutting down' },
     };

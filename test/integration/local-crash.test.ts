@@ -222,13 +222,13 @@ describe('timeouts and signals end a clone within seconds', () => {
     const job = 'clonetimeout';
     const targetPort = await freePort();
     const config = writeConfig(job, harness.jobYaml({ name: job, targetPort, target: '      cloneTimeoutSeconds: 1' }));
-    const started = Date.now();
     const cli = run(config, job, { PG_BINDIR: slowBin });
     const code = await cli.exit;
     expect(code).toBe(1);
-    expect(Date.now() - started).toBeLessThan(20_000);
     const record = JSON.parse(cli.stdout());
     expect(record.error).toMatchObject({ phase: 'clone', class: 'timeout' });
+    // 1 s, then SIGTERM to the group and SIGKILL 5 s later at the latest: the phase ends within seconds, not when the copy would have.
+    expect(record.phases.find((p: { name: string }) => p.name === 'clone').durationMs).toBeLessThan(9_000);
     expect(cloneProcesses(harness.sandbox.root)).toEqual([]);
   });
 

@@ -72,7 +72,6 @@ const PURE = [
   'config/schema.ts',
   'run/target-down.ts',
   'targets/local/room.ts',
-  'runner/settle.ts',
   'config/schema-notify.ts',
   'notify/render/message.ts',
   'notify/render/slack.ts',
