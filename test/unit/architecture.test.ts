@@ -73,6 +73,7 @@ const PURE = [
   'run/target-down.ts',
   'targets/local/room.ts',
   'config/schema-notify.ts',
+  'config/schema-mask.ts',
   'notify/render/message.ts',
   'notify/render/slack.ts',
   'notify/render/generic.ts',
@@ -95,6 +96,8 @@ const PURE = [
   'errors.ts',
   'run/record.ts',
   'run/facts.ts',
+  'kube/labels.ts',
+  'duration.ts',
   'run/events.ts',
   'checks/compare.ts',
   'checks/queries.ts',
@@ -152,6 +155,13 @@ describe('architecture', () => {
       if (imports.includes('pg')) expect(rel(file)).toBe('postgres/sql.ts');
       if (imports.includes('node:child_process')) expect(['postgres/command.ts', 'postgres/binaries.ts']).toContain(rel(file));
     }
+  });
+
+  it('only src/kube imports @kubernetes/client-node, type-only imports included', () => {
+    const importers = sourceFiles(src)
+      .filter((file) => importsOf(file).includes('@kubernetes/client-node'))
+      .map(rel);
+    expect(importers).toEqual(['kube/client.ts']);
   });
 
   it('only src/notify/outbox.ts calls fetch', () => {
