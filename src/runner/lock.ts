@@ -1,5 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { systemClock } from '../clock.js';
 import { RefresherError } from '../errors.js';
@@ -51,9 +64,25 @@ function holderAlive(holder: LockHolder, file: string): boolean {
   return holder.pid === process.pid ? heldByThisProcess.has(file) : isSameProcessAlive(holder.pid, holder.startTime);
 }
 
+/**
+ * Why nothing can be written under `dir`, asked of the nearest directory that
+ * exists: a recursive mkdir on a read-only file system reports ENOENT for the
+ * missing part, which would send people looking for a missing directory.
+ */
+function writeBlocker(dir: string): string | undefined {
+  let probe = path.resolve(dir);
+  while (!existsSync(probe) && probe !== path.dirname(probe)) probe = path.dirname(probe);
+  try {
+    accessSync(probe, constants.W_OK);
+    return undefined;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code;
+  }
+}
+
 /** Turns a filesystem error on the state directory into advice (read-only mounts, permissions). */
 export function stateDirError(stateDir: string, error: unknown): RefresherError {
-  const code = (error as NodeJS.ErrnoException).code;
+  const code = writeBlocker(stateDir) ?? (error as NodeJS.ErrnoException).code;
   const why =
     code === 'EROFS'
       ? 'it is on a read-only file system'
