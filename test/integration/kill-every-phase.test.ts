@@ -5,7 +5,7 @@ import type { RunRecord } from '../../src/run/record.js';
 import { type CliProcess, cloneProcesses, records, runningPhase, sourceReplication, startCli, waitFor } from '../support/crash.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 import { processesMatching } from '../support/processes.js';
-import { api, type Served, serve } from '../support/serve.js';
+import { api, killServes, type Served, serve } from '../support/serve.js';
 
 /**
  * kill -9 of `db-refresher run` in every phase, three times per phase. After
@@ -54,6 +54,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
+  killServes();
   await harness?.destroy();
 });
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { records, runningPhase, startCli, waitFor } from '../support/crash.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
-import { api, serve } from '../support/serve.js';
+import { api, killServes, serve } from '../support/serve.js';
 
 /**
  * A state directory that is read-only from the start, or becomes read-only in
@@ -53,6 +53,7 @@ jobs:${harness.jobYaml({ name: 'qa', targetPort: await freePort(), verify: '    
   });
 
   afterAll(async () => {
+    killServes();
     if (mounted) execFileSync('umount', ['-l', stateDir]);
     await harness?.destroy();
   });

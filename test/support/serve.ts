@@ -11,8 +11,18 @@ export interface Served {
   stop(): Promise<number | null>;
 }
 
+/** Every service started here, so a test that times out while one is starting can still stop it (killServes). */
+const started = new Set<ChildProcess>();
+
+export function killServes(): void {
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  started.clear();
+}
+
 export async function serve(config: string, env: NodeJS.ProcessEnv): Promise<Served> {
   const child = spawn(process.execPath, [CLI_BIN, 'serve', '--config', config], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  started.add(child);
+  child.on('close', () => started.delete(child));
   const lines: string[] = [];
   const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   let base = '';
@@ -34,6 +44,9 @@ export async function serve(config: string, env: NodeJS.ProcessEnv): Promise<Ser
       }
     });
     void exit.then((code) => reject(new Error(`serve exited ${code}:\n${lines.join('\n')}`)));
+  }).catch((error: unknown) => {
+    child.kill('SIGKILL');
+    throw error;
   });
   return {
     child,
