@@ -42,7 +42,7 @@ export function buildRunner(
   const clock = options.clock ?? systemClock;
   const runner = new Runner({
     store,
-    locks: new JobLocks(config.stateDir),
+    locks: new JobLocks(config.stateDir, options.clock ?? systemClock),
     sql,
     clock,
     ...(options.gate ? { gate: options.gate } : {}),

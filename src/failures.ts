@@ -84,9 +84,12 @@ const TEXT_RULES: readonly Rule[] = [
   },
   { test: /No space left on device|ENOSPC|could not extend file|disk full/i, class: 'disk-full' },
   { test: /too many clients already|remaining connection slots are reserved/i, class: 'connection-limit' },
+  // Only our own servers bind: the copy's postmaster found its port taken.
+  { test: /Address already in use|EADDRINUSE/i, class: 'target-port-in-use' },
   { test: /certificate|SSL error|SSL SYSCALL|tlsv1 alert|server does not support SSL|sslmode value|SSL connection/i, class: 'tls-failed' },
   {
-    test: /ECONNREFUSED|Connection refused|could not connect to server|could not translate host name|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|timeout expired|Connection terminated unexpectedly|Is the server running/i,
+    // The source went away mid-copy: stopped, restarted or cut off.
+    test: /server closed the connection unexpectedly|terminating connection due to administrator command|the database system is shutting down|could not receive data from WAL stream|unexpected termination of replication stream|ECONNRESET|ECONNREFUSED|Connection refused|could not connect to server|could not translate host name|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|timeout expired|Connection terminated unexpectedly|Is the server running/i,
     class: 'source-unreachable',
   },
 ];

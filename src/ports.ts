@@ -69,6 +69,14 @@ export interface Target {
   resolveSource?(source: SourceConfig, ctx: PhaseContext): Promise<{ source: SourceConfig; checks: Check[] }>;
   /** The application owner on the copy (CNPG: from its Secret), read when verification starts. */
   defaultOwner?(ctx: PhaseContext): Promise<OwnerLogin | undefined>;
+  /**
+   * Finishes what a killed run of the job left behind (child processes still
+   * holding the source, credentials on disk, a half-removed old copy). Called
+   * by whoever holds the job's lock, before a run and at service start.
+   */
+  recover?(log: Logger): Promise<PhaseDetail>;
+  /** Why `run`, left unfinished, must not be resumed (its copy was replaced by a newer run), or undefined. */
+  resumeRefusal?(run: RunRecord): Promise<string | undefined>;
   /** Records the outcome where the target's users look (CNPG: annotations and Events). Best effort. */
   recordOutcome?(run: RunRecord, ctx: PhaseContext): Promise<void>;
 }

@@ -45,6 +45,7 @@ interface SettingsRow extends Record<string, unknown> {
   can_read_settings: boolean;
   has_pg_checkpoint: boolean;
   database_owners: Record<string, string> | null;
+  wal_segment_bytes: string;
 }
 
 export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<{ checks: Check[]; facts?: SourceFacts }> {
@@ -155,6 +156,7 @@ export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<
       dataDirectory,
       canCheckpoint: settings.is_superuser || settings.has_pg_checkpoint,
       databaseOwners: settings.database_owners ?? {},
+      walSegmentBytes: Number(settings.wal_segment_bytes),
     },
   };
 }

@@ -135,7 +135,9 @@ export function renderRunText(run: RunRecord): string {
       lines.push(`  ${db.database}: ${formatBytes(db.sizeBytes)}, ${tables(totalTables(db))}, owner ${db.owner}`);
   }
   if (run.error) {
-    lines.push('', `Failed in ${run.error.phase}: ${run.error.class}`, `  ${run.error.message}`, `  What to do: ${run.error.hint}`);
+    lines.push('', `Failed in ${run.error.phase}: ${run.error.class}`, `  ${run.error.message}`);
+    if (run.error.targetDown) lines.push(`  ${run.error.targetDown}`);
+    lines.push(`  What to do: ${run.error.hint}`);
     if (run.error.details?.length) lines.push('  Details:', ...run.error.details.map((d) => `    ${d}`));
   }
   return `${lines.join('\n')}\n`;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { FAILURE_HINTS, type FailureClass } from '../failures.js';
 import type { Check, DatabaseFigures, Verification } from './facts.js';
+import { TARGET_DOWN, targetLeftDown } from './target-down.js';
 
 /**
  * The run record and its transitions. Pure: each function takes a record and
@@ -77,6 +78,8 @@ export interface RunError {
   hint: string;
   /** Evidence: the log lines or checks behind the classification. */
   details?: string[];
+  /** Set when the run ended after teardown began and before a new copy started: the target has no copy (TARGET_DOWN). */
+  targetDown?: string;
 }
 
 export interface RunRecord {
@@ -292,7 +295,12 @@ export function failRun(run: RunRecord, error: RunError, now: Date, detail?: Pha
     ...next,
     phases: next.phases.map((p) => (p.status === 'pending' ? { ...p, status: 'skipped', reason: `${error.phase} failed` } : p)),
   };
-  return finish({ ...next, error }, 'failed', now);
+  return finish({ ...next, error: withTargetState(next, error) }, 'failed', now);
+}
+
+/** Says in the error itself when the target was left without a copy. */
+function withTargetState(run: RunRecord, error: RunError): RunError {
+  return targetLeftDown(run.phases) ? { ...error, targetDown: TARGET_DOWN } : error;
 }
 
 export function succeedRun(run: RunRecord, now: Date): RunRecord {
@@ -324,7 +332,7 @@ export function interruptRun(run: RunRecord, now: Date, reason: string): RunReco
           : p,
     ),
   };
-  next = { ...next, error: { phase, class: 'interrupted', message: reason, hint: FAILURE_HINTS.interrupted } };
+  next = { ...next, error: withTargetState(next, { phase, class: 'interrupted', message: reason, hint: FAILURE_HINTS.interrupted }) };
   return finish(next, 'interrupted', now);
 }
 

@@ -20,11 +20,13 @@ import {
   succeedRun,
   type Trigger,
 } from '../run/record.js';
+import { TARGET_DOWN, targetLeftDown } from '../run/target-down.js';
 import { prepareRun, type RunContext } from './context.js';
 import type { JobLock, JobLocks } from './lock.js';
 import { PHASE_TABLE, resumePolicy } from './phases/index.js';
 import type { Phase, PhaseResult } from './phases/phase.js';
 import { toRunError } from './run-error.js';
+import { settlePrevious, settleStaleLock } from './settle.js';
 
 /**
  * Drives one run through the phase table (./phases). The run record is saved
@@ -95,21 +97,38 @@ export class Runner {
     const point = resumePoint(record, resumePolicy(job.target.kind));
     if (!point.ok) throw new RefresherError('USAGE', `run ${record.id} cannot be resumed: ${point.reason}`);
     const now = this.#deps.clock.now();
-    const started = await this.#open(job, record.id, now, (_target, queued) => {
-      const resumed = resumeRun(record, now, point.phase);
-      return queued ? { ...resumed, status: 'queued' } : resumed;
-    });
+    const started = await this.#open(
+      job,
+      record.id,
+      now,
+      (_target, queued) => {
+        const resumed = resumeRun(record, now, point.phase);
+        return queued ? { ...resumed, status: 'queued' } : resumed;
+      },
+      record,
+    );
     this.#deps.log.info({ job: job.name, runId: record.id, fromPhase: point.phase }, 'resuming an unfinished run');
     return started;
   }
 
   /** Takes the job's lock and a slot if one is free, saves the record `build` makes, and launches the run. */
-  async #open(job: JobConfig, id: string, now: Date, build: (target: Target, queued: boolean) => RunRecord): Promise<StartedRun> {
+  async #open(
+    job: JobConfig,
+    id: string,
+    now: Date,
+    build: (target: Target, queued: boolean) => RunRecord,
+    resuming?: RunRecord,
+  ): Promise<StartedRun> {
     const { gate, locks, store } = this.#deps;
     const lock = locks.acquire(job.name, id, now);
     let slot: Release | undefined;
     try {
       const target = this.#deps.targetFor(job);
+      if (resuming) {
+        const refusal = await target.resumeRefusal?.(resuming);
+        if (refusal) throw new RefresherError('USAGE', `run ${resuming.id} cannot be resumed: ${refusal}`);
+      }
+      await this.#settle(lock, target, resuming?.id);
       slot = gate?.tryAcquire(job);
       const run = build(target, gate !== undefined && slot === undefined);
       await store.save(run);
@@ -120,6 +139,17 @@ export class Runner {
       lock.release();
       throw error;
     }
+  }
+
+  /** Settles the run of a dead lock holder and cleans up after it (see settle.ts). */
+  async #settle(lock: JobLock, target: Target, resuming?: string): Promise<void> {
+    const settled = await settlePrevious({ ...this.#deps, lock, target, ...(resuming ? { resuming } : {}) });
+    if (settled) this.#emit({ type: 'run-finished', run: settled });
+  }
+
+  /** When no live process holds the job's lock: settles the run of a holder that died, and cleans up after it. */
+  settleStale(job: JobConfig): Promise<boolean> {
+    return settleStaleLock({ ...this.#deps, job, settle: (lock, target) => this.#settle(lock, target) });
   }
 
   #launch(run: RunRecord, job: JobConfig, target: Target, lock: JobLock, slot: Release | undefined): StartedRun {
@@ -248,12 +278,32 @@ export class Runner {
     return run;
   }
 
+  /**
+   * Saves the record or stops the run with an error that says what happened:
+   * without a record, a crash could not be repaired by the next run, so no
+   * further phase may start. The record stays as last saved; whoever takes
+   * the job's lock next marks it interrupted.
+   */
+  async #save(run: RunRecord, consequence: string): Promise<void> {
+    try {
+      await this.#deps.store.save(run);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      this.#deps.log.error({ runId: run.id, err: error }, 'could not save the run record');
+      throw new RefresherError('REFRESH_FAILED', `run ${run.id} stopped: its record could not be saved (${why}); ${consequence}`, {
+        hint: `Make the state directory or history store writable again; the next run of job "${run.job}" marks this one interrupted.${targetLeftDown(run.phases) ? ` ${TARGET_DOWN}` : ''}`,
+        cause: error,
+      });
+    }
+  }
+
   /** Runs one phase: saved as started, run, its patch merged, saved as succeeded or failed. */
   async #phase(phase: Phase, before: RunRecord, ctx: RunContext): Promise<RunRecord> {
-    const { clock, store } = this.#deps;
+    const { clock } = this.#deps;
     const name = phase.name;
     const started = startPhase(before, name, clock.now());
-    await store.save(started);
+    // A phase starts only once the record says so: a kill during it must leave a record that says where it stopped.
+    await this.#save(started, `${name} was not started`);
     this.#emit({ type: 'phase-started', run: started, phase: name });
     const log = ctx.log.child({ phase: name });
     log.info(`${name} started`);
@@ -281,7 +331,7 @@ export class Runner {
       run = failRun(run, runError, clock.now());
       log.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
     }
-    await store.save(run);
+    await this.#save(run, `${name} ${result.ok ? 'succeeded' : 'failed'}, and no later phase was started`);
     this.#emit({ type: 'phase-finished', run, phase: name });
     return run;
   }

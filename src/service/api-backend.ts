@@ -1,5 +1,6 @@
 import type { JobConfig } from '../config/types.js';
 import { RefresherError } from '../errors.js';
+import { stateDirWritable } from '../history/state-dir.js';
 import type { ApiBackend } from '../http/backend.js';
 import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
 import type { RunRecord } from '../run/record.js';
@@ -98,6 +99,7 @@ export class ServiceApi implements ApiBackend {
     const checks = {
       config: { ok: true },
       store,
+      stateDir: await stateDirWritable(config.stateDir),
       scheduler: scheduler.running ? { ok: true } : { ok: false, message: accepting ? 'starting' : 'stopped' },
       accepting: accepting ? { ok: true } : { ok: false, message: 'shutting down' },
     };

@@ -39,6 +39,9 @@ import { settlesWithin } from './settle.js';
  * which phases are aborted), notifications are flushed, the HTTP server closes.
  */
 
+/** How often the service looks for runs of other processes that died holding a job's lock. */
+const STALE_LOCK_SWEEP_MS = 5_000;
+
 export interface ServiceOptions {
   config: Config;
   log: Logger;
@@ -79,6 +82,7 @@ export class RefresherService implements ServiceParts {
   #accepting = true;
   #started = false;
   #stopping: Promise<void> | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
 
   static async create(options: ServiceOptions): Promise<RefresherService> {
     checkServerConfig(options.config);
@@ -94,7 +98,7 @@ export class RefresherService implements ServiceParts {
     this.clock = options.clock ?? systemClock;
     this.board = new JobBoard(this.clock);
     this.#env = options.env ?? process.env;
-    this.locks = new JobLocks(config.stateDir);
+    this.locks = new JobLocks(config.stateDir, this.clock);
     this.#gate = new ConcurrencyGate({ global: config.server.maxConcurrentRuns, perSource: config.server.maxConcurrentRunsPerSource });
     this.metrics = new ServiceMetrics({
       clock: this.clock,
@@ -145,7 +149,11 @@ export class RefresherService implements ServiceParts {
     }
     const jobs = this.config.jobs;
     await this.#recovery.recoverAll(jobs);
-    if (this.#accepting) this.scheduler.start();
+    if (this.#accepting) {
+      this.scheduler.start();
+      this.#sweeper = setInterval(() => this.#recovery.sweepStaleLocks(), STALE_LOCK_SWEEP_MS);
+      this.#sweeper.unref();
+    }
     this.log.info(
       { jobs: jobs.length, scheduled: jobs.filter((j) => j.schedule && !j.suspend).length, history: this.config.server.history.kind },
       'scheduler started',
@@ -181,6 +189,7 @@ export class RefresherService implements ServiceParts {
     const graceMs = this.config.server.shutdownGraceSeconds * 1000;
     const deadline = this.clock.now().getTime() + graceMs;
     this.#accepting = false;
+    clearInterval(this.#sweeper);
     this.log.info({ reason, graceSeconds: this.config.server.shutdownGraceSeconds, active: this.runner.activeCount }, 'shutting down');
     await this.scheduler.stop();
     this.runner.pauseAll(reason);

@@ -12,6 +12,7 @@ export interface TargetDeps {
   clock?: Clock;
   /** A Kubernetes client to use instead of the one the job's kubeconfig describes (tests). */
   kube?: Kube;
+  clock?: Clock;
 }
 
 /** The one place that maps a target kind to its implementation. */
@@ -19,7 +20,12 @@ export function createTarget(config: Config, job: JobConfig, deps: TargetDeps = 
   const jobPath = `jobs[${config.jobs.indexOf(job)}]`;
   switch (job.target.kind) {
     case 'local':
-      return new LocalTarget({ job: asLocalJob(job), jobPath, ...(deps.env ? { env: deps.env } : {}) });
+      return new LocalTarget({
+        job: asLocalJob(job),
+        jobPath,
+        ...(deps.env ? { env: deps.env } : {}),
+        ...(deps.clock ? { clock: deps.clock } : {}),
+      });
     case 'cnpg':
       return new CnpgTarget({
         job: asCnpgJob(job),

@@ -70,6 +70,8 @@ function importCircles(files: readonly string[], importsOf: (file: string) => st
 
 const PURE = [
   'config/schema.ts',
+  'run/target-down.ts',
+  'targets/local/room.ts',
   'config/schema-notify.ts',
   'config/schema-mask.ts',
   'notify/render/message.ts',

@@ -17,6 +17,7 @@ import {
   type TargetDescription,
   TransitionError,
 } from '../../src/run/record.js';
+import { TARGET_DOWN } from '../../src/run/target-down.js';
 
 const T0 = new Date('2024-03-01T10:00:00.000Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);
@@ -193,7 +194,8 @@ describe('finishing a run', () => {
     run = failRun(run, cloneError, at(12_000), { copiedBytes: 42 });
 
     expect(run.status).toBe('failed');
-    expect(run.error).toEqual(cloneError);
+    // Teardown ran and no copy started: the error says the target has no copy.
+    expect(run.error).toEqual({ ...cloneError, targetDown: TARGET_DOWN });
     expect(run.finishedAt).toBe('2024-03-01T10:00:12.000Z');
     expect(run.durationMs).toBe(12_000);
 
@@ -225,6 +227,7 @@ describe('finishing a run', () => {
       class: 'interrupted',
       message: 'db-refresher restarted while the run was under way',
       hint: FAILURE_HINTS.interrupted,
+      targetDown: TARGET_DOWN,
     });
     expect(phase(run, 'teardown')).toMatchObject({
       status: 'failed',
@@ -298,5 +301,21 @@ describe('newRunId', () => {
 
   it('two ids from the same instant differ', () => {
     expect(newRunId(T0)).not.toBe(newRunId(T0));
+  });
+});
+
+describe('a run that ends after teardown says the target has no copy', () => {
+  it('not when it fails before teardown', () => {
+    let run = through(fresh(), ['preflight']);
+    run = startPhase(run, 'snapshot', at(3000));
+    run = failRun(run, { ...cloneError, phase: 'snapshot' }, at(4000));
+    expect(run.error?.targetDown).toBeUndefined();
+  });
+
+  it('not when the new copy started and verification failed', () => {
+    let run = through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start']);
+    run = startPhase(run, 'verify', at(20_000));
+    run = failRun(run, { ...cloneError, phase: 'verify', class: 'verification-failed' }, at(21_000));
+    expect(run.error?.targetDown).toBeUndefined();
   });
 });

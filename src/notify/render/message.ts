@@ -345,7 +345,7 @@ export const EVENT_ICONS: Readonly<Record<MessageEvent, string>> = {
   test: '🔔',
 };
 
-export const TARGET_DOWN = 'The old copy was removed and no new copy is running: the target stays down until a refresh succeeds.';
+export { TARGET_DOWN } from '../../run/target-down.js';
 
 export interface Fact {
   label: string;
