@@ -121,6 +121,16 @@ export interface SystemIdentity {
 
 export interface SqlSession {
   query<Row extends Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
+  /**
+   * Runs a script with the simple query protocol (several statements allowed,
+   * one implicit transaction) and returns each statement's command tag and row count.
+   */
+  script(text: string): Promise<StatementOutcome[]>;
+}
+
+export interface StatementOutcome {
+  command: string;
+  rowCount: number | null;
 }
 
 export interface SqlConnector {

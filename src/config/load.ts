@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseCnpgValues, sourceFromValues } from './cnpg-values.js';
 import { configIssueMessage } from './issue-messages.js';
+import { readPrepareSteps } from './prepare-files.js';
 import { configSchema, type RawConfig } from './schema.js';
 import { resolveSecretRef, type SecretRef } from './secret.js';
 import type { Config, JobConfig, Resolved } from './types.js';
@@ -127,7 +128,8 @@ function resolveSecrets(config: RawConfig, env: NodeJS.ProcessEnv, problems: str
 type ResolvedJob = Resolved<RawConfig>['jobs'][number];
 
 /** Makes a job's paths absolute, reads cnpg values, and fills in a cnpg job's source from them. */
-function buildJob(job: ResolvedJob, at: string, resolvePath: (p: string) => string, problems: string[]): JobConfig | undefined {
+function buildJob(input: ResolvedJob, at: string, resolvePath: (p: string) => string, problems: string[]): JobConfig | undefined {
+  const job = { ...input, prepare: readPrepareSteps(input.prepare, at, resolvePath, problems) };
   const { target } = job;
   switch (target.kind) {
     case 'local':

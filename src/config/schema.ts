@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
 import { cnpgTargetSchema } from './schema-cnpg.js';
 import { notificationSchema } from './schema-notify.js';
+import { safeCopyFields } from './schema-safe-copy.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
 import { secretRef } from './secret-ref.js';
 
@@ -136,6 +137,7 @@ export const jobSchema = z
     verify: verifySchema.prefault({}),
     notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
     ...jobServiceFields,
+    ...safeCopyFields,
   })
   .superRefine((job, ctx) => {
     if (job.source === undefined && job.target.kind === 'local') {
