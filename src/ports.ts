@@ -97,8 +97,18 @@ export interface Target {
   teardown(ctx: PhaseContext): Promise<PhaseDetail>;
   /** Makes a new physical copy of the source. */
   clone(ctx: PhaseContext): Promise<PhaseDetail>;
-  /** Starts the copy and returns once it accepts connections. */
+  /**
+   * Starts the copy and returns once it accepts connections. When the job has
+   * work for the private window (neutralise, roles, prepare, masking), the copy
+   * starts so that only db-refresher can connect; `open` lets its users in.
+   */
   start(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** The private window's door: how db-refresher reaches the copy as its superuser before it is open. */
+  privateAccess?(ctx: PhaseContext): Promise<PrivateAccess>;
+  /** Ends the private window: the copy now accepts its users' connections. Idempotent. */
+  open?(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Roles the target's operator or db-refresher logs in with; a password reset keeps them. */
+  reservedRoles?(): string[];
   /** How verification reaches a database on the copy. */
   endpoint(database: string): PgEndpoint;
   /**
@@ -111,6 +121,13 @@ export interface Target {
   defaultOwner?(): { user: string; database: string; password: Secret } | undefined;
   /** Records the outcome where the target's users look (CNPG: annotations and Events). Best effort. */
   recordOutcome?(run: RunRecord, ctx: PhaseContext): Promise<void>;
+}
+
+export interface PrivateAccess {
+  /** The superuser's endpoint for a database on the copy, usable only during the private window. */
+  endpoint(database: string): PgEndpoint;
+  /** A database that always exists on the copy, for cluster-wide statements. */
+  maintenanceDatabase: string;
 }
 
 export interface SystemIdentity {

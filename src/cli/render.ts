@@ -4,6 +4,7 @@ import { formatBytes } from '../config/byte-size.js';
 import type { JobConfig } from '../config/types.js';
 import type { Check, TargetDescription } from '../ports.js';
 import type { PhaseName, PhaseRecord, RunRecord } from '../runner/run-record.js';
+import { needsPrivateWindow, type SafeCopyPlan, safeCopyPlan } from '../safe-copy/plan.js';
 
 /** Pure text renderers for the CLI. Objects in, strings out. */
 
@@ -33,6 +34,8 @@ export interface Plan {
   schedule: { expression: string; timezone: string; suspended: boolean } | null;
   verify: { databases: string[] | 'all connectable databases on the source'; sizeTolerancePercent: number; ownerLogin: string | null };
   steps: Array<{ phase: PhaseName; action: string; destructive: boolean }>;
+  /** What the private window holds: neutralisation items, test roles, prepare steps. */
+  safeCopy: SafeCopyPlan;
 }
 
 export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
@@ -41,6 +44,8 @@ export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
   const databases = job.verify.databases.length
     ? job.verify.databases.map((d) => d.name)
     : ('all connectable databases on the source' as const);
+  const safeCopy = safeCopyPlan(job);
+  const privately = needsPrivateWindow(job);
   return {
     job: job.name,
     description: job.description,
@@ -68,11 +73,33 @@ export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
       { phase: 'clone', action: target.steps.clone, destructive: true },
       { phase: 'start', action: target.steps.start, destructive: true },
       {
+        phase: 'neutralise',
+        action: safeCopy.neutralise.length ? safeCopy.neutralise.join('; ') : 'nothing (neutralise: false)',
+        destructive: true,
+      },
+      {
+        phase: 'prepare',
+        action:
+          [
+            ...(safeCopy.roles.length ? [`test roles: ${safeCopy.roles.join('; ')}`] : []),
+            ...(safeCopy.prepare.length ? [`steps as the superuser: ${safeCopy.prepare.join('; ')}`] : []),
+          ].join('; ') || 'nothing (no roles or steps)',
+        destructive: true,
+      },
+      {
+        phase: 'open',
+        action: privately
+          ? "end the private window: the copy accepts its users' connections from now on"
+          : 'nothing (the copy started open: nothing runs before its users)',
+        destructive: true,
+      },
+      {
         phase: 'verify',
         action: `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${job.verify.owner ? `, and that ${job.verify.owner.user} can log in` : ''}`,
         destructive: false,
       },
     ],
+    safeCopy,
   };
 }
 
@@ -88,7 +115,7 @@ export function renderPlanText(plan: Plan): string {
     'Steps:',
   );
   plan.steps.forEach((step, i) => {
-    lines.push(`  ${i + 1}. ${step.phase.padEnd(9)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
+    lines.push(`  ${i + 1}. ${step.phase.padEnd(10)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
   });
   const manifest = plan.target.details.manifest;
   if (manifest) {

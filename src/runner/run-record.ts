@@ -9,11 +9,11 @@ import type { Check, DatabaseFigures, PhaseDetail, SkipReason, TargetDescription
  * its job states.
  */
 
-export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify'] as const;
+export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify'] as const;
 export type PhaseName = (typeof PHASES)[number];
 
 /** Phases after which the old copy is gone: a crash there leaves no target. */
-export const DESTRUCTIVE_PHASES: ReadonlySet<PhaseName> = new Set(['teardown', 'clone', 'start']);
+export const DESTRUCTIVE_PHASES: ReadonlySet<PhaseName> = new Set(['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open']);
 
 export type PhaseStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
 /**

@@ -5,6 +5,7 @@ import { isRefresherError, PhaseFailure, RefresherError } from '../errors.js';
 import { classifyError, FAILURE_HINTS } from '../failures.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, PhaseContext, PhaseDetail, RunStore, SourceFacts, SqlConnector, Target } from '../ports.js';
+import { neutralisedVerification, neutralisePhase, openPhase, preparePhase } from '../safe-copy/phases.js';
 import type { JobLock, JobLocks } from './lock.js';
 import {
   beginRun,
@@ -74,9 +75,10 @@ export interface RunnerDeps {
  * not listed here (teardown, clone) leaves the run interrupted instead.
  */
 export const RESUMABLE_PHASES: Readonly<Record<string, ReadonlySet<PhaseName>>> = {
-  local: new Set<PhaseName>(['start', 'verify']),
+  // Neutralising again finds nothing left to do, and opening is idempotent; the user's prepare steps may not be.
+  local: new Set<PhaseName>(['start', 'neutralise', 'open', 'verify']),
   // CNPG: waiting for the new Cluster to become healthy only watches it, and verifying only reads.
-  cnpg: new Set<PhaseName>(['start', 'verify']),
+  cnpg: new Set<PhaseName>(['start', 'neutralise', 'open', 'verify']),
 };
 
 export function resumablePhases(job: JobConfig): ReadonlySet<PhaseName> {
@@ -388,6 +390,12 @@ export class Runner {
         return { record: run, detail: await state.target.clone(ctx) };
       case 'start':
         return { record: run, detail: await state.target.start(ctx) };
+      case 'neutralise':
+        return { record: run, detail: await neutralisePhase({ job: state.job, target: state.target, sql }, ctx) };
+      case 'prepare':
+        return { record: run, detail: await preparePhase({ job: state.job, target: state.target, sql }, ctx) };
+      case 'open':
+        return { record: run, detail: await openPhase({ job: state.job, target: state.target, sql }, ctx) };
       case 'verify': {
         await this.#resolveSourceForResume(state, ctx);
         // A resumed run verifies exactly the databases its snapshot covered.
@@ -404,6 +412,11 @@ export class Runner {
           target: state.target,
           sql,
         });
+        const neutralised = await neutralisedVerification({ job: state.job, target: state.target, sql }, run);
+        if (neutralised.length > 0) {
+          verification.checks.push(...neutralised);
+          verification.ok = verification.ok && neutralised.every((c) => c.ok || c.severity === 'warning');
+        }
         const record = { ...run, verification };
         if (!verification.ok) {
           const failing = [...verification.databases.flatMap((d) => d.checks), ...verification.checks].filter((c) => !c.ok);

@@ -9,7 +9,9 @@ import type { Check, SqlSession } from '../ports.js';
 export const NEUTRALISED_QUERIES = {
   synchronousStandbyNames: `SELECT current_setting('synchronous_standby_names') AS value`,
   enabledSubscriptions: `SELECT count(*) FILTER (WHERE subenabled)::int AS enabled FROM pg_subscription`,
+  /** cron.database_name is superuser-only; NULL when pg_cron is not loaded. */
   cronDatabase: `SELECT current_setting('cron.database_name', true) AS database`,
+  isSuperuser: `SELECT current_setting('is_superuser') = 'on' AS superuser`,
   activeCronJobs: `SELECT count(*) FILTER (WHERE active)::int AS active FROM cron.job`,
   cronTable: `SELECT to_regclass('cron.job') IS NOT NULL AS present`,
 } as const;
@@ -61,7 +63,12 @@ export function neutralisedChecks(
   return checks;
 }
 
-/** Reads the facts for neutralisedChecks. `cronSession` opens a session on pg_cron's database. */
+/**
+ * Reads the facts for neutralisedChecks. `cronSession` opens a session on
+ * pg_cron's database. Only a superuser sees every pg_cron job (cron.job has
+ * row security) and may read cron.database_name, so for other roles the cron
+ * fact is left out (undefined).
+ */
 export async function readNeutralisedFacts(
   session: SqlSession,
   settings: NeutraliseSettings,
@@ -74,7 +81,8 @@ export async function readNeutralisedFacts(
   if (settings.subscriptions) {
     facts.enabledSubscriptions = (await session.query<{ enabled: number }>(NEUTRALISED_QUERIES.enabledSubscriptions))[0]?.enabled ?? 0;
   }
-  if (settings.cron) {
+  const superuser = (await session.query<{ superuser: boolean }>(NEUTRALISED_QUERIES.isSuperuser))[0]?.superuser === true;
+  if (settings.cron && superuser) {
     const database = (await session.query<{ database: string | null }>(NEUTRALISED_QUERIES.cronDatabase))[0]?.database;
     facts.activeCronJobs = database
       ? await cronSession(database, async (s) => {

@@ -17,7 +17,7 @@ export function createTarget(config: Config, job: JobConfig, deps: TargetDeps = 
   const jobPath = `jobs[${config.jobs.indexOf(job)}]`;
   switch (job.target.kind) {
     case 'local':
-      return new LocalTarget({ job: asLocalJob(job), jobPath, ...(deps.env ? { env: deps.env } : {}) });
+      return new LocalTarget({ job: asLocalJob(job), jobPath, sql: deps.sql ?? new PgConnector(), ...(deps.env ? { env: deps.env } : {}) });
     case 'cnpg':
       return new CnpgTarget({
         job: asCnpgJob(job),

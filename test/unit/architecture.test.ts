@@ -39,6 +39,7 @@ const PURE = [
   'safe-copy/step-error.ts',
   'safe-copy/plan.ts',
   'target/local/private-start.ts',
+  'target/cnpg/private-window.ts',
   'config/schema-service.ts',
   'config/secret-ref.ts',
   'config/validate.ts',

@@ -19,6 +19,7 @@ import { grantStatementsByDatabase, roleStatements } from '../../src/safe-copy/r
 import { scramSha256Verifier } from '../../src/safe-copy/scram.js';
 import { lineAndColumn, quoteIdent, quoteLiteral, splitStatements } from '../../src/safe-copy/sql-text.js';
 import { describeStepError } from '../../src/safe-copy/step-error.js';
+import { openPatch, withPrivateWindow } from '../../src/target/cnpg/private-window.js';
 import { privateSocketDir, privateStartOptions } from '../../src/target/local/private-start.js';
 
 const env = { PW: 'pw-value', QA_PW: 'qa-secret' };
@@ -298,5 +299,51 @@ describe('local private start', () => {
     expect(privateStartOptions({ socketDir: "/tmp/it's", noLogicalWorkers: false })).toContain(
       `-c 'unix_socket_directories=/tmp/it'\\''s'`,
     );
+  });
+});
+
+describe('CNPG private window', () => {
+  const settings = { synchronousReplication: true, subscriptions: true, cron: true, passwords: false, keepRoles: [] };
+
+  it('creates the clone closed: only the superuser gets in, no apply workers, no cron jobs, ALTER SYSTEM allowed', () => {
+    const spec = withPrivateWindow({ instances: 1, postgresql: { parameters: { work_mem: '8MB' } } }, settings);
+    expect(spec).toEqual({
+      instances: 1,
+      enableSuperuserAccess: true,
+      postgresql: {
+        enableAlterSystem: true,
+        pg_hba: ['host all postgres all scram-sha-256', 'host all all all reject'],
+        parameters: { work_mem: '8MB', max_logical_replication_workers: '0', 'cron.max_running_jobs': '0' },
+      },
+    });
+  });
+
+  it('opens with one merge patch that restores the user settings', () => {
+    expect(openPatch({ settings })).toEqual({
+      spec: {
+        enableSuperuserAccess: false,
+        postgresql: {
+          enableAlterSystem: false,
+          pg_hba: null,
+          parameters: { max_logical_replication_workers: null, 'cron.max_running_jobs': null },
+        },
+      },
+    });
+    expect(
+      openPatch({
+        settings: { ...settings, subscriptions: false },
+        userHba: ['host app app 10.0.0.0/8 scram-sha-256'],
+        userParameters: { 'cron.max_running_jobs': '2' },
+      }),
+    ).toEqual({
+      spec: {
+        enableSuperuserAccess: false,
+        postgresql: {
+          enableAlterSystem: false,
+          pg_hba: ['host app app 10.0.0.0/8 scram-sha-256'],
+          parameters: { 'cron.max_running_jobs': '2' },
+        },
+      },
+    });
   });
 });

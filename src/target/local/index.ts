@@ -6,10 +6,11 @@ import { formatBytes } from '../../config/byte-size.js';
 import type { JobConfig, LocalTargetConfig, PgEndpoint } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import { classifyLog } from '../../failures.js';
-import type { Check, PhaseContext, PhaseDetail, SourceFacts, Target, TargetDescription } from '../../ports.js';
+import type { Check, PhaseContext, PhaseDetail, PrivateAccess, SourceFacts, SqlConnector, Target, TargetDescription } from '../../ports.js';
 import { describeSearch, discoverPgBinDirs, type PgBinDir } from '../../postgres/binaries.js';
 import { runCommand } from '../../postgres/command.js';
 import { type OsUser, serverOsUser } from '../../postgres/os-user.js';
+import { needsPrivateWindow } from '../../safe-copy/plan.js';
 import {
   buildConninfo,
   copyOverrides,
@@ -26,6 +27,7 @@ import {
   stagingDirFor,
 } from './commands.js';
 import { directorySize, inspectDataDir, overlaps, readMarker, refusalReason, runningServer } from './data-dir.js';
+import { closePrivately, type PrivateWindowDeps, privateEndpoint, runsPrivately, startPrivately } from './private-window.js';
 
 /** Room kept free beyond the source's size: WAL streamed during the copy lands on the target too. */
 const ROOM_FACTOR = 1.1;
@@ -43,6 +45,8 @@ export interface LocalTargetOptions {
   /** `jobs[3]`, so messages can name the config key to change. */
   jobPath: string;
   env?: NodeJS.ProcessEnv;
+  /** Reaches the copy through its private socket during the private window. */
+  sql?: SqlConnector;
 }
 
 export class LocalTarget implements Target {
@@ -50,6 +54,7 @@ export class LocalTarget implements Target {
   readonly #config: LocalTargetConfig;
   readonly #jobPath: string;
   readonly #env: NodeJS.ProcessEnv;
+  readonly #sql: SqlConnector | undefined;
   #binDir: PgBinDir | undefined;
   #sourceSystemIdentifier: string | undefined;
 
@@ -58,6 +63,7 @@ export class LocalTarget implements Target {
     this.#config = options.job.target;
     this.#jobPath = options.jobPath;
     this.#env = options.env ?? process.env;
+    this.#sql = options.sql;
   }
 
   describe(): TargetDescription {
@@ -69,7 +75,9 @@ export class LocalTarget implements Target {
       steps: {
         teardown: `stop the copy in ${dataDir} (fast shutdown) and remove the directory, only if db-refresher created it for this job${this.#config.adopt ? ' (or adopt it: adopt is on)' : ''}`,
         clone: `pg_basebackup -X stream -c fast into ${stagingDirFor(dataDir)}, then move it to ${dataDir}`,
-        start: `pg_ctl start on ${host}:${port} (archiving off, no Unix socket) and wait until it accepts connections`,
+        start: needsPrivateWindow(this.#job)
+          ? `pg_ctl start with no TCP listener, on a private Unix socket only db-refresher reaches (archiving off, no logical replication workers, no pg_cron jobs); open it on ${host}:${port} once the copy is prepared`
+          : `pg_ctl start on ${host}:${port} (archiving off, no Unix socket) and wait until it accepts connections`,
       },
     };
   }
@@ -411,11 +419,49 @@ export class LocalTarget implements Target {
   }
 
   async start(ctx: PhaseContext): Promise<PhaseDetail> {
-    const { dataDir, host, port, startTimeoutSeconds } = this.#config;
+    const { dataDir } = this.#config;
     const marker = readMarker(dataDir);
     if (!marker || marker.job !== this.#job.name) {
       throw new PhaseFailure('unsafe-target', `${dataDir} is not a copy made by this job; refusing to start it`);
     }
+    if (needsPrivateWindow(this.#job)) {
+      return startPrivately(this.#window(), { noLogicalWorkers: this.#job.neutralise.subscriptions }, ctx);
+    }
+    return this.#startOpen(ctx);
+  }
+
+  #window(): PrivateWindowDeps {
+    const { dataDir, startTimeoutSeconds } = this.#config;
+    return { dataDir, pgCtl: this.#binary('pg_ctl'), runAs: this.#runAs(), startTimeoutSeconds };
+  }
+
+  async privateAccess(): Promise<PrivateAccess> {
+    if (!this.#sql) throw new Error('the local target was built without a SQL connector');
+    const { source } = this.#job;
+    const endpoint = await privateEndpoint(
+      this.#window(),
+      this.#sql,
+      { user: source.sql.user, database: source.dbname },
+      this.#config.port,
+    );
+    return { endpoint, maintenanceDatabase: source.dbname };
+  }
+
+  async open(ctx: PhaseContext): Promise<PhaseDetail> {
+    const window = this.#window();
+    if (!runsPrivately(window) && runningServer(this.#config.dataDir)) return { alreadyOpen: true };
+    const closed = await closePrivately(window, ctx);
+    const started = await this.#startOpen(ctx);
+    return { ...closed, ...started };
+  }
+
+  reservedRoles(): string[] {
+    // db-refresher verifies the copy with the source's credentials.
+    return [this.#job.source.user, this.#job.source.sql.user];
+  }
+
+  async #startOpen(ctx: PhaseContext): Promise<PhaseDetail> {
+    const { dataDir, host, port, startTimeoutSeconds } = this.#config;
     const running = runningServer(dataDir);
     if (running) return { alreadyRunning: true, pid: running.pid, port: running.port };
     const started = Date.now();
