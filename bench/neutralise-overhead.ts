@@ -4,8 +4,8 @@ import { cpus, totalmem } from 'node:os';
 import { pino } from 'pino';
 import { freePort, Sandbox } from '../scripts/pg-sandbox.js';
 import { loadSampleData, REPLICATION_USER } from '../scripts/sample-data.js';
+import { buildRunner } from '../src/composition-root.js';
 import { parseConfig } from '../src/config/load.js';
-import { buildRunner } from '../src/runtime.js';
 
 /**
  * What neutralisation costs a refresh (issue #15): the same local refresh of

@@ -21,6 +21,7 @@ export const FAILURE_CLASSES = [
   'target-port-in-use',
   'verification-failed',
   'prepare-failed',
+  'masking-failed',
   'timeout',
   'interrupted',
   'unknown',
@@ -52,6 +53,8 @@ export const FAILURE_HINTS: Readonly<Record<FailureClass, string>> = {
   'verification-failed': "The copy does not match the source or the job's expectations; the verification results list each failing check.",
   'prepare-failed':
     "A prepare step of the job failed on the copy, so the copy was not opened to its users: fix the step's SQL (the message names the step, the error and its position) and run again.",
+  'masking-failed':
+    'Masking the copy failed or was refused before it started; the details name each table and column. The copy stays closed to everyone but db-refresher.',
   timeout: 'A phase took longer than its timeout: check the source load and network throughput, or raise the timeout.',
   interrupted: 'db-refresher stopped during this run; the run record shows the last phase that completed. Run the job again.',
   unknown: 'See the message and the last log lines for the underlying error.',

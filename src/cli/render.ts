@@ -2,9 +2,9 @@ import { stringify } from 'yaml';
 import { tables, totalTables } from '../checks/compare.js';
 import { formatBytes } from '../config/byte-size.js';
 import type { JobConfig } from '../config/types.js';
-import type { Check, TargetDescription } from '../ports.js';
-import type { PhaseName, PhaseRecord, RunRecord } from '../runner/run-record.js';
-import { needsPrivateWindow, type SafeCopyPlan, safeCopyPlan } from '../safe-copy/plan.js';
+import type { Check } from '../run/facts.js';
+import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../run/record.js';
+import { type SafeCopyPlan, safeCopyPlan } from '../safe-copy/plan.js';
 
 /** Pure text renderers for the CLI. Objects in, strings out. */
 
@@ -38,14 +38,13 @@ export interface Plan {
   safeCopy: SafeCopyPlan;
 }
 
-export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
+/** `steps` come from the phase table (planSteps in src/runner/phases). */
+export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan['steps']): Plan {
   const { source } = job;
   const auth = source.sslCert ? 'TLS client certificate' : source.password ? 'password' : 'no secret configured (trust, peer or .pgpass)';
   const databases = job.verify.databases.length
     ? job.verify.databases.map((d) => d.name)
     : ('all connectable databases on the source' as const);
-  const safeCopy = safeCopyPlan(job);
-  const privately = needsPrivateWindow(job);
   return {
     job: job.name,
     description: job.description,
@@ -57,49 +56,8 @@ export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
       sizeTolerancePercent: job.verify.sizeTolerancePercent,
       ownerLogin: job.verify.owner ? `${job.verify.owner.user}@${job.verify.owner.database}` : null,
     },
-    steps: [
-      {
-        phase: 'preflight',
-        action:
-          'check the source (reachable, replication connection, REPLICATION role, free walsender slots, tablespaces) and the target (same major version, safety marker, port, room); nothing is changed if any check fails',
-        destructive: false,
-      },
-      {
-        phase: 'snapshot',
-        action: `record size, owner and table counts per schema of ${Array.isArray(databases) ? databases.join(', ') : databases} on the source`,
-        destructive: false,
-      },
-      { phase: 'teardown', action: target.steps.teardown, destructive: true },
-      { phase: 'clone', action: target.steps.clone, destructive: true },
-      { phase: 'start', action: target.steps.start, destructive: true },
-      {
-        phase: 'neutralise',
-        action: safeCopy.neutralise.length ? safeCopy.neutralise.join('; ') : 'nothing (neutralise: false)',
-        destructive: true,
-      },
-      {
-        phase: 'prepare',
-        action:
-          [
-            ...(safeCopy.roles.length ? [`test roles: ${safeCopy.roles.join('; ')}`] : []),
-            ...(safeCopy.prepare.length ? [`steps as the superuser: ${safeCopy.prepare.join('; ')}`] : []),
-          ].join('; ') || 'nothing (no roles or steps)',
-        destructive: true,
-      },
-      {
-        phase: 'open',
-        action: privately
-          ? "end the private window: the copy accepts its users' connections from now on"
-          : 'nothing (the copy started open: nothing runs before its users)',
-        destructive: true,
-      },
-      {
-        phase: 'verify',
-        action: `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${job.verify.owner ? `, and that ${job.verify.owner.user} can log in` : ''}`,
-        destructive: false,
-      },
-    ],
-    safeCopy,
+    steps,
+    safeCopy: safeCopyPlan(job),
   };
 }
 

@@ -45,6 +45,7 @@ export type Config = Omit<Resolved<z.output<typeof configSchema>>, 'jobs'> & {
 export type VerifyConfig = JobConfig['verify'];
 export type TestRole = JobConfig['roles'][number];
 export type NeutraliseSettings = JobConfig['neutralise'];
+export type MaskConfig = NonNullable<JobConfig['mask']>;
 export type VerifiedDatabase = VerifyConfig['databases'][number];
 export type NotificationTarget = Config['notifications'][string];
 

@@ -1,5 +1,6 @@
 import type { NeutraliseSettings } from '../config/types.js';
-import type { Check, SqlSession } from '../ports.js';
+import type { SqlSession } from '../ports.js';
+import type { Check } from '../run/facts.js';
 
 /**
  * Verification of a neutralised copy: what `neutralise` switched off is still

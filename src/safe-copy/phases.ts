@@ -1,7 +1,8 @@
 import type { JobConfig } from '../config/types.js';
 import { PhaseFailure } from '../errors.js';
-import type { Check, PhaseContext, PhaseDetail, SqlConnector, Target } from '../ports.js';
-import type { RunRecord } from '../runner/run-record.js';
+import type { PhaseContext, SqlConnector, Target } from '../ports.js';
+import type { Check } from '../run/facts.js';
+import type { PhaseDetail, RunRecord } from '../run/record.js';
 import { type CopyAccess, withCopySession } from './access.js';
 import { neutralisedChecks, readNeutralisedFacts } from './checks.js';
 import { neutraliseCopy } from './neutralise.js';
@@ -30,8 +31,8 @@ export async function copyAccess(input: SafeCopyInput, ctx: PhaseContext): Promi
   return { sql: input.sql, endpoint: access.endpoint, maintenanceDatabase: access.maintenanceDatabase };
 }
 
-function ownerOf(input: SafeCopyInput): string | undefined {
-  return input.job.verify.owner?.user ?? input.target.defaultOwner?.()?.user;
+async function ownerOf(input: SafeCopyInput, ctx: PhaseContext): Promise<string | undefined> {
+  return input.job.verify.owner?.user ?? (await input.target.defaultOwner?.(ctx))?.user;
 }
 
 export async function neutralisePhase(input: SafeCopyInput, ctx: PhaseContext): Promise<PhaseDetail> {
@@ -41,7 +42,7 @@ export async function neutralisePhase(input: SafeCopyInput, ctx: PhaseContext): 
   const keep = keptRoles({
     settings: job.neutralise,
     testRoles: job.roles.map((r) => r.name),
-    owner: ownerOf(input),
+    owner: await ownerOf(input, ctx),
     connectsAs: [],
     operatorManaged: target.reservedRoles?.() ?? [],
   });
@@ -55,7 +56,10 @@ export async function preparePhase(input: SafeCopyInput, ctx: PhaseContext): Pro
   // CNPG applies the owner's password from the owner's Secret; a local copy gets it here.
   const owner = job.target.kind === 'local' ? job.verify.owner : undefined;
   if (job.roles.length === 0 && job.prepare.length === 0 && !owner) return { skipped: 'no roles or steps in the job' };
-  if (!input.target.privateAccess) throw new Error(`the ${job.target.kind} target cannot run roles or prepare steps yet`);
+  if (!input.target.privateAccess) {
+    if (job.roles.length === 0 && job.prepare.length === 0) return { skipped: `the ${job.target.kind} target has no private window` };
+    throw new Error(`the ${job.target.kind} target cannot run roles or prepare steps yet`);
+  }
   const access = await copyAccess(input, ctx);
   const roles = await applyRoles(access, job.roles, owner);
   const steps = await runPrepareSteps(access, job.prepare, ctx);

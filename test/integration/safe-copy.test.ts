@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxCluster } from '../../scripts/pg-sandbox.js';
 import { APP_OWNER } from '../../scripts/sample-data.js';
-import type { RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/run/record.js';
 import { queryCopy } from '../support/copy-queries.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 

@@ -19,8 +19,8 @@ import { grantStatementsByDatabase, roleStatements } from '../../src/safe-copy/r
 import { scramSha256Verifier } from '../../src/safe-copy/scram.js';
 import { lineAndColumn, quoteIdent, quoteLiteral, splitStatements } from '../../src/safe-copy/sql-text.js';
 import { describeStepError } from '../../src/safe-copy/step-error.js';
-import { openPatch, withPrivateWindow } from '../../src/target/cnpg/private-window.js';
-import { privateSocketDir, privateStartOptions } from '../../src/target/local/private-start.js';
+import { openPatch, withPrivateWindow } from '../../src/targets/cnpg/private-window.js';
+import { privateSocketDir, privateStartOptions } from '../../src/targets/local/private-start.js';
 
 const env = { PW: 'pw-value', QA_PW: 'qa-secret' };
 const base = `
