@@ -84,7 +84,13 @@ export const prepareStepSchema = z
     sql: z.string().min(1).optional().describe('SQL to run (one or more statements)'),
     file: z.string().min(1).optional().describe('A file holding the SQL; read when the config is loaded; relative to the config file'),
     transaction: z.boolean().default(true).describe('Run the step in one transaction (all or nothing)'),
-    timeoutSeconds: z.number().int().positive().default(600).describe('How long the step may run (statement_timeout)'),
+    timeoutSeconds: z
+      .number()
+      .int()
+      .positive()
+      .max(86_400, { error: 'must be at most 86400 (a day)' })
+      .default(600)
+      .describe('How long each statement of the step may run (statement_timeout)'),
   })
   .superRefine((step, ctx) => {
     if ((step.sql === undefined) === (step.file === undefined)) {

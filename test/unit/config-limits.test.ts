@@ -98,7 +98,10 @@ const bases = ['file', 'kubernetes'].map((history) => ({
   server: { port: 8080, history: { kind: history, keepRuns: 10 } },
   notifications: { team: { kind: 'generic', url: { env: 'HOOK' }, events: ['upcoming'] } },
   jobs: [
-    job('local', { kind: 'local', dataDir: 'data/local', port: 5433 }),
+    {
+      ...job('local', { kind: 'local', dataDir: 'data/local', port: 5433 }),
+      prepare: [{ name: 'step', database: 'app', sql: 'SELECT 1', timeoutSeconds: 60 }],
+    },
     {
       ...job('cnpg', { kind: 'cnpg', namespace: 'qa', clusterName: 'qa', values: cnpgValues, connect: { host: 'qa' } }),
       source: undefined,
