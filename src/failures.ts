@@ -21,6 +21,7 @@ export const FAILURE_CLASSES = [
   'target-stuck',
   'target-port-in-use',
   'verification-failed',
+  'prepare-failed',
   'masking-failed',
   'timeout',
   'interrupted',
@@ -53,6 +54,8 @@ export const FAILURE_HINTS: Readonly<Record<FailureClass, string>> = {
     'The target stopped where only a person can help (CloudNativePG: a phase such as "Unable to create required cluster objects" or "Invalid cluster definition"); the message carries the operator\'s reason. Fix what it names, then run the job again.',
   'target-port-in-use': 'Another process listens on the target port: stop it, or give the target another port.',
   'verification-failed': "The copy does not match the source or the job's expectations; the verification results list each failing check.",
+  'prepare-failed':
+    "A prepare step of the job failed on the copy, so the copy was not opened to its users: fix the step's SQL (the message names the step, the error and its position) and run again.",
   'masking-failed':
     'Masking the copy failed or was refused before it started; the details name each table and column. The copy stays closed to everyone but db-refresher.',
   timeout: 'A phase took longer than its timeout: check the source load and network throughput, or raise the timeout.',

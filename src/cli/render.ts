@@ -5,6 +5,7 @@ import type { JobConfig } from '../config/types.js';
 import { formatDuration } from '../duration.js';
 import type { Check } from '../run/facts.js';
 import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../run/record.js';
+import { type SafeCopyPlan, safeCopyPlan } from '../safe-copy/plan.js';
 
 /** Pure text renderers for the CLI. Objects in, strings out. */
 
@@ -25,6 +26,8 @@ export interface Plan {
   schedule: { expression: string; timezone: string; suspended: boolean } | null;
   verify: { databases: string[] | 'all connectable databases on the source'; sizeTolerancePercent: number; ownerLogin: string | null };
   steps: Array<{ phase: PhaseName; action: string; destructive: boolean }>;
+  /** What the private window holds: neutralisation items, test roles, prepare steps. */
+  safeCopy: SafeCopyPlan;
 }
 
 /** How db-refresher authenticates to the source: configured secrets, or for cnpg jobs the Kubernetes Secrets the values name. */
@@ -66,6 +69,7 @@ export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan
             : null,
     },
     steps,
+    safeCopy: safeCopyPlan(job),
   };
 }
 
@@ -81,7 +85,7 @@ export function renderPlanText(plan: Plan): string {
     'Steps:',
   );
   plan.steps.forEach((step, i) => {
-    lines.push(`  ${i + 1}. ${step.phase.padEnd(9)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
+    lines.push(`  ${i + 1}. ${step.phase.padEnd(10)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
   });
   const manifest = plan.target.details.manifest;
   if (manifest) {

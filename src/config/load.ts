@@ -6,6 +6,7 @@ import { checkTargetPaths } from './check-paths.js';
 import { checkWebhookUrls } from './check-webhooks.js';
 import { parseCnpgValues, sourceFromValues } from './cnpg-values.js';
 import { configIssueMessage } from './issue-messages.js';
+import { readPrepareSteps } from './prepare-files.js';
 import { quote } from './quote.js';
 import { maxConfigBytes, type Outcome, parseYamlText, readTextFile } from './read-yaml.js';
 import { configSchema, type RawConfig } from './schema.js';
@@ -151,7 +152,8 @@ function resolveSecrets(config: RawConfig, env: NodeJS.ProcessEnv, problems: str
 type ResolvedJob = Resolved<RawConfig>['jobs'][number];
 
 /** Makes a job's paths absolute, reads cnpg values, and fills in a cnpg job's source from them. */
-function buildJob(job: ResolvedJob, at: string, resolvePath: (p: string) => string, problems: string[]): JobConfig | undefined {
+function buildJob(input: ResolvedJob, at: string, resolvePath: (p: string) => string, problems: string[]): JobConfig | undefined {
+  const job = { ...input, prepare: readPrepareSteps(input.prepare, at, resolvePath, problems) };
   const { target } = job;
   switch (target.kind) {
     case 'local':

@@ -5,6 +5,7 @@ import { quote } from './quote.js';
 import { cnpgTargetSchema } from './schema-cnpg.js';
 import { maskSchema } from './schema-mask.js';
 import { notificationSchema } from './schema-notify.js';
+import { safeCopyFields } from './schema-safe-copy.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
 import { strategyIssues, strategySchema } from './schema-strategy.js';
 import { secretRef } from './secret-ref.js';
@@ -145,6 +146,7 @@ export const jobSchema = z
     mask: maskSchema.optional(),
     notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
     ...jobServiceFields,
+    ...safeCopyFields,
   })
   .superRefine((job, ctx) => {
     if (job.source === undefined && job.target.kind === 'local') {

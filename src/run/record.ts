@@ -10,7 +10,7 @@ import { TARGET_DOWN, targetLeftDown } from './target-down.js';
  * its job states.
  */
 
-export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify'] as const;
+export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify'] as const;
 export type PhaseName = (typeof PHASES)[number];
 
 /**

@@ -12,7 +12,6 @@ export interface TargetDeps {
   clock?: Clock;
   /** A Kubernetes client to use instead of the one the job's kubeconfig describes (tests). */
   kube?: Kube;
-  clock?: Clock;
 }
 
 /** The one place that maps a target kind to its implementation. */
@@ -23,6 +22,7 @@ export function createTarget(config: Config, job: JobConfig, deps: TargetDeps = 
       return new LocalTarget({
         job: asLocalJob(job),
         jobPath,
+        sql: deps.sql ?? new PgConnector(),
         ...(deps.env ? { env: deps.env } : {}),
         ...(deps.clock ? { clock: deps.clock } : {}),
       });

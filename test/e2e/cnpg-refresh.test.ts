@@ -282,7 +282,7 @@ describe('refreshing a CNPG Cluster', () => {
 
   for (const [stopAfter, resumesAt] of [
     ['clone', 'start'],
-    ['start', 'verify'],
+    ['start', 'neutralise'],
   ] as const) {
     it(`a run stopped after ${stopAfter} (a service restart) resumes at ${resumesAt} and succeeds`, async () => {
       const config = await job({ name: `resumed-${resumesAt}`, cluster: `resumed-${resumesAt}` });

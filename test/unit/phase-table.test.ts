@@ -10,8 +10,9 @@ describe('phase table', () => {
   it('says per target kind where a restarted service may resume, and which phases change the target', () => {
     for (const kind of ['local', 'cnpg'] as const) {
       const policy = resumePolicy(kind);
-      expect([...policy.resumable]).toEqual(['start', 'verify']);
-      expect([...policy.changesTarget]).toEqual(['teardown', 'clone', 'start']);
+      // Neutralising again finds nothing left to do and opening is idempotent; the user's prepare steps may not be.
+      expect([...policy.resumable]).toEqual(['start', 'neutralise', 'open', 'verify']);
+      expect([...policy.changesTarget]).toEqual(['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open']);
     }
   });
 

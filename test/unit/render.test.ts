@@ -45,19 +45,28 @@ function planFor(yamlJob: string) {
 }
 
 describe('buildPlan and renderPlanText', () => {
-  it('lists the six phases in order, and only teardown, clone and start change the target', () => {
+  it('lists the phases in order, and only teardown, clone, start and the private window change the target', () => {
     const { plan } = planFor(manualJob);
     expect(plan.steps.map((s) => s.phase)).toEqual([...PHASES]);
-    expect(plan.steps.filter((s) => s.destructive).map((s) => s.phase)).toEqual(['teardown', 'clone', 'start']);
+    expect(plan.steps.filter((s) => s.destructive).map((s) => s.phase)).toEqual([
+      'teardown',
+      'clone',
+      'start',
+      'neutralise',
+      'prepare',
+      'open',
+    ]);
 
     const text = renderPlanText(plan);
     const lines = text.split('\n');
     const start = lines.indexOf('Steps:');
     expect(start).toBeGreaterThan(0);
-    const steps = lines.slice(start + 1, start + 7);
+    const steps = lines.slice(start + 1, start + 1 + PHASES.length);
     PHASES.forEach((phase, i) => {
       expect(steps[i]).toMatch(new RegExp(`^  ${i + 1}\\. ${phase}\\b`));
-      expect(steps[i]?.includes('[changes the target]')).toBe(['teardown', 'clone', 'start'].includes(phase));
+      expect(steps[i]?.includes('[changes the target]')).toBe(
+        ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open'].includes(phase),
+      );
     });
   });
 

@@ -76,9 +76,9 @@ const cloneError: RunError = {
 };
 
 describe('newRun', () => {
-  it('has the six phases in order, all pending, and a running status', () => {
+  it('has the nine phases in order, all pending, and a running status', () => {
     const run = fresh();
-    expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify']);
+    expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify']);
     expect(run.phases.map((p) => p.name)).toEqual([...PHASES]);
     expect(run.phases.every((p) => p.status === 'pending')).toBe(true);
     expect(run.status).toBe('running');
@@ -154,11 +154,15 @@ describe('finishing a run', () => {
   it('succeedRun refuses while phases are pending, naming them', () => {
     const run = through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone']);
     expect(() => succeedRun(run, at(60_000))).toThrow(TransitionError);
-    expect(() => succeedRun(run, at(60_000))).toThrow(/start, verify/);
+    expect(() => succeedRun(run, at(60_000))).toThrow(/start, neutralise, prepare, open, verify/);
   });
 
   it('succeedRun refuses while a phase is running', () => {
-    const run = startPhase(through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start']), 'verify', at(20_000));
+    const run = startPhase(
+      through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open']),
+      'verify',
+      at(20_000),
+    );
     expect(() => succeedRun(run, at(60_000))).toThrow(/verify/);
   });
 
@@ -171,7 +175,8 @@ describe('finishing a run', () => {
 
   it('a dry run with its destructive phases skipped can succeed', () => {
     let run = through(fresh(), ['preflight', 'snapshot']);
-    for (const name of ['teardown', 'clone', 'start', 'verify'] as const) run = skipPhase(run, name, 'dry run');
+    for (const name of ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify'] as const)
+      run = skipPhase(run, name, 'dry run');
     expect(succeedRun(run, at(5000)).status).toBe('succeeded');
   });
 

@@ -91,6 +91,7 @@ class FakeSql implements SqlConnector {
         return rows as Row[];
       },
       execute: async () => 0,
+      script: async () => [],
       backendPid: () => undefined,
     };
     return fn(session);
@@ -229,8 +230,8 @@ describe('Runner with a fake target and a fake clock', () => {
     expect(run.status).toBe('succeeded');
     expect(statuses(run)).toEqual(Object.fromEntries(PHASES.map((p) => [p, 'succeeded'])));
     expect(target.calls).toEqual(['resolveSource', 'preflight:16', 'teardown', 'clone', 'start', 'outcome:succeeded']);
-    // Timings come from the fake clock: preflight 1 s, each target phase 10 s.
-    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0]);
+    // Timings come from the fake clock: preflight 1 s, each target phase 10 s; the fake has no private window.
+    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0, 0, 0, 0]);
     expect(run.durationMs).toBe(31_000);
     expect(run.snapshot?.takenAt).toBe(new Date(T0 + 1000).toISOString());
     expect(run.preflight?.every((c) => c.ok)).toBe(true);
@@ -289,7 +290,7 @@ describe('Runner with a fake target and a fake clock', () => {
     expect((await store.get(run.id))?.status).toBe('failed');
   });
 
-  it.each(['start', 'verify'] as const)(
+  it.each(['start', 'neutralise'] as const)(
     'pauses at the boundary before %s on shutdown, and a restarted service resumes there',
     async (resumeAt) => {
       const before = PHASES[PHASES.indexOf(resumeAt) - 1] as TargetPhase;
@@ -356,6 +357,9 @@ describe('Runner with a fake target and a fake clock', () => {
       teardown: 'skipped',
       clone: 'skipped',
       start: 'skipped',
+      neutralise: 'skipped',
+      prepare: 'skipped',
+      open: 'skipped',
       verify: 'skipped',
     });
     expect(run.phases.find((p) => p.name === 'clone')?.reason).toBe('dry run: nothing is changed');

@@ -80,7 +80,7 @@ export const genericEnvelopeSchema = z
         downtimeMs: milliseconds
           .nullable()
           .describe(
-            'How long the copy was unavailable: from the start of teardown to the end of the start phase (or to the end of a run that failed after teardown began); null when teardown did not start',
+            'How long the copy was unavailable: from the start of teardown to the end of the open phase (when users may connect again) (or to the end of a run that failed after teardown began); null when teardown did not start',
           ),
         targetDown: z.boolean().describe('True when the old copy was removed and no new copy is running'),
         phases: z.array(

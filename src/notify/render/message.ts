@@ -57,7 +57,7 @@ export interface MessageFacts {
         createdAt: string;
         finishedAt?: string | undefined;
         durationMs?: number | undefined;
-        /** From the start of teardown to the end of the start phase: how long the copy was unavailable. */
+        /** From the start of teardown to the end of the open phase: how long the copy was unavailable to its users. */
         downtimeMs?: number | undefined;
         /** The old copy was removed and no new copy is running (a failure after teardown began). */
         targetDown: boolean;
@@ -128,11 +128,12 @@ const SKIP_REASONS: Readonly<Record<SkipReason, string>> = {
 /** How long the copy was unavailable, and whether it still is. */
 export function downtimeOf(run: RunRecord): { downtimeMs?: number; targetDown: boolean } {
   const teardown = run.phases.find((p) => p.name === 'teardown');
-  const start = run.phases.find((p) => p.name === 'start');
+  // Users get the copy back when it opens (the end of the private window).
+  const open = run.phases.find((p) => p.name === 'open');
   if (!teardown?.startedAt) return { targetDown: false };
   const from = Date.parse(teardown.startedAt);
-  if (start?.status === 'succeeded' && start.finishedAt) return { downtimeMs: Date.parse(start.finishedAt) - from, targetDown: false };
-  // Teardown began and no copy was started: the target is down (still, or since the run ended).
+  if (open?.status === 'succeeded' && open.finishedAt) return { downtimeMs: Date.parse(open.finishedAt) - from, targetDown: false };
+  // Teardown began and no copy was opened: the target is down (still, or since the run ended).
   const until = run.finishedAt ? Date.parse(run.finishedAt) : undefined;
   return { ...(until !== undefined ? { downtimeMs: until - from } : {}), targetDown: run.status !== 'running' };
 }

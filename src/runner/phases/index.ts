@@ -27,14 +27,17 @@
 import type { JobConfig } from '../../config/types.js';
 import type { PhaseName, ResumePolicy, TargetDescription } from '../../run/record.js';
 import { clone } from './clone.js';
+import { neutralise } from './neutralise.js';
+import { open } from './open.js';
 import type { Phase, TargetKind } from './phase.js';
 import { preflight } from './preflight.js';
+import { prepare } from './prepare.js';
 import { snapshot } from './snapshot.js';
 import { start } from './start.js';
 import { teardown } from './teardown.js';
 import { verify } from './verify.js';
 
-export const PHASE_TABLE: readonly Phase[] = [preflight, snapshot, teardown, clone, start, verify];
+export const PHASE_TABLE: readonly Phase[] = [preflight, snapshot, teardown, clone, start, neutralise, prepare, open, verify];
 
 /** Which phases a run on this kind of target may be taken up again at, and which ones change the target. */
 export function resumePolicy(kind: TargetKind): ResumePolicy {

@@ -1,4 +1,5 @@
 import { databasesToVerify, verifyCopy } from '../../checks/verify.js';
+import { neutralisedVerification } from '../../safe-copy/phases.js';
 import { checksFailure, type Phase } from './phase.js';
 import { sourceUnavailable } from './source.js';
 
@@ -29,6 +30,12 @@ export const verify: Phase = {
       copyOwner,
       sql: ctx.sql,
     });
+    // What neutralise switched off must still be off on the open copy.
+    const neutralised = await neutralisedVerification(ctx, record);
+    if (neutralised.length > 0) {
+      verification.checks.push(...neutralised);
+      verification.ok = verification.ok && neutralised.every((c) => c.ok || c.severity === 'warning');
+    }
     if (!verification.ok) {
       const failing = [...verification.databases.flatMap((d) => d.checks), ...verification.checks].filter(
         (c) => !c.ok && c.severity !== 'warning',

@@ -8,13 +8,14 @@ import type { JobConfig, LocalTargetConfig, PgEndpoint } from '../../config/type
 import { PhaseFailure } from '../../errors.js';
 import { classifyLog } from '../../failures.js';
 import type { Logger } from '../../observe/logger.js';
-import type { Clock, PhaseContext, Target } from '../../ports.js';
+import type { Clock, PhaseContext, PrivateAccess, SqlConnector, Target } from '../../ports.js';
 import { describeSearch, discoverPgBinDirs, type PgBinDir } from '../../postgres/binaries.js';
 import { childEnv } from '../../postgres/child-env.js';
 import { CommandNotStarted, runCommand } from '../../postgres/command.js';
 import { type OsUser, serverOsUser } from '../../postgres/os-user.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
+import { needsPrivateWindow } from '../../safe-copy/plan.js';
 import {
   authDirFor,
   buildConninfo,
@@ -33,6 +34,7 @@ import {
 } from './commands.js';
 import { directorySize, inspectDataDir, overlaps, readMarker, refusalReason, runningServer } from './data-dir.js';
 import { endCloneProcesses } from './orphans.js';
+import { closePrivately, type PrivateWindowDeps, privateEndpoint, runsPrivately, startPrivately } from './private-window.js';
 import { emptyTrash, moveToTrash, removeMarkedLast } from './removal.js';
 import { roomNeeded } from './room.js';
 
@@ -50,6 +52,8 @@ export interface LocalTargetOptions {
   jobPath: string;
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
+  /** Reaches the copy through its private socket during the private window. */
+  sql?: SqlConnector;
 }
 
 export class LocalTarget implements Target {
@@ -58,6 +62,7 @@ export class LocalTarget implements Target {
   readonly #jobPath: string;
   readonly #env: NodeJS.ProcessEnv;
   readonly #clock: Clock;
+  readonly #sql: SqlConnector | undefined;
 
   constructor(options: LocalTargetOptions) {
     this.#job = options.job;
@@ -65,6 +70,7 @@ export class LocalTarget implements Target {
     this.#jobPath = options.jobPath;
     this.#env = options.env ?? process.env;
     this.#clock = options.clock ?? systemClock;
+    this.#sql = options.sql;
   }
 
   describe(): TargetDescription {
@@ -76,7 +82,9 @@ export class LocalTarget implements Target {
       steps: {
         teardown: `stop the copy in ${dataDir} (fast shutdown), move the directory aside in one step and delete it, only if db-refresher created it for this job${this.#config.adopt ? ' (or adopt it: adopt is on)' : ''}`,
         clone: `pg_basebackup -X stream -c fast into ${stagingDirFor(dataDir)}, then move it to ${dataDir}`,
-        start: `pg_ctl start on ${host}:${port} (archiving off, no Unix socket) and wait until it accepts connections`,
+        start: needsPrivateWindow(this.#job)
+          ? `pg_ctl start with no TCP listener, on a private Unix socket only db-refresher reaches (archiving off, no logical replication workers, no pg_cron jobs); open it on ${host}:${port} once the copy is prepared`
+          : `pg_ctl start on ${host}:${port} (archiving off, no Unix socket) and wait until it accepts connections`,
       },
     };
   }
@@ -428,13 +436,51 @@ export class LocalTarget implements Target {
   }
 
   async start(ctx: PhaseContext): Promise<PhaseDetail> {
-    const { dataDir, host, port, startTimeoutSeconds } = this.#config;
+    const { dataDir } = this.#config;
     const marker = readMarker(dataDir);
     if (!marker || marker.job !== this.#job.name) {
       throw new PhaseFailure('unsafe-target', `${dataDir} is not a copy made by this job; refusing to start it`);
     }
     const notOurs = this.#madeByAnotherRun(ctx.runId);
     if (notOurs) throw new PhaseFailure('unsafe-target', notOurs);
+    if (needsPrivateWindow(this.#job)) {
+      return startPrivately(this.#window(ctx), { noLogicalWorkers: this.#job.neutralise.subscriptions }, ctx);
+    }
+    return this.#startOpen(ctx);
+  }
+
+  #window(ctx: PhaseContext): PrivateWindowDeps {
+    const { dataDir, startTimeoutSeconds } = this.#config;
+    return { dataDir, pgCtl: this.#binary('pg_ctl', ctx), runAs: this.#runAs(), startTimeoutSeconds };
+  }
+
+  async privateAccess(ctx: PhaseContext): Promise<PrivateAccess> {
+    if (!this.#sql) throw new Error('the local target was built without a SQL connector');
+    const { source } = this.#job;
+    const endpoint = await privateEndpoint(
+      this.#window(ctx),
+      this.#sql,
+      { user: source.sql.user, database: source.dbname },
+      this.#config.port,
+    );
+    return { endpoint, maintenanceDatabase: source.dbname };
+  }
+
+  async open(ctx: PhaseContext): Promise<PhaseDetail> {
+    const window = this.#window(ctx);
+    if (!runsPrivately(window) && runningServer(this.#config.dataDir)) return { alreadyOpen: true };
+    const closed = await closePrivately(window, ctx);
+    const started = await this.#startOpen(ctx);
+    return { ...closed, ...started };
+  }
+
+  reservedRoles(): string[] {
+    // db-refresher verifies the copy with the source's credentials.
+    return [this.#job.source.user, this.#job.source.sql.user];
+  }
+
+  async #startOpen(ctx: PhaseContext): Promise<PhaseDetail> {
+    const { dataDir, host, port, startTimeoutSeconds } = this.#config;
     const running = runningServer(dataDir);
     if (running) return { alreadyRunning: true, pid: running.pid, port: running.port };
     const started = this.#clock.now().getTime();
