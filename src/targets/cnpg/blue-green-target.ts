@@ -222,6 +222,13 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
     return { deleted: plan.name, why: plan.why };
   }
 
+  async reap(ctx: PhaseContext): Promise<PhaseDetail> {
+    const plan = planCleanup(await (await this.#service()).view(), this.#strategy.keepPreviousSeconds, new Date());
+    if (plan.action !== 'delete') return { removed: [] };
+    await this.#slotTarget(plan.name.endsWith('-a') ? 'a' : 'b').teardown(ctx);
+    return { removed: [`Cluster ${plan.name} (${plan.why})`] };
+  }
+
   async afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined> {
     const view = await (await this.#service()).view();
     const slot = activeSlot(view) ? otherSlot(activeSlot(view) as CnpgSlot) : 'a';
