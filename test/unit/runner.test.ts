@@ -89,6 +89,8 @@ class FakeSql implements SqlConnector {
         if (rows.length === 0) throw new Error(`unexpected query on ${database}: ${text}`);
         return rows as Row[];
       },
+      execute: async () => 0,
+      backendPid: () => undefined,
     };
     return fn(session);
   }
