@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { FAILURE_HINTS } from '../../src/failures.js';
 import {
+  PHASES as ALL_PHASES,
   currentPhase,
   failRun,
   interruptRun,
   newRun,
   newRunId,
-  PHASES,
+  RECREATE_PHASES as PHASES,
   type PhaseName,
   type RunError,
   type RunRecord,
@@ -75,9 +76,21 @@ const cloneError: RunError = {
 };
 
 describe('newRun', () => {
-  it('has the six phases in order, all pending, and a running status', () => {
+  it('has the six phases of a recreate refresh in order, all pending, and a running status', () => {
     const run = fresh();
     expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify']);
+    expect(ALL_PHASES).toEqual([
+      'preflight',
+      'snapshot',
+      'teardown',
+      'clone',
+      'clone-beside',
+      'start',
+      'verify',
+      'swap',
+      'cleanup-previous',
+      'rollback',
+    ]);
     expect(run.phases.map((p) => p.name)).toEqual([...PHASES]);
     expect(run.phases.every((p) => p.status === 'pending')).toBe(true);
     expect(run.status).toBe('running');
