@@ -136,7 +136,7 @@ export class Runner {
     return { run, done };
   }
 
-  async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<RunRecord> {
+  async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean; operation?: RunOperation } = {}): Promise<RunRecord> {
     return (await this.start(job, trigger, options)).done;
   }
 
