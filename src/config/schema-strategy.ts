@@ -23,7 +23,14 @@ export function parseDurationSeconds(value: string | number): number | undefined
 }
 
 const duration = z
-  .union([z.string(), z.number().int().min(0).max(MAX_DURATION_SECONDS, { error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)` })])
+  .union([
+    z.string(),
+    z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_DURATION_SECONDS, { error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)` }),
+  ])
   .refine((value) => parseDurationSeconds(value) !== undefined, {
     error: (issue) => `"${String(issue.input)}" is not a duration; write e.g. 0, 90s, 30m, 1h or 1h30m`,
   })

@@ -21,6 +21,7 @@ import { Scheduler, type SchedulerActions, type Timers } from '../schedule/sched
 import { createTarget } from '../targets/create.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
+import { PreviousReaper } from './previous-reaper.js';
 
 /**
  * `db-refresher serve`: the scheduler, the HTTP API, the run store, the runner
@@ -71,6 +72,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   readonly #descriptions = new Map<string, string>();
   readonly #warnings = new Map<string, { day: number; warnings: string[] }>();
   readonly #background = new Set<Promise<unknown>>();
+  readonly #reaper: PreviousReaper;
   /** Tick work waiting for its turn (see #pump). */
   readonly #pending: Array<() => void> = [];
   #next = 0;
@@ -111,6 +113,13 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       listeners: [(event: RunEvent) => this.board.onRunEvent(event), (event: RunEvent) => this.metrics.onRunEvent(event)],
     });
     this.runner = built.runner;
+    this.#reaper = new PreviousReaper({
+      jobs: config.jobs,
+      locks: this.#locks,
+      targetFor: (job) => createTarget(config, job, { env: this.#env }),
+      clock: this.#clock,
+      log,
+    });
     this.#notifier = built.notifier;
     this.scheduler = new Scheduler({
       jobs: config.jobs,
@@ -148,6 +157,8 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       await Promise.all(jobs.slice(i, i + CONCURRENCY).map((job) => this.#recoverJob(job)));
     }
     if (this.#accepting) this.scheduler.start();
+    // After recovery: a resumed run holds its job's lock, so the clean-up never races it.
+    if (this.#accepting) this.#reaper.start();
     this.#log.info(
       { jobs: jobs.length, scheduled: jobs.filter((j) => j.schedule && !j.suspend).length, history: this.config.server.history.kind },
       'scheduler started',
@@ -185,6 +196,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     this.#accepting = false;
     this.#log.info({ reason, graceSeconds: this.config.server.shutdownGraceSeconds, active: this.runner.activeCount }, 'shutting down');
     await this.scheduler.stop();
+    await this.#reaper.stop();
     this.runner.pauseAll(reason);
     if (!(await settlesWithin(this.#settled(), graceMs))) {
       this.#log.warn({ active: this.runner.activeCount }, 'grace period over: stopping the phases still running');
@@ -420,8 +432,8 @@ export class RefresherService implements ApiBackend, SchedulerActions {
 
   // ── runs ─────────────────────────────────────────────────────────────────
 
-  async #start(job: JobConfig, trigger: Trigger, dryRun: boolean): Promise<RunRecord> {
-    const started = await this.runner.start(job, trigger, { dryRun });
+  async #start(job: JobConfig, trigger: Trigger, dryRun: boolean, operation?: 'rollback'): Promise<RunRecord> {
+    const started = await this.runner.start(job, trigger, { dryRun, ...(operation ? { operation } : {}) });
     this.#follow(started);
     return started.run;
   }
@@ -491,9 +503,14 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     return this.store.get(id);
   }
 
-  async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord> {
+  async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean; operation?: 'rollback' }): Promise<RunRecord> {
     if (!this.#accepting) throw new RefresherError('JOB_BUSY', 'the service is shutting down');
-    return this.#start(job, { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) }, input.dryRun);
+    return this.#start(
+      job,
+      { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) },
+      input.dryRun,
+      input.operation,
+    );
   }
 
   currentRun(job: string): CurrentRun | undefined {
