@@ -92,7 +92,9 @@ async function main(): Promise<void> {
         const probe = await prober.stop();
         results[name].gapMs.push(probe.longestGapMs);
         results[name].runMs.push(Math.round(ms));
-        process.stderr.write(`round ${round} ${name}: run ${Math.round(ms)} ms, longest gap ${probe.longestGapMs} ms (${probe.failures} failed probes)\n`);
+        process.stderr.write(
+          `round ${round} ${name}: run ${Math.round(ms)} ms, longest gap ${probe.longestGapMs} ms (${probe.failures} failed probes)\n`,
+        );
       }
     }
     const summary = {
