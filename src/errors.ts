@@ -31,6 +31,7 @@ export const ERROR_TABLE = {
   JOB_BUSY: { slug: 'job-busy', httpStatus: 409, exitCode: 1 },
   JOB_SUSPENDED: { slug: 'job-suspended', httpStatus: 409, exitCode: 2 },
   UNSAFE_TARGET: { slug: 'unsafe-target', httpStatus: 409, exitCode: 1 },
+  NO_PREVIOUS_COPY: { slug: 'no-previous-copy', httpStatus: 409, exitCode: 1 },
   BODY_TOO_LARGE: { slug: 'body-too-large', httpStatus: 413, exitCode: 2 },
   URI_TOO_LONG: { slug: 'uri-too-long', httpStatus: 414, exitCode: 2 },
   UNSUPPORTED_MEDIA_TYPE: { slug: 'unsupported-media-type', httpStatus: 415, exitCode: 2 },
@@ -39,6 +40,7 @@ export const ERROR_TABLE = {
   REFRESH_FAILED: { slug: 'refresh-failed', httpStatus: 500, exitCode: 1 },
   INTERNAL: { slug: 'internal', httpStatus: 500, exitCode: 1 },
   SHUTTING_DOWN: { slug: 'shutting-down', httpStatus: 503, exitCode: 1 },
+  NO_LEADER: { slug: 'no-leader', httpStatus: 503, exitCode: 1 },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

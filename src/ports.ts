@@ -183,4 +183,9 @@ export interface BlueGreenTarget extends Target {
   afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined>;
   /** Switches clients back to the previous copy while it is kept; the copy it replaces is kept in its place. */
   rollback(ctx: PhaseContext): Promise<PhaseDetail>;
+  /**
+   * Outside any run (the service, at start and then every minute, holding the job's lock): finishes a
+   * swap a dead process left, removes a half-made copy, and the previous copy once keepPrevious has passed.
+   */
+  reap(ctx: PhaseContext): Promise<PhaseDetail>;
 }

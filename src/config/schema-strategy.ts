@@ -23,15 +23,21 @@ export function parseDurationSeconds(value: string | number): number | undefined
 }
 
 const duration = z
-  .union([z.string(), z.number().max(MAX_DURATION_SECONDS, { error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)` })])
+  .union([
+    z.string(),
+    z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_DURATION_SECONDS, { error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)` }),
+  ])
   .refine((value) => parseDurationSeconds(value) !== undefined, {
     error: (issue) => `"${String(issue.input)}" is not a duration; write e.g. 0, 90s, 30m, 1h or 1h30m`,
   })
-  // Durations end in Node timers, which hold at most 2^31-1 ms (see limits.ts).
-  .refine((value) => typeof value === 'number' || (parseDurationSeconds(value) ?? 0) <= MAX_DURATION_SECONDS, {
+  .refine((value) => (parseDurationSeconds(value) ?? 0) <= MAX_DURATION_SECONDS, {
     error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)`,
   })
-  .describe('A duration: seconds as a number, or 90s, 30m, 1h, 1h30m, 7d');
+  .describe(`A duration: seconds as a number (0-${MAX_DURATION_SECONDS}), or 90s, 30m, 1h, 1h30m, 7d`);
 
 const port = z.number().int().min(1, { error: 'must be a port number 1-65535' }).max(65535, { error: 'must be a port number 1-65535' });
 

@@ -183,4 +183,41 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): vo
       throw error;
     }
   });
+
+  api.post<{ Params: { job: string } }>('/jobs/:job/rollback', async (request, reply) => {
+    if (!backend.accepting()) {
+      reply.header('retry-after', '30');
+      return replyError(reply, 'SHUTTING_DOWN', 'the service is shutting down and takes no new runs; try again when it is back');
+    }
+    const job = findJob(request.params.job);
+    if (!job) return replyError(reply, 'JOB_NOT_FOUND', noJob(request.params.job));
+    const body = triggerBody.safeParse(request.body);
+    if (!body.success) return replyError(reply, 'USAGE', problem(body.error));
+    if (body.data?.dryRun) return replyError(reply, 'USAGE', 'dryRun: a rollback has no dry run; send {"reason": "…"} only');
+    if (job.strategy.kind !== 'blueGreen')
+      return replyError(
+        reply,
+        'NO_PREVIOUS_COPY',
+        `job "${job.name}" uses strategy ${job.strategy.kind}; only blueGreen keeps a previous copy to roll back to`,
+      );
+    try {
+      const run = await backend.trigger(job, {
+        by: request.principal?.name ?? 'unknown',
+        ...(body.data?.reason ? { reason: body.data.reason } : {}),
+        dryRun: false,
+        operation: 'rollback',
+      });
+      reply.header('location', runPath(run.id));
+      return reply.code(202).send({ run: summarizeRun(run), links: { self: runPath(run.id) } });
+    } catch (error) {
+      if (isRefresherError(error) && error.code === 'JOB_BUSY') {
+        const runId = backend.runningRunId(job.name);
+        return replyError(reply, 'JOB_BUSY', error.message, {
+          runId: runId ?? null,
+          ...(runId ? { links: { run: runPath(runId) } } : {}),
+        });
+      }
+      throw error;
+    }
+  });
 }

@@ -10,7 +10,37 @@ import { TARGET_DOWN, targetLeftDown } from './target-down.js';
  * its job states.
  */
 
-export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify'] as const;
+export const PHASES = [
+  'preflight',
+  'snapshot',
+  'teardown',
+  'clone',
+  'clone-beside',
+  'start',
+  'neutralise',
+  'prepare',
+  'open',
+  'verify',
+  'swap',
+  'cleanup-previous',
+  'rollback',
+] as const;
+
+/** The phases of a refresh with strategy recreate: what a record holds when newRun() is not told otherwise. */
+export const RECREATE_PHASES: readonly PhaseName[] = [
+  'preflight',
+  'snapshot',
+  'teardown',
+  'clone',
+  'start',
+  'neutralise',
+  'prepare',
+  'open',
+  'verify',
+];
+
+/** What a run does: refresh the copy (the default), or switch back to the previous copy of a blueGreen job. */
+export type RunOperation = 'refresh' | 'rollback';
 export type PhaseName = (typeof PHASES)[number];
 
 /**
@@ -88,6 +118,8 @@ export interface RunRecord {
   job: string;
   trigger: Trigger;
   dryRun: boolean;
+  /** Set on a rollback run (`db-refresher rollback`); absent on a refresh. */
+  operation?: 'rollback';
   status: RunStatus;
   createdAt: string;
   /** When the first phase could start (after waiting in the queue). */
@@ -134,6 +166,9 @@ export function newRun(input: {
   target: TargetDescription;
   /** Waits for a free slot before its first phase. */
   queued?: boolean;
+  /** The phases this run goes through (the job's strategy and the operation decide); default RECREATE_PHASES. */
+  phases?: readonly PhaseName[];
+  operation?: RunOperation;
 }): RunRecord {
   const createdAt = input.now.toISOString();
   return {
@@ -142,12 +177,13 @@ export function newRun(input: {
     job: input.job,
     trigger: input.trigger,
     dryRun: input.dryRun,
+    ...(input.operation === 'rollback' ? { operation: 'rollback' as const } : {}),
     status: input.queued ? 'queued' : 'running',
     createdAt,
     ...(input.queued ? {} : { startedAt: createdAt }),
     source: input.source,
     target: input.target,
-    phases: PHASES.map((name) => ({ name, status: 'pending' })),
+    phases: (input.phases ?? RECREATE_PHASES).map((name) => ({ name, status: 'pending' })),
   };
 }
 

@@ -11,6 +11,7 @@ import {
   newRun,
   newRunId,
   pauseRun,
+  type RunOperation,
   type RunRecord,
   resumePoint,
   resumeRun,
@@ -23,7 +24,8 @@ import {
 import { TARGET_DOWN, targetLeftDown } from '../run/target-down.js';
 import { prepareRun, type RunContext } from './context.js';
 import type { JobLock, JobLocks } from './lock.js';
-import { PHASE_TABLE, resumePolicy } from './phases/index.js';
+import { isBlueGreen } from './phases/blue-green.js';
+import { PHASE_TABLE, phasesFor, resumePolicy } from './phases/index.js';
 import type { Phase, PhaseResult } from './phases/phase.js';
 import { toRunError } from './run-error.js';
 import { settlePrevious, settleStaleLock } from './settle.js';
@@ -67,7 +69,7 @@ export class Runner {
    * free slot); `done` settles with the record when the run finishes or pauses.
    * Throws JOB_BUSY when the job is already running or queued.
    */
-  async start(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<StartedRun> {
+  async start(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean; operation?: RunOperation } = {}): Promise<StartedRun> {
     if (refusesManualRuns(job) && (trigger.kind === 'cli' || trigger.kind === 'http')) {
       throw new RefresherError('JOB_SUSPENDED', `job "${job.name}" is suspended and does not allow manual runs while suspended`, {
         hint: 'Set suspend: false, or allowManualWhenSuspended: true, on the job.',
@@ -85,6 +87,8 @@ export class Runner {
         source: { host: job.source.host, port: job.source.port, user: job.source.user },
         target: target.describe(),
         queued,
+        phases: phasesFor(job, options.operation),
+        ...(options.operation ? { operation: options.operation } : {}),
       }),
     );
   }
@@ -164,7 +168,7 @@ export class Runner {
     return { run, done };
   }
 
-  async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<RunRecord> {
+  async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean; operation?: RunOperation } = {}): Promise<RunRecord> {
     return (await this.start(job, trigger, options)).done;
   }
 
@@ -297,6 +301,21 @@ export class Runner {
     }
   }
 
+  /**
+   * A blueGreen run that fails before its swap: the target removes the half-made copy and says that the
+   * current copy was not changed, which the error then says too (record, CLI output, notifications).
+   */
+  async #failureNote(run: RunRecord, ctx: RunContext, targetContext: PhaseContext, message: string): Promise<string> {
+    if (run.dryRun || run.operation === 'rollback' || !isBlueGreen(ctx.target)) return message;
+    try {
+      const note = await ctx.target.afterFailure(run, targetContext);
+      return note ? `${message}; ${note}` : message;
+    } catch (error) {
+      ctx.log.warn({ err: error }, 'could not remove the half-made copy; the next run removes it');
+      return `${message}; the current copy was not changed`;
+    }
+  }
+
   /** Runs one phase: saved as started, run, its patch merged, saved as succeeded or failed. */
   async #phase(phase: Phase, before: RunRecord, ctx: RunContext): Promise<RunRecord> {
     const { clock } = this.#deps;
@@ -328,7 +347,7 @@ export class Runner {
       log.info({ durationMs: run.phases.find((p) => p.name === name)?.durationMs }, `${name} succeeded`);
     } else {
       const runError = toRunError(name, result.failure, ctx.signal);
-      run = failRun(run, runError, clock.now());
+      run = failRun(run, { ...runError, message: await this.#failureNote(run, ctx, targetContext, runError.message) }, clock.now());
       log.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
     }
     await this.#save(run, `${name} ${result.ok ? 'succeeded' : 'failed'}, and no later phase was started`);

@@ -67,10 +67,15 @@ export class ServiceApi implements ApiBackend {
     return this.#parts.store.get(id);
   }
 
-  async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord> {
+  async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean; operation?: 'rollback' }): Promise<RunRecord> {
     if (!this.#parts.accepting())
       throw new RefresherError('SHUTTING_DOWN', 'the service is shutting down and takes no new runs; try again when it is back');
-    return this.#parts.startRun(job, { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) }, input.dryRun);
+    return this.#parts.startRun(
+      job,
+      { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) },
+      input.dryRun,
+      input.operation,
+    );
   }
 
   currentRun(job: string): CurrentRun | undefined {

@@ -115,6 +115,15 @@ const bases = ['file', 'kubernetes'].map((history) => ({
       source: undefined,
       strategy: { kind: 'blueGreen', connect: { a: { host: 'qa-a' }, b: { host: 'qa-b' } } },
     },
+    {
+      ...job('local-bg', { kind: 'local', dataDir: 'data/local-bg', port: 5434 }),
+      strategy: { kind: 'blueGreen', keepPrevious: 60, drainSeconds: 1, sparePort: 5499 },
+    },
+    {
+      ...job('cnpg-bg', { kind: 'cnpg', namespace: 'qa', clusterName: 'qa-bg', values: cnpgValues }),
+      source: undefined,
+      strategy: { kind: 'blueGreen', connect: { a: { host: 'a' }, b: { host: 'b' } } },
+    },
   ],
 }));
 

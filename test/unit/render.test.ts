@@ -6,7 +6,7 @@ import { Secret } from '../../src/config/secret.js';
 import type { JobConfig } from '../../src/config/types.js';
 import { formatDuration } from '../../src/duration.js';
 import { FAILURE_HINTS } from '../../src/failures.js';
-import { failRun, newRun, PHASES, startPhase, succeedPhase } from '../../src/run/record.js';
+import { failRun, newRun, RECREATE_PHASES as PHASES, startPhase, succeedPhase } from '../../src/run/record.js';
 import { planSteps } from '../../src/runner/phases/index.js';
 import { asLocalJob, LocalTarget } from '../../src/targets/local/index.js';
 

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { FAILURE_HINTS } from '../../src/failures.js';
 import {
+  PHASES as ALL_PHASES,
   currentPhase,
   failRun,
   interruptRun,
   newRun,
   newRunId,
-  PHASES,
+  RECREATE_PHASES as PHASES,
   type PhaseName,
   type RunError,
   type RunRecord,
@@ -76,9 +77,24 @@ const cloneError: RunError = {
 };
 
 describe('newRun', () => {
-  it('has the nine phases in order, all pending, and a running status', () => {
+  it('has the phases of a recreate refresh in order, all pending, and a running status', () => {
     const run = fresh();
     expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify']);
+    expect(ALL_PHASES).toEqual([
+      'preflight',
+      'snapshot',
+      'teardown',
+      'clone',
+      'clone-beside',
+      'start',
+      'neutralise',
+      'prepare',
+      'open',
+      'verify',
+      'swap',
+      'cleanup-previous',
+      'rollback',
+    ]);
     expect(run.phases.map((p) => p.name)).toEqual([...PHASES]);
     expect(run.phases.every((p) => p.status === 'pending')).toBe(true);
     expect(run.status).toBe('running');

@@ -16,7 +16,7 @@ import { silentLogger } from '../../src/observe/logger.js';
 import type { Clock, PhaseContext, RunStore, SqlConnector, SqlSession, Target } from '../../src/ports.js';
 import type { RunEvent } from '../../src/run/events.js';
 import type { Check, SourceFacts } from '../../src/run/facts.js';
-import { PHASES, type PhaseName, type RunRecord } from '../../src/run/record.js';
+import { RECREATE_PHASES as PHASES, type PhaseName, type RunRecord } from '../../src/run/record.js';
 import { JobLocks } from '../../src/runner/lock.js';
 import { Runner } from '../../src/runner/runner.js';
 import { ConcurrencyGate } from '../../src/service/gate.js';
