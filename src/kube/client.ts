@@ -1,5 +1,6 @@
 import {
   BatchV1Api,
+  CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
@@ -33,6 +34,7 @@ export class Kube {
   readonly core: CoreV1Api;
   readonly batch: BatchV1Api;
   readonly custom: CustomObjectsApi;
+  readonly coordination: CoordinationV1Api;
   readonly watcher: Watch;
 
   constructor(config: KubeConfig) {
@@ -40,6 +42,7 @@ export class Kube {
     this.core = config.makeApiClient(CoreV1Api);
     this.batch = config.makeApiClient(BatchV1Api);
     this.custom = config.makeApiClient(CustomObjectsApi);
+    this.coordination = config.makeApiClient(CoordinationV1Api);
     this.watcher = new Watch(config);
   }
 

@@ -1,5 +1,6 @@
 import type { JobConfig } from '../config/types.js';
 import { RefresherError } from '../errors.js';
+import { stateDirWritable } from '../history/state-dir.js';
 import type { ApiBackend } from '../http/backend.js';
 import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
 import type { RunRecord } from '../run/record.js';
@@ -66,9 +67,15 @@ export class ServiceApi implements ApiBackend {
     return this.#parts.store.get(id);
   }
 
-  async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord> {
-    if (!this.#parts.accepting()) throw new RefresherError('JOB_BUSY', 'the service is shutting down');
-    return this.#parts.startRun(job, { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) }, input.dryRun);
+  async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean; operation?: 'rollback' }): Promise<RunRecord> {
+    if (!this.#parts.accepting())
+      throw new RefresherError('SHUTTING_DOWN', 'the service is shutting down and takes no new runs; try again when it is back');
+    return this.#parts.startRun(
+      job,
+      { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) },
+      input.dryRun,
+      input.operation,
+    );
   }
 
   currentRun(job: string): CurrentRun | undefined {
@@ -97,6 +104,7 @@ export class ServiceApi implements ApiBackend {
     const checks = {
       config: { ok: true },
       store,
+      stateDir: await stateDirWritable(config.stateDir),
       scheduler: scheduler.running ? { ok: true } : { ok: false, message: accepting ? 'starting' : 'stopped' },
       accepting: accepting ? { ok: true } : { ok: false, message: 'shutting down' },
     };

@@ -30,7 +30,7 @@ export interface ServiceParts {
   /** Work the service waits for before it stops; its failure is logged. */
   track(work: Promise<unknown>): void;
   /** Starts a run and follows it on the job board; throws JOB_BUSY and the like. */
-  startRun(job: JobConfig, trigger: Trigger, dryRun: boolean): Promise<RunRecord>;
+  startRun(job: JobConfig, trigger: Trigger, dryRun: boolean, operation?: 'rollback'): Promise<RunRecord>;
   /** Follows a started (or resumed) run on the job board until it settles. */
   follow(started: { run: RunRecord; done: Promise<RunRecord> }): void;
   describe(job: JobConfig): TargetDescription;

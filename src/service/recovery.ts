@@ -1,6 +1,7 @@
 import type { JobConfig } from '../config/types.js';
 import { interruptRun, type RunRecord, resumePoint } from '../run/record.js';
 import { resumePolicy } from '../runner/phases/index.js';
+import { lastAliveAt } from '../runner/settle.js';
 import { planCatchUp } from '../schedule/fire-times.js';
 import { describeCount, type TickDispatcher } from './dispatch.js';
 import type { ServiceParts } from './parts.js';
@@ -43,7 +44,20 @@ export class StartupRecovery {
     const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun);
     if (lastSuccess) metrics.seedLastSuccess(lastSuccess);
     const busy = await this.#takeUpUnfinished(job, records);
+    // A run that died holding the lock is settled even when it is older than the records read above.
+    if (!busy)
+      await this.#parts.runner.settleStale(job).catch((error: unknown) => log.warn({ err: error, job: job.name }, 'could not settle'));
     if (!busy) await this.#catchUp(job, records);
+  }
+
+  /** Settles runs of other processes (`db-refresher run`) that died holding a job's lock while the service runs. */
+  sweepStaleLocks(): void {
+    const { locks, config, runner, track } = this.#parts;
+    for (const name of locks.lockedJobs()) {
+      const job = config.jobs.find((j) => j.name === name);
+      if (!job || locks.holder(name)) continue;
+      track(runner.settleStale(job));
+    }
   }
 
   /** Resumes the newest unfinished run when safe, marks the others interrupted. Returns whether the job is now busy. */
@@ -76,7 +90,10 @@ export class StartupRecovery {
       } else if (point) {
         reason = point.reason;
       }
-      const run = interruptRun(record, parts.clock.now(), reason);
+      // A process that died holding the lock was last alive at its last heartbeat, not now.
+      const beat = parts.locks.heartbeat(job.name);
+      const at = beat?.holder.runId === record.id ? lastAliveAt(record, beat.at) : parts.clock.now();
+      const run = interruptRun(record, at, reason);
       await parts.store.save(run);
       log.warn({ job: job.name, runId: run.id, reason }, 'marked an unfinished run interrupted');
       parts.board.settled(run);

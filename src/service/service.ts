@@ -22,6 +22,7 @@ import { TickDispatcher } from './dispatch.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
 import type { ServiceParts } from './parts.js';
+import { PreviousReaper } from './previous-reaper.js';
 import { StartupRecovery } from './recovery.js';
 import { settlesWithin } from './settle.js';
 
@@ -38,6 +39,9 @@ import { settlesWithin } from './settle.js';
  * its next phase boundary (bounded by server.shutdownGraceSeconds, after
  * which phases are aborted), notifications are flushed, the HTTP server closes.
  */
+
+/** How often the service looks for runs of other processes that died holding a job's lock. */
+const STALE_LOCK_SWEEP_MS = 5_000;
 
 export interface ServiceOptions {
   config: Config;
@@ -76,9 +80,11 @@ export class RefresherService implements ServiceParts {
   readonly #gate: ConcurrencyGate;
   readonly #env: NodeJS.ProcessEnv;
   readonly #background = new Set<Promise<unknown>>();
+  readonly #reaper: PreviousReaper;
   #accepting = true;
   #started = false;
   #stopping: Promise<void> | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
 
   static async create(options: ServiceOptions): Promise<RefresherService> {
     checkServerConfig(options.config);
@@ -94,7 +100,7 @@ export class RefresherService implements ServiceParts {
     this.clock = options.clock ?? systemClock;
     this.board = new JobBoard(this.clock);
     this.#env = options.env ?? process.env;
-    this.locks = new JobLocks(config.stateDir);
+    this.locks = new JobLocks(config.stateDir, this.clock);
     this.#gate = new ConcurrencyGate({ global: config.server.maxConcurrentRuns, perSource: config.server.maxConcurrentRunsPerSource });
     this.metrics = new ServiceMetrics({
       clock: this.clock,
@@ -112,6 +118,13 @@ export class RefresherService implements ServiceParts {
       listeners: [(event: RunEvent) => this.board.onRunEvent(event), (event: RunEvent) => this.metrics.onRunEvent(event)],
     });
     this.runner = built.runner;
+    this.#reaper = new PreviousReaper({
+      jobs: config.jobs,
+      locks: this.locks,
+      targetFor: (job) => createTarget(config, job, { env: this.#env }),
+      clock: this.clock,
+      log,
+    });
     this.notifier = built.notifier;
     this.dispatch = new TickDispatcher(this);
     this.scheduler = new Scheduler({
@@ -145,7 +158,13 @@ export class RefresherService implements ServiceParts {
     }
     const jobs = this.config.jobs;
     await this.#recovery.recoverAll(jobs);
-    if (this.#accepting) this.scheduler.start();
+    if (this.#accepting) {
+      this.scheduler.start();
+      this.#sweeper = setInterval(() => this.#recovery.sweepStaleLocks(), STALE_LOCK_SWEEP_MS);
+      this.#sweeper.unref();
+      // After recovery: a resumed run holds its job's lock, so the clean-up never races it.
+      this.#reaper.start();
+    }
     this.log.info(
       { jobs: jobs.length, scheduled: jobs.filter((j) => j.schedule && !j.suspend).length, history: this.config.server.history.kind },
       'scheduler started',
@@ -181,8 +200,10 @@ export class RefresherService implements ServiceParts {
     const graceMs = this.config.server.shutdownGraceSeconds * 1000;
     const deadline = this.clock.now().getTime() + graceMs;
     this.#accepting = false;
+    clearInterval(this.#sweeper);
     this.log.info({ reason, graceSeconds: this.config.server.shutdownGraceSeconds, active: this.runner.activeCount }, 'shutting down');
     await this.scheduler.stop();
+    await this.#reaper.stop();
     this.runner.pauseAll(reason);
     if (!(await settlesWithin(this.#settled(), graceMs))) {
       this.log.warn({ active: this.runner.activeCount }, 'grace period over: stopping the phases still running');
@@ -210,8 +231,8 @@ export class RefresherService implements ServiceParts {
     void tracked.finally(() => this.#background.delete(tracked));
   }
 
-  async startRun(job: JobConfig, trigger: Trigger, dryRun: boolean): Promise<RunRecord> {
-    const started = await this.runner.start(job, trigger, { dryRun });
+  async startRun(job: JobConfig, trigger: Trigger, dryRun: boolean, operation?: 'rollback'): Promise<RunRecord> {
+    const started = await this.runner.start(job, trigger, { dryRun, ...(operation ? { operation } : {}) });
     this.follow(started);
     return started.run;
   }

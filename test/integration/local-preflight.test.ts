@@ -39,7 +39,10 @@ async function expectUntouched(run: RunRecord): Promise<void> {
     'teardown',
     'clone',
     'start',
+    'neutralise',
+    'prepare',
     'mask',
+    'open',
     'verify',
   ]);
   expect(postmasterPid(dataDir)).toBe(pid);

@@ -188,7 +188,7 @@ describe('HTTP API over a real socket, with real refreshes', () => {
     expect(runs.body.runs.map((r: { id: string }) => r.id)).toEqual([id]);
 
     // Authentication and errors over the socket.
-    expect((await api(base, 'wrong-token').get('/api/v1/jobs')).status).toBe(403);
+    expect((await api(base, 'wrong-token').get('/api/v1/jobs')).status).toBe(401);
     expect((await fetch(`${base}/api/v1/jobs`)).status).toBe(401);
     expect((await api(base, VIEWER).post('/api/v1/jobs/api/runs')).status).toBe(403);
     expect((await api(base, VIEWER).get(`/api/v1/runs/${id}`)).status).toBe(200);

@@ -58,7 +58,7 @@ export interface MessageFacts {
         createdAt: string;
         finishedAt?: string | undefined;
         durationMs?: number | undefined;
-        /** From the start of teardown to the end of the start phase: how long the copy was unavailable. */
+        /** From the start of teardown to the end of the open phase: how long the copy was unavailable to its users. */
         downtimeMs?: number | undefined;
         /** The old copy was removed and no new copy is running (a failure after teardown began). */
         targetDown: boolean;
@@ -131,11 +131,12 @@ const SKIP_REASONS: Readonly<Record<SkipReason, string>> = {
 /** How long the copy was unavailable, and whether it still is. */
 export function downtimeOf(run: RunRecord): { downtimeMs?: number; targetDown: boolean } {
   const teardown = run.phases.find((p) => p.name === 'teardown');
-  const start = run.phases.find((p) => p.name === 'start');
+  // Users get the copy back when it opens (the end of the private window).
+  const open = run.phases.find((p) => p.name === 'open');
   if (!teardown?.startedAt) return { targetDown: false };
   const from = Date.parse(teardown.startedAt);
-  if (start?.status === 'succeeded' && start.finishedAt) return { downtimeMs: Date.parse(start.finishedAt) - from, targetDown: false };
-  // Teardown began and no copy was started: the target is down (still, or since the run ended).
+  if (open?.status === 'succeeded' && open.finishedAt) return { downtimeMs: Date.parse(open.finishedAt) - from, targetDown: false };
+  // Teardown began and no copy was opened: the target is down (still, or since the run ended).
   const until = run.finishedAt ? Date.parse(run.finishedAt) : undefined;
   return { ...(until !== undefined ? { downtimeMs: until - from } : {}), targetDown: run.status !== 'running' };
 }
@@ -160,10 +161,12 @@ export function databasesOf(run: RunRecord): MessageFacts['verification'] {
 function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
   const dry = run.dryRun ? ' (dry run)' : '';
   switch (event) {
+    case 'queued':
+      return `Refresh of ${job} queued: waiting for a free slot${dry}`;
     case 'started': {
       const resumed = run.resumed?.at(-1);
       if (resumed) return `Refresh of ${job} resumed at ${resumed.fromPhase} after the service restarted${dry}`;
-      return run.status === 'queued' ? `Refresh of ${job} queued: waiting for a free slot${dry}` : `Refresh of ${job} started${dry}`;
+      return `Refresh of ${job} started${dry}`;
     }
     case 'succeeded':
       return `${job} refreshed in ${formatDuration(run.durationMs, 'unknown')}${dry}`;
@@ -173,9 +176,9 @@ function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
   }
 }
 
-/** Facts for a run event: `started` for a new run, `succeeded` or `failed` for a finished one. */
+/** Facts for a run event: `queued` or `started` for a new run, `succeeded` or `failed` for a finished one. */
 export function runFacts(input: {
-  event: 'started' | 'succeeded' | 'failed';
+  event: 'queued' | 'started' | 'succeeded' | 'failed';
   run: RunRecord;
   job: JobFacts;
   publicUrl?: string | undefined;
@@ -188,7 +191,12 @@ export function runFacts(input: {
   return {
     id: resumes > 0 ? `${run.id}.started.resumed-${resumes}` : `${run.id}.${event}`,
     event,
-    occurredAt: (event === 'started' ? (run.resumed?.at(-1)?.at ?? run.createdAt) : run.finishedAt) ?? input.now.toISOString(),
+    occurredAt:
+      (event === 'queued'
+        ? run.createdAt
+        : event === 'started'
+          ? (run.resumed?.at(-1)?.at ?? run.startedAt ?? run.createdAt)
+          : run.finishedAt) ?? input.now.toISOString(),
     title: runTitle(event, run, job.name),
     job,
     target: { kind: run.target.kind, summary: run.target.summary },
@@ -206,8 +214,8 @@ export function runFacts(input: {
       targetDown,
       phases: run.phases.map((p) => ({ name: p.name, status: p.status, durationMs: p.durationMs })),
     },
-    verification: event === 'started' ? undefined : databasesOf(run),
-    masking: event === 'started' ? undefined : maskingSummary(run.masking, run.verification?.coverage),
+    verification: event === 'started' || event === 'queued' ? undefined : databasesOf(run),
+    masking: event === 'started' || event === 'queued' ? undefined : maskingSummary(run.masking, run.verification?.coverage),
     error: run.error
       ? {
           phase: run.error.phase,
@@ -305,6 +313,8 @@ export function describeDatabase(db: DatabaseFacts): string {
 export function statusLine(facts: MessageFacts): string {
   const run = facts.run;
   switch (facts.event) {
+    case 'queued':
+      return `Queued: waiting for a free slot${run?.dryRun ? ' (dry run)' : ''}`;
     case 'started':
       return `Started${run?.dryRun ? ' (dry run)' : ''}`;
     case 'succeeded': {
@@ -331,6 +341,7 @@ export function statusLine(facts: MessageFacts): string {
 
 /** One emoji per event, at the start of every format's headline. */
 export const EVENT_ICONS: Readonly<Record<MessageEvent, string>> = {
+  queued: '⏳',
   started: '🔄',
   succeeded: '✅',
   failed: '❌',
@@ -339,7 +350,7 @@ export const EVENT_ICONS: Readonly<Record<MessageEvent, string>> = {
   test: '🔔',
 };
 
-export const TARGET_DOWN = 'The old copy was removed and no new copy is running: the target stays down until a refresh succeeds.';
+export { TARGET_DOWN } from '../../run/target-down.js';
 
 export interface Fact {
   label: string;
@@ -358,7 +369,8 @@ export function factsList(facts: MessageFacts): Fact[] {
   if (facts.skipped) list.push({ label: 'Reason', value: facts.skipped.reason });
   if (facts.upcoming) list.push({ label: 'Announced', value: `${formatMinutes(facts.upcoming.leadMinutes * 60_000)} ahead` });
   if (run) {
-    if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
+    if (facts.event === 'queued') list.push({ label: 'Queued', value: formatTime(run.createdAt, job.timezone) });
+    else if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
     else list.push({ label: 'Duration', value: formatDuration(run.durationMs, 'unknown') });
     if (facts.event !== 'started' && run.downtimeMs !== undefined) {
       list.push({

@@ -1,11 +1,14 @@
+import type { PgEndpoint } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import { maskCopy } from '../../mask/masker.js';
 import { describeMaskConfig } from '../../mask/plan.js';
-import type { Phase } from './phase.js';
+import { copyAccess } from '../../safe-copy/phases.js';
+import type { Phase, PhaseRun } from './phase.js';
 
 /**
- * Masks personal data in the copy (src/mask), after it started and before it
- * is verified. A run paused before this phase may go on here; a run whose
+ * Masks personal data in the copy (src/mask) inside the private window, after
+ * `prepare` and before `open`: nobody but db-refresher can read the copy until
+ * it is masked. A run paused before this phase may go on here; a run whose
  * masking was cut off may not: some tables would be masked and others not,
  * and masking a value twice gives another value, so that run fails and the
  * next run makes a fresh copy (which stays closed to everyone but
@@ -39,7 +42,7 @@ export const mask: Phase = {
     }
     const masking = await maskCopy({
       mask: job.mask,
-      endpoint: (database) => ctx.target.endpoint(database),
+      endpoint: await maskingEndpoint(ctx),
       sql: ctx.sql,
       log: ctx.targetContext.log,
       signal: ctx.signal,
@@ -52,3 +55,10 @@ export const mask: Phase = {
     };
   },
 };
+
+/** The private window's door when the target has one (the copy is not open yet), else the target's own endpoint. */
+async function maskingEndpoint(ctx: PhaseRun): Promise<(database: string) => PgEndpoint> {
+  if (!ctx.target.privateAccess) return (database) => ctx.target.endpoint(database);
+  const access = await copyAccess(ctx, ctx.targetContext);
+  return (database) => access.endpoint(database);
+}

@@ -1,5 +1,6 @@
 import { databasesToVerify, verifyCopy } from '../../checks/verify.js';
 import { checkCoverage, coverageChecks } from '../../mask/coverage.js';
+import { neutralisedVerification } from '../../safe-copy/phases.js';
 import { checksFailure, failingChecks, type Phase, type PhaseRun } from './phase.js';
 import { sourceUnavailable } from './source.js';
 
@@ -10,7 +11,7 @@ export const verify: Phase = {
   runsInDryRun: false,
   resumable: { local: true, cnpg: true },
   plan: (job) =>
-    `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${job.verify.owner ? `, and that ${job.verify.owner.user} can log in` : ''}`,
+    `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${typeof job.verify.owner === 'object' ? `, and that ${job.verify.owner.user} can log in` : job.verify.owner === 'warn' ? ", and that the target's owner can log in (another database owner only warns)" : ''}`,
   async run(ctx) {
     const unavailable = sourceUnavailable(ctx);
     if (unavailable) return unavailable;
@@ -22,15 +23,20 @@ export const verify: Phase = {
       fromSnapshot?.map((f) => ({ name: f.database, requiredTables: [] })) ??
       (await databasesToVerify(job, ctx.sql));
     const copyOwner = await ctx.target.defaultOwner?.(ctx.targetContext);
-    const owner = job.verify.owner ?? copyOwner;
     const verification = await verifyCopy({
-      job: owner ? { ...job, verify: { ...job.verify, owner } } : job,
+      job,
       databases,
       sourceFigures: record.snapshot?.databases ?? [],
       target: ctx.target,
       copyOwner,
       sql: ctx.sql,
     });
+    // What neutralise switched off must still be off on the open copy.
+    const neutralised = await neutralisedVerification(ctx, record);
+    if (neutralised.length > 0) {
+      verification.checks.push(...neutralised);
+      verification.ok = verification.ok && failingChecks(neutralised).length === 0;
+    }
     const coverage = await maskingCoverage(
       ctx,
       databases.map((d) => d.name),
