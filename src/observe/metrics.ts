@@ -40,6 +40,7 @@ export class ServiceMetrics {
   readonly #lateness: Histogram;
   readonly #lastRun: Gauge<'job' | 'result'>;
   readonly #downtime: Histogram<'job'>;
+  readonly #failures: Counter<'job' | 'phase' | 'class'>;
   readonly #lastRunAt = new Map<string, number>();
 
   constructor(options: {
@@ -144,6 +145,12 @@ export class ServiceMetrics {
       help: "How long each refresh left the job's copy unreachable (recreate: teardown to start; blueGreen: the swap)",
       labelNames: ['job'],
       buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600],
+      registers,
+    });
+    this.#failures = new Counter({
+      name: 'db_refresher_run_failures_total',
+      help: 'Failed refresh runs by job, the phase that failed and the failure class (wal-senders-exhausted, pg-hba-rejected, …)',
+      labelNames: ['job', 'phase', 'class'],
       registers,
     });
     new Gauge({
@@ -252,6 +259,7 @@ export class ServiceMetrics {
       if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'interrupted') return;
       this.#runs.inc({ job: run.job, result: run.status });
       this.#recordLastRun(run);
+      if (run.status === 'failed' && run.error) this.#failures.inc({ job: run.job, phase: run.error.phase, class: run.error.class });
       const down = downtimeMs(run);
       if (down !== undefined) this.#downtime.observe({ job: run.job }, down / 1000);
       const began = Date.parse(run.startedAt ?? run.createdAt);
