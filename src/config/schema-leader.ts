@@ -25,10 +25,18 @@ export const leaderElectionSchema = z
   })
   .superRefine((le, ctx) => {
     if (le.renewDeadlineSeconds >= le.leaseDurationSeconds) {
-      ctx.addIssue({ code: 'custom', path: ['renewDeadlineSeconds'], message: 'must be less than leaseDurationSeconds, or two replicas could lead at once' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['renewDeadlineSeconds'],
+        message: 'must be less than leaseDurationSeconds, or two replicas could lead at once',
+      });
     }
     if (le.renewDeadlineSeconds <= le.retryPeriodSeconds * 1.2) {
-      ctx.addIssue({ code: 'custom', path: ['retryPeriodSeconds'], message: 'must be less than renewDeadlineSeconds / 1.2, so a leader gets several tries to renew' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['retryPeriodSeconds'],
+        message: 'must be less than renewDeadlineSeconds / 1.2, so a leader gets several tries to renew',
+      });
     }
   })
   .describe('Leader election for two or more replicas (needs history kind kubernetes)');

@@ -7,14 +7,12 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
-import type { JobConfig } from '../config/types.js';
 import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import type { RunRecord } from '../runner/run-record.js';
 import { type ApiToken, type Principal, TokenAuth } from './auth.js';
+import type { ApiBackend } from './backend.js';
 import { sendError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
-import type { CurrentRun, JobDetail, JobListItem } from './views.js';
 
 /**
  * The HTTP API, built without listening: tests use inject() and a real socket
@@ -23,26 +21,6 @@ import type { CurrentRun, JobDetail, JobListItem } from './views.js';
  * logged once, with its request id (taken from X-Request-Id when it looks like
  * one, else generated) and echoed in the X-Request-Id response header.
  */
-
-/** What the API needs from the service. */
-export interface ApiBackend {
-  jobs(): readonly JobConfig[];
-  job(name: string): JobConfig | undefined;
-  jobListItem(job: JobConfig): JobListItem;
-  jobDetail(job: JobConfig): JobDetail;
-  listRuns(job: string, options: { limit: number; before?: string }): Promise<RunRecord[]>;
-  getRun(id: string): Promise<RunRecord | undefined>;
-  /** Starts a run; throws JOB_BUSY (with the running run's id in `runningRunId`) and the like. */
-  trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord>;
-  /** The run holding the job now, if any. */
-  runningRunId(job: string): string | undefined;
-  /** The run holding the job, live: phase and progress (see CurrentRun). */
-  currentRun(job: string): CurrentRun | undefined;
-  /** False once shutdown began: triggers get 503. */
-  accepting(): boolean;
-  readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
-  metricsText(): Promise<{ contentType: string; body: string }>;
-}
 
 export interface AppOptions {
   backend: ApiBackend;

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { isRefresherError } from '../errors.js';
-import type { ApiBackend } from './app.js';
+import type { ApiBackend } from './backend.js';
 import { sendError } from './reply.js';
 import { runPath, runView, summarizeRun } from './views.js';
 

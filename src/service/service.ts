@@ -1,22 +1,26 @@
 import type { FastifyInstance } from 'fastify';
+import { systemClock } from '../clock.js';
+import { buildRunner } from '../composition-root.js';
 import type { Config, JobConfig } from '../config/types.js';
 import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
-import { type ApiBackend, buildApp } from '../http/app.js';
+import { buildApp } from '../http/app.js';
+import type { ApiBackend } from '../http/backend.js';
 import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
-import { type Clock, type Notifier, type RunStore, type SkipReason, systemClock } from '../ports.js';
+import type { Clock, Notifier, RunStore } from '../ports.js';
+import type { RunEvent } from '../run/events.js';
+import { interruptRun, newRunId, newSkippedRun, type RunRecord, resumePoint, type SkipReason, type Trigger } from '../run/record.js';
 import { JobLocks } from '../runner/lock.js';
-import { interruptRun, newRunId, newSkippedRun, type RunRecord, resumePoint, type Trigger } from '../runner/run-record.js';
-import { type RunEvent, type Runner, resumablePhases } from '../runner/runner.js';
-import { buildRunner } from '../runtime.js';
-import { createTarget } from '../target/create.js';
-import type { startCronTicker } from '../trigger/cron.js';
-import { type MissedCount, planCatchUp, scheduleWarnings } from '../trigger/schedule.js';
+import { resumePolicy } from '../runner/phases/index.js';
+import type { Runner } from '../runner/runner.js';
+import type { startCronTicker } from '../schedule/cron-ticker.js';
+import { type MissedCount, planCatchUp, scheduleWarnings } from '../schedule/fire-times.js';
+import { Scheduler, type SchedulerActions, type Timers } from '../schedule/scheduler.js';
+import { createTarget } from '../targets/create.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
-import { Scheduler, type SchedulerActions, type Timers } from './scheduler.js';
 
 /**
  * `db-refresher serve`: the scheduler, the HTTP API, the run store, the runner
@@ -235,7 +239,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       }
       // Shutting down already: leave it as it is for the next start.
       if (!this.#accepting) continue;
-      const point = busy ? undefined : resumePoint(record, resumablePhases(job));
+      const point = busy ? undefined : resumePoint(record, resumePolicy(job.target.kind));
       let reason = 'the service stopped during this run, and a newer unfinished run of the job was taken up instead';
       if (point?.ok) {
         try {

@@ -5,11 +5,12 @@ import { parseConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import type { JobConfig } from '../../src/config/types.js';
 import { RefresherError } from '../../src/errors.js';
-import { type ApiBackend, buildApp } from '../../src/http/app.js';
+import { buildApp } from '../../src/http/app.js';
 import { TokenAuth } from '../../src/http/auth.js';
+import type { ApiBackend } from '../../src/http/backend.js';
 import { type CurrentRun, jobDetail, jobListItem } from '../../src/http/views.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
-import { newRun, newRunId, type RunRecord } from '../../src/runner/run-record.js';
+import { newRun, newRunId, type RunRecord } from '../../src/run/record.js';
 
 /**
  * The HTTP app through inject(), over an in-memory backend: status codes,
