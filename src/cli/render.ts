@@ -2,6 +2,7 @@ import { stringify } from 'yaml';
 import { tables, totalTables } from '../checks/compare.js';
 import { formatBytes } from '../config/byte-size.js';
 import type { JobConfig } from '../config/types.js';
+import { formatDuration } from '../duration.js';
 import type { Check } from '../run/facts.js';
 import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../run/record.js';
 
@@ -9,15 +10,6 @@ import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../ru
 
 export const OUTPUT_FORMATS = ['text', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
-
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined) return '';
-  if (ms < 1000) return `${ms} ms`;
-  // Below 59.95 s one decimal is shown; from there whole seconds, so rounding never yields "60 s".
-  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
-  const seconds = Math.round(ms / 1000);
-  return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-}
 
 export function serialize(value: unknown, format: 'json' | 'yaml'): string {
   // Round-trip through JSON so Secret values print as their placeholders in YAML too.

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { refusesManualRuns } from '../config/job-rules.js';
 import { isRefresherError } from '../errors.js';
 import type { ApiBackend } from './backend.js';
 import { sendError } from './reply.js';
@@ -151,7 +152,7 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): vo
     if (!job) return sendError(reply, 404, 'job-not-found', noJob(request.params.job));
     const body = triggerBody.safeParse(request.body);
     if (!body.success) return sendError(reply, 400, 'bad-request', problem(body.error));
-    if (job.suspend && !job.allowManualWhenSuspended) {
+    if (refusesManualRuns(job)) {
       return sendError(reply, 409, 'job-suspended', `job "${job.name}" is suspended and does not allow manual runs while suspended`);
     }
     try {

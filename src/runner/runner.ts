@@ -1,3 +1,4 @@
+import { refusesManualRuns } from '../config/job-rules.js';
 import type { JobConfig } from '../config/types.js';
 import { RefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -65,7 +66,7 @@ export class Runner {
    * Throws JOB_BUSY when the job is already running or queued.
    */
   async start(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<StartedRun> {
-    if (job.suspend && !job.allowManualWhenSuspended && (trigger.kind === 'cli' || trigger.kind === 'http')) {
+    if (refusesManualRuns(job) && (trigger.kind === 'cli' || trigger.kind === 'http')) {
       throw new RefresherError('USAGE', `job "${job.name}" is suspended and its config does not allow manual runs while suspended`, {
         hint: 'Set suspend: false, or allowManualWhenSuspended: true, on the job.',
       });

@@ -1,4 +1,6 @@
+import { systemClock } from '../clock.js';
 import { type CurrentRun, type JobState, summarizeRun } from '../http/views.js';
+import type { Clock } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
 import type { RunRecord } from '../run/record.js';
 
@@ -10,6 +12,11 @@ import type { RunRecord } from '../run/record.js';
  */
 export class JobBoard {
   readonly #states = new Map<string, JobState>();
+  readonly #clock: Clock;
+
+  constructor(clock: Clock = systemClock) {
+    this.#clock = clock;
+  }
 
   state(job: string): JobState {
     let state = this.#states.get(job);
@@ -61,7 +68,7 @@ export class JobBoard {
       }
       case 'progress': {
         const current = this.#currentOf(event.run);
-        if (current) current.progress = { ...event.detail, at: new Date().toISOString() };
+        if (current) current.progress = { ...event.detail, at: this.#clock.now().toISOString() };
         return;
       }
       default:

@@ -184,10 +184,10 @@ jobs:${harness.jobYaml({ name: 'epsilon', targetPort })}`,
     await second.start();
     try {
       expect(second.store).toBeInstanceOf(KubernetesRunStore);
-      expect((await second.listRuns('epsilon', { limit: 10 })).map((r) => r.id)).toEqual([run.id]);
-      expect(await second.getRun(run.id)).toMatchObject({ id: run.id, status: 'succeeded', dryRun: true });
+      expect((await second.api.listRuns('epsilon', { limit: 10 })).map((r) => r.id)).toEqual([run.id]);
+      expect(await second.api.getRun(run.id)).toMatchObject({ id: run.id, status: 'succeeded', dryRun: true });
       expect(second.board.state('epsilon').lastRun?.id).toBe(run.id);
-      expect((await second.readiness()).checks.store).toEqual({ ok: true });
+      expect((await second.api.readiness()).checks.store).toEqual({ ok: true });
     } finally {
       await second.stop();
     }

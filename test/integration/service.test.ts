@@ -392,7 +392,7 @@ describe('restarts', () => {
     const t0 = Date.parse('2030-01-01T03:00:00Z');
     const seedClock = { now: () => new Date(t0) };
     const seeding = await startService(config, { clock: seedClock, ticks: false });
-    seeding.service.fire(seeding.service.job('late') as never, new Date(t0), false);
+    seeding.service.dispatch.fire(seeding.service.api.job('late') as never, new Date(t0), false);
     await waitFor('the seeded run to settle', async () => {
       const runs = await store.list('late');
       return runs[0] && finished(runs[0]) ? true : undefined;

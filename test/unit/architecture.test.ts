@@ -71,6 +71,7 @@ function importCircles(files: readonly string[], importsOf: (file: string) => st
 const PURE = [
   'config/schema.ts',
   'config/schema-notify.ts',
+  'config/schema-mask.ts',
   'notify/render/message.ts',
   'notify/render/slack.ts',
   'notify/render/generic.ts',
@@ -93,6 +94,8 @@ const PURE = [
   'errors.ts',
   'run/record.ts',
   'run/facts.ts',
+  'kube/labels.ts',
+  'duration.ts',
   'run/events.ts',
   'checks/compare.ts',
   'checks/queries.ts',
@@ -150,6 +153,13 @@ describe('architecture', () => {
       if (imports.includes('pg')) expect(rel(file)).toBe('postgres/sql.ts');
       if (imports.includes('node:child_process')) expect(['postgres/command.ts', 'postgres/binaries.ts']).toContain(rel(file));
     }
+  });
+
+  it('only src/kube imports @kubernetes/client-node, type-only imports included', () => {
+    const importers = sourceFiles(src)
+      .filter((file) => importsOf(file).includes('@kubernetes/client-node'))
+      .map(rel);
+    expect(importers).toEqual(['kube/client.ts']);
   });
 
   it('only src/notify/outbox.ts calls fetch', () => {

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { buildPlan, formatDuration, renderPlanText, renderRunText, serialize } from '../../src/cli/render.js';
+import { buildPlan, renderPlanText, renderRunText, serialize } from '../../src/cli/render.js';
 import { parseConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import type { JobConfig } from '../../src/config/types.js';
+import { formatDuration } from '../../src/duration.js';
 import { FAILURE_HINTS } from '../../src/failures.js';
 import { failRun, newRun, PHASES, startPhase, succeedPhase } from '../../src/run/record.js';
 import { planSteps } from '../../src/runner/phases/index.js';
@@ -176,7 +177,9 @@ describe('formatDuration', () => {
     [60_000, '1 min 0 s'],
     [61_000, '1 min 1 s'],
     [125_000, '2 min 5 s'],
-    [3_600_000, '60 min 0 s'],
+    [3_540_000, '59 min 0 s'],
+    [3_600_000, '1 h 0 min'],
+    [3_900_000, '1 h 5 min'],
   ])('%s ms → %j', (ms, expected) => {
     expect(formatDuration(ms)).toBe(expected);
   });

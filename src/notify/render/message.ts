@@ -1,6 +1,7 @@
 import { tables, totalTables } from '../../checks/compare.js';
 import { formatBytes } from '../../config/byte-size.js';
 import type { NotifyEvent } from '../../config/types.js';
+import { formatDuration } from '../../duration.js';
 import type { FailureClass } from '../../failures.js';
 import type { DatabaseFigures } from '../../run/facts.js';
 import type { PhaseName, PhaseStatus, RunRecord, RunStatus, SkipReason, Trigger } from '../../run/record.js';
@@ -76,15 +77,6 @@ export interface MessageFacts {
 export function runUrl(publicUrl: string | undefined, runId: string): string | undefined {
   if (!publicUrl) return undefined;
   return `${publicUrl.replace(/\/+$/, '')}/api/v1/runs/${encodeURIComponent(runId)}`;
-}
-
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined) return 'unknown';
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
-  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
 }
 
 /** `30 min`, `2 h 5 min`: a lead time, rounded to minutes. */
@@ -171,7 +163,7 @@ function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
       return run.status === 'queued' ? `Refresh of ${job} queued: waiting for a free slot${dry}` : `Refresh of ${job} started${dry}`;
     }
     case 'succeeded':
-      return `${job} refreshed in ${formatDuration(run.durationMs)}${dry}`;
+      return `${job} refreshed in ${formatDuration(run.durationMs, 'unknown')}${dry}`;
     default:
       if (run.status === 'interrupted') return `Refresh of ${job} interrupted in ${run.error?.phase ?? 'an unknown phase'}${dry}`;
       return `Refresh of ${job} failed in ${run.error?.phase ?? 'an unknown phase'}: ${run.error?.class ?? 'unknown'}${dry}`;
@@ -312,8 +304,8 @@ export function statusLine(facts: MessageFacts): string {
     case 'started':
       return `Started${run?.dryRun ? ' (dry run)' : ''}`;
     case 'succeeded': {
-      const parts = [`Succeeded in ${formatDuration(run?.durationMs)}`];
-      if (run?.downtimeMs !== undefined) parts.push(`downtime ${formatDuration(run.downtimeMs)}`);
+      const parts = [`Succeeded in ${formatDuration(run?.durationMs, 'unknown')}`];
+      if (run?.downtimeMs !== undefined) parts.push(`downtime ${formatDuration(run.downtimeMs, 'unknown')}`);
       const dbs = facts.verification?.databases.length;
       if (dbs) parts.push(`${dbs} ${dbs === 1 ? 'database' : 'databases'} verified`);
       return parts.join(' · ');
@@ -363,9 +355,12 @@ export function factsList(facts: MessageFacts): Fact[] {
   if (facts.upcoming) list.push({ label: 'Announced', value: `${formatMinutes(facts.upcoming.leadMinutes * 60_000)} ahead` });
   if (run) {
     if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
-    else list.push({ label: 'Duration', value: formatDuration(run.durationMs) });
+    else list.push({ label: 'Duration', value: formatDuration(run.durationMs, 'unknown') });
     if (facts.event !== 'started' && run.downtimeMs !== undefined) {
-      list.push({ label: 'Downtime', value: `${formatDuration(run.downtimeMs)}${run.targetDown ? ' (target still down)' : ''}` });
+      list.push({
+        label: 'Downtime',
+        value: `${formatDuration(run.downtimeMs, 'unknown')}${run.targetDown ? ' (target still down)' : ''}`,
+      });
     }
   }
   return list;

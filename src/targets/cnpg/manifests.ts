@@ -1,4 +1,5 @@
 import type { CnpgValues } from '../../config/schema-cnpg.js';
+import { LABELS, MANAGED_BY_VALUE } from '../../kube/labels.js';
 
 /**
  * Pure builders for the Kubernetes objects db-refresher writes, in the manner
@@ -9,12 +10,8 @@ export const CLUSTER_GROUP = 'postgresql.cnpg.io';
 export const CLUSTER_VERSION = 'v1';
 export const CLUSTER_PLURAL = 'clusters';
 
-/** db-refresher's own metadata keys on the Clusters it creates. */
-export const LABELS = {
-  managedBy: 'app.kubernetes.io/managed-by',
-  job: 'db-refresher.io/job',
-} as const;
-export const MANAGED_BY_VALUE = 'db-refresher';
+// db-refresher's own label keys, defined once for everything it writes to Kubernetes.
+export { LABELS, MANAGED_BY_VALUE };
 
 export const ANNOTATIONS = {
   job: 'db-refresher.io/job',

@@ -1,0 +1,109 @@
+import type { JobConfig } from '../config/types.js';
+import { RefresherError } from '../errors.js';
+import type { ApiBackend } from '../http/backend.js';
+import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
+import type { RunRecord } from '../run/record.js';
+import { scheduleWarnings } from '../schedule/fire-times.js';
+import type { ServiceParts } from './parts.js';
+import { settlesWithin } from './settle.js';
+
+/** What the HTTP API asks of the service: jobs, runs, triggers, readiness and metrics. */
+export class ServiceApi implements ApiBackend {
+  readonly #parts: ServiceParts;
+  readonly #jobs: Map<string, JobConfig>;
+  readonly #descriptions = new Map<string, string>();
+  readonly #warnings = new Map<string, { day: number; warnings: string[] }>();
+
+  constructor(parts: ServiceParts) {
+    this.#parts = parts;
+    this.#jobs = new Map(parts.config.jobs.map((j) => [j.name, j]));
+  }
+
+  jobs(): readonly JobConfig[] {
+    return this.#parts.config.jobs;
+  }
+
+  job(name: string): JobConfig | undefined {
+    return this.#jobs.get(name);
+  }
+
+  jobListItem(job: JobConfig): JobListItem {
+    return jobListItem(job, this.#parts.board.state(job.name), this.#parts.scheduler.nextRun(job));
+  }
+
+  jobDetail(job: JobConfig): JobDetail {
+    let summary = this.#descriptions.get(job.name);
+    if (summary === undefined) {
+      summary = this.#parts.describe(job).summary;
+      this.#descriptions.set(job.name, summary);
+    }
+    return jobDetail({
+      job,
+      state: this.#parts.board.state(job.name),
+      targetSummary: summary,
+      nextRuns: this.#parts.scheduler.nextRuns(job, 5),
+      warnings: this.#scheduleWarnings(job),
+    });
+  }
+
+  /** Worked out once a day per job: they look a year ahead. */
+  #scheduleWarnings(job: JobConfig): string[] {
+    const schedule = this.#parts.scheduler.schedule(job.name);
+    if (!schedule) return [];
+    const day = Math.floor(this.#parts.clock.now().getTime() / 86_400_000);
+    const cached = this.#warnings.get(job.name);
+    if (cached?.day === day) return cached.warnings;
+    const warnings = scheduleWarnings(schedule, new Date(day * 86_400_000));
+    this.#warnings.set(job.name, { day, warnings });
+    return warnings;
+  }
+
+  listRuns(job: string, options: { limit: number; before?: string }): Promise<RunRecord[]> {
+    return this.#parts.store.list(job, options);
+  }
+
+  getRun(id: string): Promise<RunRecord | undefined> {
+    return this.#parts.store.get(id);
+  }
+
+  async trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord> {
+    if (!this.#parts.accepting()) throw new RefresherError('JOB_BUSY', 'the service is shutting down');
+    return this.#parts.startRun(job, { kind: 'http', by: input.by, ...(input.reason ? { reason: input.reason } : {}) }, input.dryRun);
+  }
+
+  currentRun(job: string): CurrentRun | undefined {
+    return this.#parts.board.state(job).current;
+  }
+
+  runningRunId(job: string): string | undefined {
+    return this.#parts.runningRunId(job);
+  }
+
+  accepting(): boolean {
+    return this.#parts.accepting();
+  }
+
+  async readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }> {
+    const { config, store: runStore, scheduler } = this.#parts;
+    const accepting = this.#parts.accepting();
+    const first = config.jobs[0]?.name ?? 'none';
+    let store: { ok: boolean; message?: string };
+    try {
+      await settlesWithin(runStore.list(first, { limit: 1 }), 3000, true);
+      store = { ok: true };
+    } catch (error) {
+      store = { ok: false, message: `run store not reachable: ${error instanceof Error ? error.message : String(error)}` };
+    }
+    const checks = {
+      config: { ok: true },
+      store,
+      scheduler: scheduler.running ? { ok: true } : { ok: false, message: accepting ? 'starting' : 'stopped' },
+      accepting: accepting ? { ok: true } : { ok: false, message: 'shutting down' },
+    };
+    return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  async metricsText(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.#parts.metrics.contentType, body: await this.#parts.metrics.render() };
+  }
+}
