@@ -11,6 +11,7 @@ import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { type ApiToken, type Principal, TokenAuth } from './auth.js';
 import type { ApiBackend } from './backend.js';
+import { registerForwarding } from './forward.js';
 import { sendError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
 
@@ -131,6 +132,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
         }
         request.principal = result.principal;
       });
+      registerForwarding(api, backend);
       registerApiRoutes(api, backend);
     },
     { prefix: '/api/v1' },

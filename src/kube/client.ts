@@ -1,16 +1,21 @@
 import {
   BatchV1Api,
+  CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
   PatchStrategy,
   setHeaderOptions,
   type V1ConfigMap,
+  type V1Lease,
+  V1MicroTime,
   type V1Service,
   Watch,
 } from '@kubernetes/client-node';
 
-export type { V1ConfigMap, V1Service };
+export type { V1ConfigMap, V1Lease, V1Service };
+/** Lease times need exactly six fractional digits; a plain Date is refused with 400. */
+export { V1MicroTime };
 
 /**
  * The Kubernetes clients: the only importer of @kubernetes/client-node (a
@@ -33,6 +38,7 @@ export class Kube {
   readonly core: CoreV1Api;
   readonly batch: BatchV1Api;
   readonly custom: CustomObjectsApi;
+  readonly coordination: CoordinationV1Api;
   readonly watcher: Watch;
 
   constructor(config: KubeConfig) {
@@ -40,6 +46,7 @@ export class Kube {
     this.core = config.makeApiClient(CoreV1Api);
     this.batch = config.makeApiClient(BatchV1Api);
     this.custom = config.makeApiClient(CustomObjectsApi);
+    this.coordination = config.makeApiClient(CoordinationV1Api);
     this.watcher = new Watch(config);
   }
 

@@ -1,6 +1,7 @@
-import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from '../observe/logger.js';
 import type { Clock } from '../ports.js';
+import type { Kube, V1Lease } from './client.js';
+import { V1MicroTime } from './client.js';
 import { decide, type LeaseRecord, type LeaseTimings, type Observed, observe } from './lease-decision.js';
 import { describeKubeError, isConflict, isNotFound, sleep } from './retry.js';
 
@@ -19,7 +20,7 @@ import { describeKubeError, isConflict, isNotFound, sleep } from './retry.js';
 export const LEADER_URL_ANNOTATION = 'db-refresher.io/api-url';
 
 export interface LeaderElectorOptions {
-  kubeConfig: KubeConfig;
+  kube: Kube;
   namespace: string;
   name: string;
   identity: string;
@@ -42,8 +43,8 @@ export interface LeaderStatus {
 }
 
 export class LeaderElector {
-  readonly #api: CoordinationV1Api;
-  readonly #o: LeaderElectorOptions;
+  readonly #api: Kube['coordination'];
+  #o: LeaderElectorOptions;
   readonly #stop = new AbortController();
   #observed: Observed | undefined;
   #resourceVersion: string | undefined;
@@ -56,11 +57,16 @@ export class LeaderElector {
 
   constructor(options: LeaderElectorOptions) {
     this.#o = options;
-    this.#api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.#api = options.kube.coordination;
   }
 
   get identity(): string {
     return this.#o.identity;
+  }
+
+  /** Sets what happens when this replica starts and stops leading (before start()). */
+  setHooks(hooks: { gained(): void; lost(reason: string): void }): void {
+    this.#o = { ...this.#o, onStartedLeading: hooks.gained, onStoppedLeading: hooks.lost };
   }
 
   /** True while this replica holds the lease and renewed it within renewDeadline. */

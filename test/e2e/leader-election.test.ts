@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
+import { Kube } from '../../src/kube/client.js';
 import { LEADER_URL_ANNOTATION, LeaderElector } from '../../src/kube/leader-elector.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { type FaultProxy, startFaultProxy } from '../envtest/fault-proxy.js';
@@ -32,7 +33,7 @@ let proxy: FaultProxy | undefined;
 function candidate(name: string, identity: string, kubeConfig = kc): Candidate {
   const c: Candidate = { started: [], stopped: [], elector: undefined as unknown as LeaderElector };
   c.elector = new LeaderElector({
-    kubeConfig,
+    kube: new Kube(kubeConfig),
     namespace: ns,
     name,
     identity,
