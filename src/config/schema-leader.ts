@@ -6,7 +6,9 @@ import { z } from 'zod';
  * client-go's defaults and rules (renewDeadline < leaseDuration).
  */
 
-const seconds = (fallback: number, what: string) => z.number().int().min(1).max(3600).default(fallback).describe(what);
+// An hour at most; the maxima keep renewDeadline < leaseDuration and retryPeriod × 1.2 < renewDeadline reachable.
+const seconds = (max: number, fallback: number, what: string) =>
+  z.number().int().min(1).max(max).default(fallback).describe(`${what} (1-${max})`);
 
 export const leaderElectionSchema = z
   .strictObject({
@@ -15,9 +17,9 @@ export const leaderElectionSchema = z
       .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { error: 'must be a Kubernetes object name (lower case, digits, "-", ".")' })
       .describe('Name of the Lease the replicas compete for'),
     namespace: z.string().min(1).optional().describe("Namespace of the Lease; default: the history store's namespace"),
-    leaseDurationSeconds: seconds(15, 'How long a leader that stopped renewing blocks the others (client-go: 15)'),
-    renewDeadlineSeconds: seconds(10, 'How long the leader keeps trying to renew before it stops leading (client-go: 10)'),
-    retryPeriodSeconds: seconds(2, 'How often candidates try to acquire and the leader renews (client-go: 2)'),
+    leaseDurationSeconds: seconds(3600, 15, 'How long a leader that stopped renewing blocks the others (client-go: 15)'),
+    renewDeadlineSeconds: seconds(3599, 10, 'How long the leader keeps trying to renew before it stops leading (client-go: 10)'),
+    retryPeriodSeconds: seconds(2999, 2, 'How often candidates try to acquire and the leader renews (client-go: 2)'),
     advertiseUrl: z
       .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
       .optional()
