@@ -10,6 +10,7 @@ import Fastify, {
 import type { Logger } from '../observe/logger.js';
 import { type ApiToken, INSUFFICIENT_SCOPE, type Principal, TokenAuth } from './auth.js';
 import type { ApiBackend } from './backend.js';
+import { registerForwarding } from './forward.js';
 import { clientErrorHandler, frameworkErrors, handleError, RouteMethods, registerJsonParser } from './framework-errors.js';
 import { replyError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
@@ -121,6 +122,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
         }
         request.principal = result.principal;
       });
+      registerForwarding(api, backend);
       registerApiRoutes(api, backend);
     },
     { prefix: '/api/v1' },

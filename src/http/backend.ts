@@ -21,4 +21,6 @@ export interface ApiBackend {
   accepting(): boolean;
   readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
   metricsText(): Promise<{ contentType: string; body: string }>;
+  /** With leader election: where writes go (see forward.ts); without, every write is handled here. */
+  forwardTo?(): 'self' | { url: string; leader: string } | 'none';
 }

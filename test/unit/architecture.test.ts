@@ -93,6 +93,7 @@ const PURE = [
   'targets/local/private-start.ts',
   'targets/cnpg/private-window.ts',
   'config/schema-service.ts',
+  'config/schema-leader.ts',
   'config/secret-ref.ts',
   'config/validate.ts',
   'config/byte-size.ts',
@@ -189,11 +190,11 @@ describe('architecture', () => {
     expect(importers).toEqual(['kube/client.ts']);
   });
 
-  it('only src/notify/outbox.ts calls fetch', () => {
+  it('only the outbox (webhooks) and the leader forwarding (http/forward.ts) call fetch', () => {
     const callers = sourceFiles(src)
       .filter((file) => /(^|[^.\w])fetch\(/m.test(readFileSync(file, 'utf8')))
       .map(rel);
-    expect(callers).toEqual(['notify/outbox.ts']);
+    expect(callers).toEqual(['http/forward.ts', 'notify/outbox.ts']);
   });
 
   it('targets and notifications never import each other', () => {
