@@ -1,13 +1,17 @@
+import { tmpdir } from 'node:os';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { privateSocketDir } from '../../src/targets/local/private-start.js';
 import { queryCopy } from '../support/copy-queries.js';
-import { freePort, LocalHarness } from '../support/local-harness.js';
+import { dataDirOf, freePort, LocalHarness } from '../support/local-harness.js';
 import { loadPersonalData, PERSONAL_MASK_YAML } from '../support/personal-data.js';
 
 /**
  * Masking through the real runner and local target: a source with personal
  * data in database `crm`, refreshed into a local copy with a mask section.
- * Masking and the coverage check run on the copy as the source's superuser
- * (the SQL role of these jobs).
+ * Masking runs in the private window (the copy's superuser on its private
+ * Unix socket), between prepare and open; the coverage check runs in verify
+ * on the open copy as the source's superuser (the SQL role of these jobs).
  */
 
 let harness: LocalHarness;
@@ -47,10 +51,25 @@ const copy = <Row extends Record<string, unknown>>(text: string) =>
 describe('local refresh with masking', () => {
   let firstEmails: string;
 
-  it('masks the copy between start and verify, records it, and keeps the key out of logs and records', async () => {
+  it('masks the copy in the private window before it opens, records it, and keeps the key out of logs and records', async () => {
     const run = await harness.run(harness.config(job(), env()));
     expect(run.status, JSON.stringify(run.error)).toBe('succeeded');
-    expect(run.phases.map((p) => p.name)).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'mask', 'verify']);
+    expect(run.phases.map((p) => p.name)).toEqual([
+      'preflight',
+      'snapshot',
+      'teardown',
+      'clone',
+      'start',
+      'neutralise',
+      'prepare',
+      'mask',
+      'open',
+      'verify',
+    ]);
+    const phase = (name: string) => run.phases.find((p) => p.name === name);
+    // The copy started privately and opened only after masking ended.
+    expect(phase('start')?.detail).toMatchObject({ private: true });
+    expect(Date.parse(phase('mask')?.finishedAt ?? '')).toBeLessThanOrEqual(Date.parse(phase('open')?.startedAt ?? ''));
     expect(run.masking).toMatchObject({ tables: 3, columns: 9, rows: CUSTOMERS * 4 });
     expect(run.masking?.databases[0]?.tables.map((t) => [t.table, t.rows, t.columns.map((c) => c.strategy)])).toEqual([
       ['billing.cards', CUSTOMERS, ['keepLast 4', 'name']],
@@ -103,16 +122,31 @@ describe('local refresh with masking', () => {
     });
   });
 
-  it('a wrong column is reported before any update runs', async () => {
+  it('a wrong column is reported before any update runs, and the unmasked copy stays closed', async () => {
     const yaml = job().replace('full_name: name', 'fullname: name').replace('coverage: fail', 'coverage: off');
-    const run = await harness.run(harness.config(yaml, env()));
+    const config = harness.config(yaml, env());
+    const run = await harness.run(config);
     expect(run.status).toBe('failed');
     expect(run.error).toMatchObject({ phase: 'mask', class: 'masking-failed' });
     expect(run.error?.details).toContain(
       'crm: public.customers.fullname: no such column; the table has id, email, full_name, phone, birth_date, note',
     );
-    // Nothing was masked: the copy still holds the source's values (and stays closed once the private window exists).
-    const [row] = await copy<{ email: string }>('SELECT email FROM public.customers WHERE id = 1');
-    expect(row?.email).toBe('customer1@mail.example.org');
+    expect(run.phases.find((p) => p.name === 'open')?.status).not.toBe('succeeded');
+    // Nobody reaches the unmasked copy on its port.
+    await expect(copy('SELECT 1')).rejects.toThrow(/ECONNREFUSED/);
+    // Nothing was masked: through the private socket the copy still holds the source's values.
+    const client = new pg.Client({
+      host: privateSocketDir(dataDirOf(config), tmpdir()),
+      port: targetPort,
+      user: 'postgres',
+      database: 'crm',
+    });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ email: string }>('SELECT email FROM public.customers WHERE id = 1');
+      expect(rows[0]?.email).toBe('customer1@mail.example.org');
+    } finally {
+      await client.end();
+    }
   });
 });
