@@ -90,7 +90,7 @@ export const prepareStepSchema = z
       .positive()
       .max(86_400, { error: 'must be at most 86400 (a day)' })
       .default(600)
-      .describe('How long each statement of the step may run (statement_timeout)'),
+      .describe('How long the whole step may run; when the time is up its running statement is cancelled'),
   })
   .superRefine((step, ctx) => {
     if ((step.sql === undefined) === (step.file === undefined)) {

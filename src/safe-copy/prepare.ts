@@ -3,6 +3,7 @@ import { PhaseFailure } from '../errors.js';
 import type { PhaseContext } from '../ports.js';
 import { type CopyAccess, withCopySession } from './access.js';
 import { splitStatements } from './sql-text.js';
+import { armStepDeadline, stepTimeoutMessage } from './step-deadline.js';
 import { describeStepError } from './step-error.js';
 
 /**
@@ -31,22 +32,31 @@ export async function runPrepareSteps(access: CopyAccess, steps: readonly Prepar
     ctx.log.info({ step: step.name, database: step.database }, 'prepare step started');
     const outcome = await withCopySession(access, step.database, async (session) => {
       await session.query(`SET statement_timeout = ${step.timeoutSeconds * 1000}`);
-      if (step.transaction) {
-        try {
-          return await session.script(step.sql);
-        } catch (error) {
-          throw stepFailure(step, error, 0);
+      const deadline = armStepDeadline(access, step, session, (error) =>
+        ctx.log.warn({ step: step.name, err: error }, 'cancelling the prepare step at its timeout failed'),
+      );
+      const failed = (error: unknown, offset: number) =>
+        deadline.expired ? new PhaseFailure('prepare-failed', stepTimeoutMessage(step)) : stepFailure(step, error, offset);
+      try {
+        if (step.transaction) {
+          try {
+            return await session.script(step.sql);
+          } catch (error) {
+            throw failed(error, 0);
+          }
         }
-      }
-      const outcomes = [];
-      for (const statement of splitStatements(step.sql)) {
-        try {
-          outcomes.push(...(await session.script(statement.text)));
-        } catch (error) {
-          throw stepFailure(step, error, statement.offset);
+        const outcomes = [];
+        for (const statement of splitStatements(step.sql)) {
+          try {
+            outcomes.push(...(await session.script(statement.text)));
+          } catch (error) {
+            throw failed(error, statement.offset);
+          }
         }
+        return outcomes;
+      } finally {
+        deadline.clear();
       }
-      return outcomes;
     }).catch((error: unknown) => {
       if (error instanceof PhaseFailure) throw error;
       // Not the SQL: the database is missing, or the connection failed.
