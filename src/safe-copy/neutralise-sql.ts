@@ -20,6 +20,8 @@ export const NEUTRALISE_QUERIES = {
   /** The database pg_cron's scheduler reads its jobs from; NULL when pg_cron is not loaded. */
   cronDatabase: `SELECT current_setting('cron.database_name', true) AS database`,
   cronTable: `SELECT to_regclass('cron.job') IS NOT NULL AS present`,
+  /** Whether pg_cron's library is loaded; a CNPG copy's private window leaves it out (src/targets/cnpg/private-window.ts). */
+  cronLoaded: `SELECT 'pg_cron' = ANY(string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS loaded`,
   deactivateCronJobs: `WITH changed AS (UPDATE cron.job SET active = false WHERE active RETURNING jobid)
     SELECT count(*)::int AS count FROM changed`,
   loginRolesWithPassword: `SELECT rolname AS name FROM pg_authid WHERE rolcanlogin AND rolpassword IS NOT NULL ORDER BY rolname`,

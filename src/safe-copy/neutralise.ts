@@ -87,8 +87,13 @@ async function deactivateCron(access: CopyAccess, current: SqlSession): Promise<
   const run = async (session: SqlSession) => {
     const [table] = await session.query<{ present: boolean }>(NEUTRALISE_QUERIES.cronTable);
     if (!table?.present) return { database, deactivated: 0, note: `pg_cron is loaded but has no cron.job table in ${database}` };
+    // Without the library, cron.job's cache-invalidation trigger cannot load it ("pg_cron can only be loaded via
+    // shared_preload_libraries"); with no scheduler running there is no cache to invalidate, so the trigger is skipped.
+    const [library] = await session.query<{ loaded: boolean }>(NEUTRALISE_QUERIES.cronLoaded);
+    if (!library?.loaded) await session.query('SET session_replication_role = replica');
     const [changed] = await session.query<{ count: number }>(NEUTRALISE_QUERIES.deactivateCronJobs);
-    return { database, deactivated: changed?.count ?? 0 };
+    if (!library?.loaded) await session.query('RESET session_replication_role');
+    return { database, deactivated: changed?.count ?? 0, ...(library?.loaded ? {} : { note: 'pg_cron was not loaded (private window)' }) };
   };
   return database === access.maintenanceDatabase ? run(current) : withCopySession(access, database, run);
 }

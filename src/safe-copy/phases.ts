@@ -1,6 +1,6 @@
 import type { JobConfig } from '../config/types.js';
 import { PhaseFailure } from '../errors.js';
-import type { PhaseContext, SqlConnector, Target } from '../ports.js';
+import type { OwnerLogin, PhaseContext, SqlConnector, Target } from '../ports.js';
 import type { Check } from '../run/facts.js';
 import type { PhaseDetail, RunRecord } from '../run/record.js';
 import { type CopyAccess, withCopySession } from './access.js';
@@ -105,12 +105,13 @@ async function privateChecks(input: SafeCopyInput, ctx: PhaseContext): Promise<C
  * superuser; for another role the check made as the superuser just before the
  * copy opened stands in.
  */
-export async function neutralisedVerification(input: SafeCopyInput, run: RunRecord): Promise<Check[]> {
+export async function neutralisedVerification(input: SafeCopyInput, run: RunRecord, owner?: OwnerLogin): Promise<Check[]> {
   const { job, target, sql } = input;
   if (!neutralisationEnabled(job.neutralise) || !target.privateAccess) return [];
   const database = job.source.dbname;
-  const facts = await sql.withSession(target.endpoint(database), database, (session) =>
-    readNeutralisedFacts(session, job.neutralise, (db, fn) => sql.withSession(target.endpoint(db), db, fn)),
+  // CNPG's endpoint logs in as the copy's owner, with the password from its Secret.
+  const facts = await sql.withSession(target.endpoint(database, owner), database, (session) =>
+    readNeutralisedFacts(session, job.neutralise, (db, fn) => sql.withSession(target.endpoint(db, owner), db, fn)),
   );
   const checks = neutralisedChecks(job.neutralise, facts);
   if (job.neutralise.cron && facts.activeCronJobs === undefined) {

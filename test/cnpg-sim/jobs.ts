@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { runCommand } from '../../src/postgres/command.js';
 import { JOB_ROLE, LABEL, LOG_MSG } from './constants.js';
 import { abortableSleep, errorText, type SimContext } from './context.js';
+import { refreshConfigurationFiles } from './instance-config.js';
 import { controllerOf, isNotFound, type Obj } from './kube.js';
 import { PodLog } from './podlog.js';
 import { jobFailedStatus, jobHasCondition, jobSucceededStatus, podStatus } from './podstatus.js';
@@ -285,6 +286,8 @@ export class JobController {
       buildPgHba('restore'),
       rt.runAs,
     );
+    // WriteInitialPostgresqlConf: the spec's parameters are in effect from the first start (§10.1).
+    refreshConfigurationFiles(pgdata, cluster.spec, rt.runAs, false);
     const logFile = join(podDir, 'postgres.log');
     writeFileSync(logFile, '');
     chownTo(logFile, rt.runAs);

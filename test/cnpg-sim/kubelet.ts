@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { ANNOTATION, FINALIZER, LABEL } from './constants.js';
 import { abortableSleep, errorText, type SimContext } from './context.js';
+import { buildInstanceHba, reconcileConfiguration, refreshConfigurationFiles } from './instance-config.js';
 import { pgdataClaim, privateSocketDir } from './jobs.js';
 import { isConflict, isNotFound, type Obj } from './kube.js';
 import { PodLog } from './podlog.js';
 import { podStatus } from './podstatus.js';
 import {
-  buildPgHba,
   buildPostgresqlConf,
   chownTo,
   controlInfo,
@@ -223,6 +223,8 @@ export class Kubelet {
     run.port = port;
     run.socketDir = privateSocketDir(this.#ctx.workDir, rt.runAs);
     const ssl = await this.#writeCertificates(run);
+    // The first reconcile writes pg_hba.conf and custom.conf from the spec before PostgreSQL starts (§10.3).
+    const initial = await kube.getOrNull('clusters', run.namespace, run.cluster);
     writeConfiguration(
       volume.pgdata,
       buildPostgresqlConf({
@@ -232,9 +234,10 @@ export class Kubelet {
         socketDir: run.socketDir,
         ...(ssl ? { ssl } : {}),
       }),
-      buildPgHba('instance'),
+      buildInstanceHba(initial?.spec),
       rt.runAs,
     );
+    refreshConfigurationFiles(volume.pgdata, initial?.spec, rt.runAs, true);
     const logFile = join(run.podDir, 'postgres.log');
     writeFileSync(logFile, '');
     chownTo(logFile, rt.runAs);
@@ -308,6 +311,13 @@ export class Kubelet {
     const { kube } = this.#ctx;
     const ns = run.namespace;
     const spec = (cluster.spec ?? {}) as Obj;
+    if (run.server) {
+      const outcome = await reconcileConfiguration(
+        { server: run.server, socketDir: run.socketDir, port: run.port, runAs: this.#ctx.rt.runAs, signal: run.abort.signal },
+        spec,
+      );
+      if (outcome !== 'unchanged') run.log.info(outcome === 'restarted' ? 'Primary instance restarted in-place' : 'Configuration reloaded');
+    }
     await withSuperuser(run.socketDir, run.port, async (client: pg.Client) => {
       if (!run.rolesEnsured) {
         await ensureOperatorRoles(client);

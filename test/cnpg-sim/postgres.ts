@@ -81,6 +81,8 @@ export function buildPostgresqlConf(o: ConfOptions): string {
   } else {
     lines.push('ssl = off');
   }
+  // CNPG's postgresql.conf includes custom.conf, written from the spec (instance-config.ts, §10.1).
+  lines.push("include_if_exists = 'custom.conf'");
   return `${lines.join('\n')}\n`;
 }
 

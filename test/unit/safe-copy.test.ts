@@ -311,7 +311,7 @@ describe('local private start', () => {
 describe('CNPG private window', () => {
   const settings = { synchronousReplication: true, subscriptions: true, cron: true, passwords: false, keepRoles: [] };
 
-  it('creates the clone closed: only the superuser gets in, no apply workers, no cron jobs, ALTER SYSTEM allowed', () => {
+  it('creates the clone closed: only the superuser gets in, no apply workers, ALTER SYSTEM allowed', () => {
     const spec = withPrivateWindow({ instances: 1, postgresql: { parameters: { work_mem: '8MB' } } }, settings);
     expect(spec).toEqual({
       instances: 1,
@@ -319,7 +319,7 @@ describe('CNPG private window', () => {
       postgresql: {
         enableAlterSystem: true,
         pg_hba: ['host all postgres all scram-sha-256', 'host all all all reject'],
-        parameters: { work_mem: '8MB', max_logical_replication_workers: '0', 'cron.max_running_jobs': '0' },
+        parameters: { work_mem: '8MB', max_logical_replication_workers: '0' },
       },
     });
   });
@@ -331,15 +331,15 @@ describe('CNPG private window', () => {
         postgresql: {
           enableAlterSystem: false,
           pg_hba: null,
-          parameters: { max_logical_replication_workers: null, 'cron.max_running_jobs': null },
+          parameters: { max_logical_replication_workers: null },
         },
       },
     });
     expect(
       openPatch({
-        settings: { ...settings, subscriptions: false },
+        settings,
         userHba: ['host app app 10.0.0.0/8 scram-sha-256'],
-        userParameters: { 'cron.max_running_jobs': '2' },
+        userParameters: { max_logical_replication_workers: '2' },
       }),
     ).toEqual({
       spec: {
@@ -347,7 +347,7 @@ describe('CNPG private window', () => {
         postgresql: {
           enableAlterSystem: false,
           pg_hba: ['host app app 10.0.0.0/8 scram-sha-256'],
-          parameters: { 'cron.max_running_jobs': '2' },
+          parameters: { max_logical_replication_workers: '2' },
         },
       },
     });

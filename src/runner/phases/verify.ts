@@ -32,7 +32,7 @@ export const verify: Phase = {
       sql: ctx.sql,
     });
     // What neutralise switched off must still be off on the open copy.
-    const neutralised = await neutralisedVerification(ctx, record);
+    const neutralised = await neutralisedVerification(ctx, record, copyOwner);
     if (neutralised.length > 0) {
       verification.checks.push(...neutralised);
       verification.ok = verification.ok && failingChecks(neutralised).length === 0;

@@ -3,7 +3,7 @@ import type { PgEndpoint, SourceConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import type { Kube } from '../../kube/client.js';
 import { loadKube } from '../../kube/load.js';
-import type { BlueGreenTarget, OwnerLogin, PhaseContext, SqlConnector } from '../../ports.js';
+import type { BlueGreenTarget, OwnerLogin, PhaseContext, PrivateAccess, SqlConnector } from '../../ports.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
 import {
@@ -20,6 +20,7 @@ import {
 } from './blue-green.js';
 import { type CnpgJob, CnpgTarget } from './index.js';
 import { StableService } from './stable-service.js';
+import { OPERATOR_ROLES } from './window.js';
 
 /**
  * A CNPG target refreshed blue/green: the new copy is a second Cluster (`<clusterName>-a` or `-b`,
@@ -109,6 +110,19 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
     // endpoint() is synchronous: the slot was read from the Service by resolveSource(), which every
     // run (fresh or resumed) calls before its first phase.
     return this.#slotTarget(this.#endpointSlot ?? 'a').endpoint(database, login);
+  }
+
+  /** The private window is the new Cluster's: created closed in its slot, opened before verification and the swap. */
+  async privateAccess(): Promise<PrivateAccess> {
+    return this.#slotTarget(this.#endpointSlot ?? (await this.#newSlot())).privateAccess();
+  }
+
+  async open(ctx: PhaseContext): Promise<PhaseDetail> {
+    return this.#slotTarget(this.#endpointSlot ?? (await this.#newSlot())).open(ctx);
+  }
+
+  reservedRoles(): string[] {
+    return [...OPERATOR_ROLES];
   }
 
   async defaultOwner(): Promise<OwnerLogin | undefined> {

@@ -132,6 +132,14 @@ export class ClusterApi {
     );
   }
 
+  /** A JSON merge patch of the Cluster (`null` removes a key); the instance manager reloads what changed. */
+  async patchCluster(body: Record<string, unknown>): Promise<ClusterObject> {
+    const api = await this.#api();
+    return (await withRetry(`patch Cluster ${this.where}`, () =>
+      api.custom.patchNamespacedCustomObject({ ...this.#clusterPath(), name: this.name, body }, api.mergePatch),
+    )) as ClusterObject;
+  }
+
   async namespaceExists(): Promise<boolean> {
     const api = await this.#api();
     return (

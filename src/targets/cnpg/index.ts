@@ -3,16 +3,19 @@ import { systemClock } from '../../clock.js';
 import type { JobConfig, PgEndpoint, SourceConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import type { Kube } from '../../kube/client.js';
-import type { Clock, OwnerLogin, PhaseContext, SqlConnector, Target } from '../../ports.js';
+import type { Clock, OwnerLogin, PhaseContext, PrivateAccess, SqlConnector, Target } from '../../ports.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
+import { needsPrivateWindow } from '../../safe-copy/plan.js';
 import { ClusterApi } from './cluster-api.js';
 import { ANNOTATIONS, buildCluster, type RenderedCluster, readWriteServiceHost, renderCluster } from './manifests.js';
 import { type CnpgJob, cnpgPreflight, readOwnership } from './preflight.js';
+import { withPrivateWindow } from './private-window.js';
 import { PHASE } from './readiness.js';
 import { ownerPassword, resolveSourceSecrets } from './source-secrets.js';
 import { waitUntilGone } from './wait-gone.js';
 import { waitUntilReady } from './wait-ready.js';
+import { OPERATOR_ROLES, openWindow, privateAccess, type WindowInput } from './window.js';
 
 /**
  * A CloudNativePG Cluster as a target: deleted and recreated as a
@@ -72,7 +75,7 @@ export class CnpgTarget implements Target {
         namespace: this.#api.namespace,
         clusterName: this.#api.name,
         connect: this.#connectHost(),
-        manifest: buildCluster({ name: this.#api.name, namespace: this.#api.namespace, spec: this.#rendered.spec }),
+        manifest: buildCluster({ name: this.#api.name, namespace: this.#api.namespace, spec: this.#createdSpec() }),
       },
       steps: {
         teardown: `delete Cluster ${where} (only if db-refresher created it for this job${this.#job.target.adopt ? ', or adopt it' : ''}; exactly the one checked, by uid) and wait until its pods, PVCs, jobs and generated secrets are gone`,
@@ -80,6 +83,37 @@ export class CnpgTarget implements Target {
         start: `watch until the Cluster is "${PHASE.healthy}" with Ready=True and ${instances} ready instance(s); fail fast on a phase that needs a person, a failed clone Job, or a source that stays unavailable, and then ${this.#job.target.keepFailedCluster ? 'keep the half-made Cluster' : 'delete the half-made Cluster'}`,
       },
     };
+  }
+
+  /** The spec the Cluster is created with: closed to everyone but db-refresher when the job has work for the private window. */
+  #createdSpec(): Record<string, unknown> {
+    return needsPrivateWindow(this.#job) ? withPrivateWindow(this.#rendered.spec, this.#job.neutralise) : this.#rendered.spec;
+  }
+
+  #window(): WindowInput {
+    const endpoint = this.endpoint(this.#rendered.database);
+    return {
+      api: this.#api,
+      sql: this.#sql,
+      clock: this.#clock,
+      userSpec: this.#rendered.spec,
+      settings: this.#job.neutralise,
+      host: endpoint.host,
+      port: endpoint.port,
+      timeoutSeconds: this.#job.target.readyTimeoutSeconds,
+    };
+  }
+
+  async privateAccess(): Promise<PrivateAccess> {
+    return privateAccess(this.#window());
+  }
+
+  async open(ctx: PhaseContext): Promise<PhaseDetail> {
+    return openWindow(this.#window(), ctx);
+  }
+
+  reservedRoles(): string[] {
+    return [...OPERATOR_ROLES];
   }
 
   #connectHost(): string {
@@ -142,7 +176,7 @@ export class CnpgTarget implements Target {
     const manifest = buildCluster({
       name: this.#api.name,
       namespace: this.#api.namespace,
-      spec: this.#rendered.spec,
+      spec: this.#createdSpec(),
       metadata: {
         job: this.#job.name,
         runId: ctx.runId,

@@ -19,9 +19,9 @@ import type { NeutraliseSettings } from '../../config/types.js';
  * - `enableAlterSystem: true` lets neutralise reset what the source's
  *   postgresql.auto.conf carried over (CNPG never rewrites that file, §10.2).
  *
- * Opening is one merge patch: pg_hba back to the user's rules (a reload),
+ * Opening is a merge patch: pg_hba back to the user's rules (a reload),
  * the two parameters removed (both need a restart: CNPG restarts the primary
- * in place), ALTER SYSTEM and superuser access off again.
+ * in place), then ALTER SYSTEM and superuser access back to the user's values.
  */
 
 export const PRIVATE_SUPERUSER = 'postgres';
@@ -30,16 +30,44 @@ export function privateHbaRules(): string[] {
   return [`host all ${PRIVATE_SUPERUSER} all scram-sha-256`, 'host all all all reject'];
 }
 
-export function privateParameters(settings: NeutraliseSettings): Record<string, string> {
+/** pg_cron's library name in shared_preload_libraries, and its default database (pg_cron.c, `cron.database_name`). */
+const PG_CRON = 'pg_cron';
+const PG_CRON_DEFAULT_DATABASE = 'postgres';
+
+function libraries(spec: Record<string, unknown>): string[] | undefined {
+  const postgresql = (spec.postgresql ?? {}) as Record<string, unknown>;
+  return Array.isArray(postgresql.shared_preload_libraries) ? (postgresql.shared_preload_libraries as string[]) : undefined;
+}
+
+/**
+ * Whether the window withholds pg_cron: CloudNativePG never preloads it by
+ * itself (§10.6), so it runs only when the spec lists it, and left out of the
+ * list no scheduler runs, whatever pg_cron's version. (`cron.max_running_jobs
+ * = 0` does not stop jobs: pg_cron raises a value <= 0 to 1; and
+ * `cron.launch_active_jobs` exists only from pg_cron 1.6.)
+ */
+export function withholdsCron(settings: NeutraliseSettings, userLibraries: readonly string[] | undefined): boolean {
+  return settings.cron && (userLibraries ?? []).includes(PG_CRON);
+}
+
+/**
+ * Parameters the window sets. With pg_cron withheld, `cron.database_name`
+ * stays set (the user's value, or pg_cron's default) so that neutralise finds
+ * the jobs table while the library is not loaded.
+ */
+export function privateParameters(settings: NeutraliseSettings, user: UserWindowSettings = {}): Record<string, string> {
   return {
     ...(settings.subscriptions ? { max_logical_replication_workers: '0' } : {}),
-    'cron.max_running_jobs': '0',
+    ...(withholdsCron(settings, user.userLibraries)
+      ? { 'cron.database_name': user.userParameters?.['cron.database_name'] ?? PG_CRON_DEFAULT_DATABASE }
+      : {}),
   };
 }
 
 /** Merges the private window into a Cluster spec built from the values. */
 export function withPrivateWindow(spec: Record<string, unknown>, settings: NeutraliseSettings): Record<string, unknown> {
   const postgresql = (spec.postgresql ?? {}) as Record<string, unknown>;
+  const user = userWindowSettings(spec);
   return {
     ...spec,
     enableSuperuserAccess: true,
@@ -47,24 +75,105 @@ export function withPrivateWindow(spec: Record<string, unknown>, settings: Neutr
       ...postgresql,
       enableAlterSystem: true,
       pg_hba: privateHbaRules(),
-      parameters: { ...((postgresql.parameters ?? {}) as Record<string, string>), ...privateParameters(settings) },
+      parameters: { ...((postgresql.parameters ?? {}) as Record<string, string>), ...privateParameters(settings, user) },
+      ...(withholdsCron(settings, user.userLibraries)
+        ? { shared_preload_libraries: (user.userLibraries ?? []).filter((name) => name !== PG_CRON) }
+        : {}),
     },
   };
 }
 
-/** The JSON merge patch that opens the clone: `null` removes a key. */
-export function openPatch(input: {
-  settings: NeutraliseSettings;
+/** What the user's own spec says about the keys the private window changes. */
+export interface UserWindowSettings {
   userHba?: string[] | undefined;
   userParameters?: Record<string, string> | undefined;
   userSuperuserAccess?: boolean | undefined;
-}): Record<string, unknown> {
-  const parameters: Record<string, string | null> = {};
-  for (const name of Object.keys(privateParameters(input.settings))) parameters[name] = input.userParameters?.[name] ?? null;
+  userAlterSystem?: boolean | undefined;
+  userLibraries?: string[] | undefined;
+}
+
+/** The user's settings for the window's keys, read from the spec the values render to. */
+export function userWindowSettings(spec: Record<string, unknown>): UserWindowSettings {
+  const postgresql = (spec.postgresql ?? {}) as Record<string, unknown>;
   return {
-    spec: {
-      enableSuperuserAccess: input.userSuperuserAccess ?? false,
-      postgresql: { enableAlterSystem: false, pg_hba: input.userHba?.length ? input.userHba : null, parameters },
-    },
+    userHba: Array.isArray(postgresql.pg_hba) ? (postgresql.pg_hba as string[]) : undefined,
+    userParameters: (postgresql.parameters ?? undefined) as Record<string, string> | undefined,
+    userSuperuserAccess: typeof spec.enableSuperuserAccess === 'boolean' ? spec.enableSuperuserAccess : undefined,
+    userAlterSystem: typeof postgresql.enableAlterSystem === 'boolean' ? postgresql.enableAlterSystem : undefined,
+    userLibraries: libraries(spec),
   };
+}
+
+/**
+ * The JSON merge patch that opens the clone: `null` removes a key. Opening
+ * happens in two patches: first pg_hba and the parameters (the superuser
+ * still logs in to see them take effect), then `superuserOnly` puts
+ * superuser access and ALTER SYSTEM back to the user's values.
+ */
+export function openPatch(
+  input: UserWindowSettings & { settings: NeutraliseSettings; part?: 'access' | 'superuser' },
+): Record<string, unknown> {
+  const parameters: Record<string, string | null> = {};
+  for (const name of Object.keys(privateParameters(input.settings, input))) parameters[name] = input.userParameters?.[name] ?? null;
+  const access = {
+    pg_hba: input.userHba?.length ? input.userHba : null,
+    parameters,
+    ...(withholdsCron(input.settings, input.userLibraries) ? { shared_preload_libraries: input.userLibraries } : {}),
+  };
+  const superuser = { enableSuperuserAccess: input.userSuperuserAccess ?? false };
+  const alterSystem = { enableAlterSystem: input.userAlterSystem ?? false };
+  if (input.part === 'access') return { spec: { postgresql: access } };
+  if (input.part === 'superuser') return { spec: { ...superuser, postgresql: alterSystem } };
+  return { spec: { ...superuser, postgresql: { ...alterSystem, ...access } } };
+}
+
+/**
+ * What the superuser reads to know the opening patch took effect (run with
+ * the private parameters' names as $1): settings waiting for a restart, whether
+ * pg_hba.conf was loaded after it was last written (CNPG writes the file,
+ * then reloads: §10.3), the catch-all reject rules in the file, and the
+ * private parameters' current and built-in values.
+ */
+export const OPENED_QUERY = `SELECT
+  (SELECT count(*)::int FROM pg_settings WHERE pending_restart) AS pending_restart,
+  pg_conf_load_time() >= (pg_stat_file(current_setting('hba_file'))).modification AS hba_loaded,
+  (SELECT count(*)::int FROM pg_hba_file_rules
+    WHERE auth_method = 'reject' AND database = '{all}' AND user_name = '{all}' AND address = 'all') AS reject_all,
+  (SELECT coalesce(json_object_agg(name, json_build_array(setting, boot_val)), '{}'::json)
+    FROM pg_settings WHERE name = ANY($1::text[])) AS settings,
+  current_setting('shared_preload_libraries') AS libraries`;
+
+export interface OpenedFacts {
+  pending_restart: number;
+  hba_loaded: boolean;
+  reject_all: number;
+  settings: Record<string, [string, string]>;
+  libraries: string;
+}
+
+const REJECT_ALL = /^\s*host\s+all\s+all\s+all\s+reject\s*$/;
+
+/**
+ * Pure: why the copy is not open yet, or undefined once it is. The private
+ * parameters need a restart to go (CNPG restarts the primary in place, §10.1),
+ * so their loaded value equal to the user's (or PostgreSQL's built-in one)
+ * means the restart happened; a parameter no loaded library defines is not
+ * listed in pg_settings and is skipped.
+ */
+export function notYetOpen(facts: OpenedFacts, input: UserWindowSettings & { settings: NeutraliseSettings }): string | undefined {
+  const userRejects = (input.userHba ?? []).filter((line) => REJECT_ALL.test(line)).length;
+  if (facts.reject_all > userRejects) return "pg_hba.conf still holds the private window's reject rule";
+  if (!facts.hba_loaded) return 'pg_hba.conf was written after the last configuration reload';
+  if (withholdsCron(input.settings, input.userLibraries)) {
+    const loaded = facts.libraries.split(',').map((name) => name.trim());
+    if (!loaded.includes(PG_CRON)) return "pg_cron is not loaded yet (waiting for CloudNativePG's in-place restart)";
+  }
+  for (const name of Object.keys(privateParameters(input.settings, input))) {
+    const loaded = facts.settings[name];
+    if (!loaded) continue;
+    const want = input.userParameters?.[name] ?? loaded[1];
+    if (loaded[0] !== want) return `${name} is still ${loaded[0]} (waiting for CloudNativePG's in-place restart)`;
+  }
+  if (facts.pending_restart > 0) return `${facts.pending_restart} setting(s) wait for a restart`;
+  return undefined;
 }
