@@ -5,9 +5,8 @@ import { maskSchema } from '../../src/config/schema-mask.js';
 import type { CatalogColumnRow } from '../../src/mask/catalog.js';
 import { classifyColumn, isAllowed, isValidIban, nameRules, passesLuhn } from '../../src/mask/coverage-rules.js';
 import { keyParams } from '../../src/mask/key.js';
-import { describeMaskConfig, planDatabase } from '../../src/mask/plan.js';
+import { describeMaskConfig, highestParam, planDatabase } from '../../src/mask/plan.js';
 import { maskingSummary } from '../../src/mask/record.js';
-import { highestParam } from '../../src/mask/plan.js';
 import { describeStrategy, maskExpression, typeProblem } from '../../src/mask/strategies.js';
 
 const text = { sqlType: 'text', typname: 'text', category: 'S', notNull: false };
@@ -112,7 +111,7 @@ describe('strategies', () => {
     expect(sql).not.toContain('k3y');
   });
 
-  it('extract a phone number\'s digits once per value, not once per use in the Feistel rounds', () => {
+  it("extract a phone number's digits once per value, not once per use in the Feistel rounds", () => {
     const sql = maskExpression('phone', 'phone', text);
     // One translate() pair for the digits, one for the fallback's hex digits.
     expect(sql.match(/translate\(/g)).toHaveLength(3);
