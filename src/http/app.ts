@@ -12,8 +12,10 @@ import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { RunRecord } from '../runner/run-record.js';
 import { type ApiToken, type Principal, TokenAuth } from './auth.js';
+import type { LiveListener } from './live-feed.js';
 import { sendError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
+import { Closing, registerLiveRoutes } from './routes-live.js';
 import type { CurrentRun, JobDetail, JobListItem } from './views.js';
 
 /**
@@ -42,6 +44,8 @@ export interface ApiBackend {
   accepting(): boolean;
   readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
   metricsText(): Promise<{ contentType: string; body: string }>;
+  /** Hears every live change (SSE, long polls); returns the unsubscribe function. */
+  subscribe(listener: LiveListener): () => void;
 }
 
 export interface AppOptions {
@@ -139,6 +143,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
     return reply.type(contentType).send(body);
   });
 
+  // Streams and long polls end when the server closes, so they never hold up shutdown.
+  const closing = new Closing();
+  app.addHook('preClose', async () => closing.close());
+
   const auth = new TokenAuth(options.tokens);
   app.register(
     async (api) => {
@@ -153,7 +161,8 @@ export function buildApp(options: AppOptions): FastifyInstance {
         }
         request.principal = result.principal;
       });
-      registerApiRoutes(api, backend);
+      registerApiRoutes(api, backend, closing);
+      registerLiveRoutes(api, backend, closing);
     },
     { prefix: '/api/v1' },
   );

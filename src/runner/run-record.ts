@@ -99,6 +99,8 @@ export interface RunRecord {
   paused?: { at: string; reason: string; nextPhase: PhaseName };
   /** Each time a restarted service took the run up again, and from which phase. */
   resumed?: Array<{ at: string; fromPhase: PhaseName }>;
+  /** Who cancelled the run, when and why (POST /api/v1/runs/{id}/cancel); the run stops at its next safe point. */
+  cancelled?: { by: string; at: string; reason?: string };
   /** Set by a history store that dropped the bulky parts (checks, figures, details) of an older record. */
   compacted?: boolean;
 }

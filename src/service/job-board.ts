@@ -10,6 +10,22 @@ import type { RunEvent } from '../runner/runner.js';
  */
 export class JobBoard {
   readonly #states = new Map<string, JobState>();
+  readonly #onChange: ((job: string) => void) | undefined;
+
+  /** `onChange` hears of every change to a job's state (the live feed of the status page). */
+  constructor(onChange?: (job: string) => void) {
+    this.#onChange = onChange;
+  }
+
+  #changed(job: string): void {
+    this.#onChange?.(job);
+  }
+
+  /** Sets the suspension chosen through the API (or the one read from history at startup). */
+  suspension(job: string, suspension: JobState['suspension']): void {
+    this.state(job).suspension = suspension;
+    this.#changed(job);
+  }
 
   state(job: string): JobState {
     let state = this.#states.get(job);
@@ -32,15 +48,18 @@ export class JobBoard {
   /** A run that holds the job (just started, queued or resumed). */
   holding(run: RunRecord): void {
     this.state(run.job).current = { id: run.id, status: run.status };
+    this.#changed(run.job);
   }
 
   /** A record that ended: finished, paused, skipped or interrupted. */
   settled(run: RunRecord): void {
     const state = this.state(run.job);
     if (state.current?.id === run.id) state.current = undefined;
-    if (run.paused) return;
-    state.lastRun = summarizeRun(run);
-    if (run.status === 'succeeded' && !run.dryRun) state.lastSuccess = state.lastRun;
+    if (!run.paused) {
+      state.lastRun = summarizeRun(run);
+      if (run.status === 'succeeded' && !run.dryRun) state.lastSuccess = state.lastRun;
+    }
+    this.#changed(run.job);
   }
 
   onRunEvent(event: RunEvent): void {
@@ -54,14 +73,20 @@ export class JobBoard {
       case 'phase-started': {
         const current = this.#currentOf(event.run);
         if (current) {
+          current.status = event.run.status;
           current.phase = event.phase;
+          current.phaseStartedAt = event.run.phases.find((p) => p.name === event.phase)?.startedAt;
           current.progress = undefined;
+          this.#changed(event.run.job);
         }
         return;
       }
       case 'progress': {
         const current = this.#currentOf(event.run);
-        if (current) current.progress = { ...event.detail, at: new Date().toISOString() };
+        if (current) {
+          current.progress = { ...event.detail, at: new Date().toISOString() };
+          this.#changed(event.run.job);
+        }
         return;
       }
       default:

@@ -3,6 +3,7 @@ import type { Config, JobConfig } from '../config/types.js';
 import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
 import { type ApiBackend, buildApp } from '../http/app.js';
+import { LiveFeed, type LiveListener, runUpdate } from '../http/live-feed.js';
 import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
@@ -56,7 +57,9 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   readonly runner: Runner;
   readonly scheduler: Scheduler;
   readonly metrics: ServiceMetrics;
-  readonly board = new JobBoard();
+  /** Changes as they happen, for the SSE stream and long polls. */
+  readonly feed = new LiveFeed();
+  readonly board = new JobBoard((job) => this.#publishJob(job));
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #notifier: Notifier;
@@ -104,7 +107,11 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       gate: this.#gate,
       clock: this.#clock,
       ...(options.notifier ? { notifier: options.notifier } : {}),
-      listeners: [(event: RunEvent) => this.board.onRunEvent(event), (event: RunEvent) => this.metrics.onRunEvent(event)],
+      listeners: [
+        (event: RunEvent) => this.board.onRunEvent(event),
+        (event: RunEvent) => this.metrics.onRunEvent(event),
+        (event: RunEvent) => this.#publishRun(event),
+      ],
     });
     this.runner = built.runner;
     this.#notifier = built.notifier;
@@ -439,6 +446,25 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     return createTarget(this.config, job, { env: this.#env }).describe();
   }
 
+  // ── live feed ────────────────────────────────────────────────────────────
+
+  #publishJob(name: string): void {
+    const job = this.#jobs?.get(name);
+    if (!job || this.feed.listeners === 0) return;
+    this.feed.publish({ type: 'job', data: this.jobListItem(job) });
+  }
+
+  #publishRun(event: RunEvent): void {
+    if (this.feed.listeners === 0) return;
+    const extra =
+      event.type === 'progress'
+        ? { phase: event.phase, progress: { ...event.detail, at: this.#clock.now().toISOString() } }
+        : event.type === 'phase-started' || event.type === 'phase-finished'
+          ? { phase: event.phase }
+          : {};
+    this.feed.publish({ type: 'run', data: runUpdate(event.run, event.type, extra) });
+  }
+
   // ── ApiBackend ───────────────────────────────────────────────────────────
 
   jobs(): readonly JobConfig[] {
@@ -520,6 +546,10 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       accepting: this.#accepting ? { ok: true } : { ok: false, message: 'shutting down' },
     };
     return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  subscribe(listener: LiveListener): () => void {
+    return this.feed.subscribe(listener);
   }
 
   async metricsText(): Promise<{ contentType: string; body: string }> {

@@ -7,6 +7,7 @@ import type { JobConfig } from '../../src/config/types.js';
 import { RefresherError } from '../../src/errors.js';
 import { type ApiBackend, buildApp } from '../../src/http/app.js';
 import { TokenAuth } from '../../src/http/auth.js';
+import { LiveFeed, type LiveListener } from '../../src/http/live-feed.js';
 import { type CurrentRun, jobDetail, jobListItem } from '../../src/http/views.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
 import { newRun, newRunId, type RunRecord } from '../../src/runner/run-record.js';
@@ -81,6 +82,8 @@ class MemoryBackend implements ApiBackend {
   accepting = () => this.open;
   readiness = async () => ({ ready: this.open, checks: { store: { ok: true } } });
   metricsText = async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'db_refresher_up 1\n' });
+  feed = new LiveFeed();
+  subscribe = (listener: LiveListener) => this.feed.subscribe(listener);
 }
 
 let backend: MemoryBackend;
