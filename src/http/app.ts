@@ -15,8 +15,10 @@ import { type ApiToken, type Principal, TokenAuth } from './auth.js';
 import type { LiveListener } from './live-feed.js';
 import { sendError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
+import { type Capabilities, registerActionRoutes } from './routes-actions.js';
 import { Closing, registerLiveRoutes } from './routes-live.js';
-import type { CurrentRun, JobDetail, JobListItem } from './views.js';
+import { registerUiRoutes } from './ui-routes.js';
+import type { CurrentRun, JobDetail, JobListItem, JobSuspension } from './views.js';
 
 /**
  * The HTTP API, built without listening: tests use inject() and a real socket
@@ -44,6 +46,18 @@ export interface ApiBackend {
   accepting(): boolean;
   readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
   metricsText(): Promise<{ contentType: string; body: string }>;
+  /**
+   * Cancels a run at its next safe point: `cancelling` with what that means
+   * for the copy, `finished` when it had already ended, `not-found`.
+   */
+  cancel(
+    id: string,
+    input: { by: string; reason?: string },
+  ): Promise<
+    { outcome: 'cancelling'; run: RunRecord; message: string } | { outcome: 'finished'; run: RunRecord } | { outcome: 'not-found' }
+  >;
+  /** Suspends or resumes a job, kept in the history store; overrides the config's `suspend` until changed again. */
+  setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension>;
   /** Hears every live change (SSE, long polls); returns the unsubscribe function. */
   subscribe(listener: LiveListener): () => void;
 }
@@ -143,6 +157,14 @@ export function buildApp(options: AppOptions): FastifyInstance {
     return reply.type(contentType).send(body);
   });
 
+  registerUiRoutes(app, backend);
+
+  // Every route, as registered: optional features (rollback) are offered only once their route exists.
+  const capabilities: Capabilities = {};
+  app.addHook('onRoute', (route) => {
+    if (/\/rollback$/.test(route.url) && route.method === 'POST') capabilities.rollback = route.url.replace(/:([a-z]+)/g, '{$1}');
+  });
+
   // Streams and long polls end when the server closes, so they never hold up shutdown.
   const closing = new Closing();
   app.addHook('preClose', async () => closing.close());
@@ -163,6 +185,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
       });
       registerApiRoutes(api, backend, closing);
       registerLiveRoutes(api, backend, closing);
+      registerActionRoutes(api, backend, () => capabilities);
     },
     { prefix: '/api/v1' },
   );

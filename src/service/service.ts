@@ -4,7 +4,7 @@ import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
 import { type ApiBackend, buildApp } from '../http/app.js';
 import { LiveFeed, type LiveListener, runUpdate } from '../http/live-feed.js';
-import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
+import { type CurrentRun, type JobDetail, type JobListItem, type JobSuspension, jobDetail, jobListItem } from '../http/views.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
 import { type Clock, type Notifier, type RunStore, type SkipReason, systemClock } from '../ports.js';
@@ -546,6 +546,23 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       accepting: this.#accepting ? { ok: true } : { ok: false, message: 'shutting down' },
     };
     return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  async cancel(
+    id: string,
+    _input: { by: string; reason?: string },
+  ): Promise<
+    { outcome: 'cancelling'; run: RunRecord; message: string } | { outcome: 'finished'; run: RunRecord } | { outcome: 'not-found' }
+  > {
+    const run = await this.store.get(id);
+    if (!run) return { outcome: 'not-found' };
+    return { outcome: 'finished', run };
+  }
+
+  async setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension> {
+    const suspension: JobSuspension = { ...input, at: this.#clock.now().toISOString() };
+    this.board.suspension(job.name, suspension);
+    return suspension;
   }
 
   subscribe(listener: LiveListener): () => void {

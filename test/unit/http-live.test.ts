@@ -60,6 +60,11 @@ class Backend implements ApiBackend {
   readiness = async () => ({ ready: true, checks: {} });
   metricsText = async () => ({ contentType: 'text/plain', body: '' });
   subscribe = (listener: Parameters<ApiBackend['subscribe']>[0]) => this.feed.subscribe(listener);
+  cancel = async (): Promise<{ outcome: 'not-found' }> => ({ outcome: 'not-found' });
+  setSuspended = async (_job: JobConfig, input: { suspended: boolean; by: string; reason?: string }) => ({
+    ...input,
+    at: new Date().toISOString(),
+  });
 }
 
 let backend: Backend;

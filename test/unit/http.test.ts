@@ -84,6 +84,11 @@ class MemoryBackend implements ApiBackend {
   metricsText = async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'db_refresher_up 1\n' });
   feed = new LiveFeed();
   subscribe = (listener: LiveListener) => this.feed.subscribe(listener);
+  cancel = async (): Promise<{ outcome: 'not-found' }> => ({ outcome: 'not-found' });
+  setSuspended = async (_job: JobConfig, input: { suspended: boolean; by: string; reason?: string }) => ({
+    ...input,
+    at: new Date().toISOString(),
+  });
 }
 
 let backend: MemoryBackend;
