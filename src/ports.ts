@@ -14,60 +14,11 @@
  * child_process, the filesystem or pg directly.
  */
 import type { Secret } from './config/secret.js';
-import type { PgEndpoint, SourceConfig } from './config/types.js';
-import type { FailureClass } from './failures.js';
+import type { JobConfig, PgEndpoint, SourceConfig } from './config/types.js';
 import type { Logger } from './observe/logger.js';
-import type { RunRecord } from './runner/run-record.js';
-import type { RunEvent } from './runner/runner.js';
-
-export interface Check {
-  name: string;
-  ok: boolean;
-  message: string;
-  /** Set on failed checks: what went wrong, in the classifier's terms. */
-  failureClass?: FailureClass;
-  /** A failing check with severity "warning" does not stop the run. */
-  severity?: 'error' | 'warning';
-}
-
-/** What preflight learned about the source; targets use it for their own checks. */
-export interface SourceFacts {
-  host: string;
-  port: number;
-  systemIdentifier: string;
-  serverVersionNum: number;
-  majorVersion: number;
-  maxWalSenders: number;
-  activeWalSenders: number;
-  /** Sum of pg_database_size over all databases, when the role may read it. */
-  totalSizeBytes?: number | undefined;
-  /** User tablespaces (not pg_default/pg_global) with their locations. */
-  tablespaces: Array<{ name: string; location: string }>;
-  /** The source's data_directory, when the role may read it (superuser or pg_read_all_settings). */
-  dataDirectory?: string | undefined;
-  /** Whether the SQL role may run CHECKPOINT (superuser or pg_checkpoint). */
-  canCheckpoint: boolean;
-}
-
-export interface DatabaseFigures {
-  database: string;
-  sizeBytes: number;
-  owner: string;
-  /** User tables (ordinary and partitioned) per schema. */
-  tablesBySchema: Record<string, number>;
-  /** Required tables found, when asked for. */
-  presentTables?: string[];
-}
-
-export interface TargetDescription {
-  kind: string;
-  /** One line for people, e.g. "local data directory /srv/qa on 127.0.0.1:5433". */
-  summary: string;
-  /** Structured details for plan output and the run record. No secrets. */
-  details: Record<string, unknown>;
-  /** What the target-specific phases will do, in words, for `plan`. */
-  steps: { teardown: string; clone: string; start: string };
-}
+import type { RunEvent } from './run/events.js';
+import type { Check, SourceFacts } from './run/facts.js';
+import type { PhaseDetail, RunRecord, SkipReason, TargetDescription } from './run/record.js';
 
 export interface PhaseContext {
   runId: string;
@@ -78,9 +29,6 @@ export interface PhaseContext {
   /** Reports progress within a phase (e.g. bytes copied) to the live display. */
   progress(detail: Record<string, unknown>): void;
 }
-
-/** Anything a phase wants recorded about what it did. */
-export type PhaseDetail = Record<string, unknown>;
 
 /**
  * A place a copy lives. Each method is one phase's effect and must be
@@ -138,9 +86,6 @@ export interface RunStore {
   list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]>;
 }
 
-/** Why a scheduled run did not happen. */
-export type SkipReason = 'overlap' | 'suspended' | 'missed';
-
 /**
  * Tells people and systems what happened. Implementations queue and deliver in
  * the background: a call never throws and never waits for the network, so a
@@ -154,15 +99,20 @@ export interface Notifier {
   flush(timeoutMs: number): Promise<void>;
 }
 
-export const silentNotifier: Notifier = {
-  runEvent: () => undefined,
-  skipped: () => undefined,
-  upcoming: () => undefined,
-  flush: async () => undefined,
-};
-
 export interface Clock {
   now(): Date;
 }
 
-export const systemClock: Clock = { now: () => new Date() };
+/** Releases a slot taken from a RunGate. */
+export type Release = () => void;
+
+/**
+ * Limits how many runs go at once (the service: globally and per source).
+ * A run that finds no free slot is recorded as queued and waits.
+ */
+export interface RunGate {
+  /** A slot for the job now, or undefined when none is free. */
+  tryAcquire(job: JobConfig): Release | undefined;
+  /** Waits for a slot; rejects when the signal aborts. */
+  acquire(job: JobConfig, signal: AbortSignal): Promise<Release>;
+}

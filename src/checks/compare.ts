@@ -1,6 +1,6 @@
 import { formatBytes } from '../config/byte-size.js';
 import type { VerifiedDatabase } from '../config/types.js';
-import type { Check, DatabaseFigures } from '../ports.js';
+import type { Check, DatabaseFigures } from '../run/facts.js';
 
 /**
  * Compares a copy's figures with the source's and with the job's

@@ -1,6 +1,7 @@
 import type { JobConfig, PgEndpoint, SourceConfig } from '../config/types.js';
 import { classifyError, type FailureClass } from '../failures.js';
-import type { Check, SourceFacts, SqlConnector } from '../ports.js';
+import type { SqlConnector } from '../ports.js';
+import type { Check, SourceFacts } from '../run/facts.js';
 import { DATA_DIRECTORY, SOURCE_SETTINGS, TOTAL_SIZE } from './queries.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { JobConfig, PgEndpoint, VerifiedDatabase } from '../config/types.js';
-import type { Check, DatabaseFigures, SqlConnector, Target } from '../ports.js';
-import type { DatabaseVerification, Verification } from '../runner/run-record.js';
+import type { SqlConnector, Target } from '../ports.js';
+import type { Check, DatabaseFigures, DatabaseVerification, Verification } from '../run/facts.js';
 import { compareDatabase } from './compare.js';
 import { CONNECTABLE_DATABASES, DATABASE_SIZE_AND_OWNER, PRESENT_TABLES, TABLES_PER_SCHEMA } from './queries.js';
 import { sqlEndpoint } from './source.js';

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { formatBytes } from '../config/byte-size.js';
-import type { RunEvent } from '../runner/runner.js';
+import type { RunEvent } from '../run/events.js';
 import { formatDuration } from './render.js';
 
 /**

@@ -2,8 +2,8 @@ import { stringify } from 'yaml';
 import { tables, totalTables } from '../checks/compare.js';
 import { formatBytes } from '../config/byte-size.js';
 import type { JobConfig } from '../config/types.js';
-import type { Check, TargetDescription } from '../ports.js';
-import type { PhaseName, PhaseRecord, RunRecord } from '../runner/run-record.js';
+import type { Check } from '../run/facts.js';
+import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../run/record.js';
 
 /** Pure text renderers for the CLI. Objects in, strings out. */
 

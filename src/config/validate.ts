@@ -1,4 +1,4 @@
-import { checkCronExpression } from '../trigger/cron-expression.js';
+import { checkCronExpression } from '../schedule/cron-expression.js';
 import type { RawConfig } from './schema.js';
 
 /**

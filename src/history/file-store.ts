@@ -1,7 +1,7 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { RunStore } from '../ports.js';
-import { type RunRecord, TERMINAL_RUN_STATUSES } from '../runner/run-record.js';
+import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 
 /**
  * Run records as one JSON file each: <stateDir>/runs/<job>/<run id>.json.

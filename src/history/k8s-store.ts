@@ -3,7 +3,7 @@ import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node
 import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
 import type { RunStore } from '../ports.js';
-import { type RunRecord, TERMINAL_RUN_STATUSES } from '../runner/run-record.js';
+import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 
 /**
  * Run history in Kubernetes, for a pod without persistent storage: one

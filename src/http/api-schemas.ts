@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { RUN_STATUSES } from '../runner/run-record.js';
+import { RUN_STATUSES } from '../run/record.js';
 
 /**
  * The shapes the API answers with, as zod schemas: /openapi.json is generated

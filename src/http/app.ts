@@ -10,7 +10,7 @@ import Fastify, {
 import type { JobConfig } from '../config/types.js';
 import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import type { RunRecord } from '../runner/run-record.js';
+import type { RunRecord } from '../run/record.js';
 import { type ApiToken, type Principal, TokenAuth } from './auth.js';
 import type { LiveListener } from './live-feed.js';
 import { sendError } from './reply.js';

@@ -1,4 +1,4 @@
-import type { RunRecord, RunStatus } from '../runner/run-record.js';
+import type { RunRecord, RunStatus } from '../run/record.js';
 import type { JobListItem } from './views.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { type RunRecord, TERMINAL_RUN_STATUSES } from '../runner/run-record.js';
+import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 import type { ApiBackend } from './app.js';
 import type { LiveEvent } from './live-feed.js';
 import { sendError } from './reply.js';

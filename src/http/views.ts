@@ -1,6 +1,6 @@
 import type { JobConfig } from '../config/types.js';
 import { downtimeOf } from '../notify/render/message.js';
-import { type RunRecord, type RunStatus, TERMINAL_RUN_STATUSES, type Trigger } from '../runner/run-record.js';
+import { type RunRecord, type RunStatus, TERMINAL_RUN_STATUSES, type Trigger } from '../run/record.js';
 
 /**
  * What the API returns, built from records and config by pure functions.

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { systemClock } from '../clock.js';
 import type { Config, JobConfig, NotificationTarget, NotifyEvent } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
-import { type Clock, type Notifier, type SkipReason, systemClock } from '../ports.js';
-import type { RunEvent } from '../runner/runner.js';
+import type { Clock, Notifier } from '../ports.js';
+import type { RunEvent } from '../run/events.js';
+import type { SkipReason } from '../run/record.js';
 import { type DeliveryResult, type Destination, Outbox, type OutboxOptions, type OutboxStats } from './outbox.js';
 import { renderGeneric } from './render/generic.js';
 import { type JobFacts, type MessageFacts, runFacts, skippedFacts, testFacts, upcomingFacts } from './render/message.js';

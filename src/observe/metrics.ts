@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { Clock, SkipReason } from '../ports.js';
-import type { RunRecord } from '../runner/run-record.js';
-import type { RunEvent } from '../runner/runner.js';
+import type { Clock } from '../ports.js';
+import type { RunEvent } from '../run/events.js';
+import type { RunRecord, SkipReason } from '../run/record.js';
 
 /**
  * Prometheus metrics of the service, on a registry of its own (never the

@@ -4,8 +4,9 @@ import type { JobConfig, VerifiedDatabase } from '../config/types.js';
 import { isRefresherError, PhaseFailure, RefresherError } from '../errors.js';
 import { classifyError, FAILURE_HINTS } from '../failures.js';
 import type { Logger } from '../observe/logger.js';
-import type { Clock, PhaseContext, PhaseDetail, RunStore, SourceFacts, SqlConnector, Target } from '../ports.js';
-import type { JobLock, JobLocks } from './lock.js';
+import type { Clock, PhaseContext, Release, RunGate, RunStore, SqlConnector, Target } from '../ports.js';
+import type { RunEvent } from '../run/events.js';
+import type { SourceFacts } from '../run/facts.js';
 import {
   beginRun,
   DESTRUCTIVE_PHASES,
@@ -14,6 +15,7 @@ import {
   newRun,
   newRunId,
   PHASES,
+  type PhaseDetail,
   type PhaseName,
   pauseRun,
   type RunError,
@@ -25,7 +27,8 @@ import {
   succeedPhase,
   succeedRun,
   type Trigger,
-} from './run-record.js';
+} from '../run/record.js';
+import type { JobLock, JobLocks } from './lock.js';
 
 /**
  * Drives one run through the phases. The run record is saved before and after
@@ -34,27 +37,6 @@ import {
  * everything a later phase needs is also in the record, so a restarted
  * service can resume from it.
  */
-
-export type RunEvent =
-  | { type: 'run-started'; run: RunRecord }
-  | { type: 'phase-started'; run: RunRecord; phase: PhaseName }
-  | { type: 'phase-finished'; run: RunRecord; phase: PhaseName }
-  | { type: 'progress'; run: RunRecord; phase: PhaseName; detail: Record<string, unknown> }
-  | { type: 'run-finished'; run: RunRecord };
-
-/** Releases a slot taken from a RunGate. */
-export type Release = () => void;
-
-/**
- * Limits how many runs go at once (the service: globally and per source).
- * A run that finds no free slot is recorded as queued and waits.
- */
-export interface RunGate {
-  /** A slot for the job now, or undefined when none is free. */
-  tryAcquire(job: JobConfig): Release | undefined;
-  /** Waits for a slot; rejects when the signal aborts. */
-  acquire(job: JobConfig, signal: AbortSignal): Promise<Release>;
-}
 
 export interface RunnerDeps {
   store: RunStore;

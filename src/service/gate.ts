@@ -1,5 +1,5 @@
 import type { JobConfig } from '../config/types.js';
-import type { Release, RunGate } from '../runner/runner.js';
+import type { Release, RunGate } from '../ports.js';
 
 /**
  * Slots for concurrent refreshes: at most `global` at once, and at most

@@ -1,6 +1,6 @@
 import { type CurrentRun, type JobState, summarizeRun } from '../http/views.js';
-import type { RunRecord } from '../runner/run-record.js';
-import type { RunEvent } from '../runner/runner.js';
+import type { RunEvent } from '../run/events.js';
+import type { RunRecord } from '../run/record.js';
 
 /**
  * What the service knows about each job right now, in memory: the run holding

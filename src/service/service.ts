@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { systemClock } from '../clock.js';
+import { buildRunner } from '../composition-root.js';
 import type { Config, JobConfig } from '../config/types.js';
 import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
@@ -7,17 +9,17 @@ import { LiveFeed, type LiveListener, runUpdate } from '../http/live-feed.js';
 import { type CurrentRun, type JobDetail, type JobListItem, type JobSuspension, jobDetail, jobListItem } from '../http/views.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
-import { type Clock, type Notifier, type RunStore, type SkipReason, systemClock } from '../ports.js';
+import type { Clock, Notifier, RunStore } from '../ports.js';
+import type { RunEvent } from '../run/events.js';
+import { interruptRun, newRunId, newSkippedRun, type RunRecord, resumePoint, type SkipReason, type Trigger } from '../run/record.js';
 import { JobLocks } from '../runner/lock.js';
-import { interruptRun, newRunId, newSkippedRun, type RunRecord, resumePoint, type Trigger } from '../runner/run-record.js';
-import { type RunEvent, type Runner, resumablePhases } from '../runner/runner.js';
-import { buildRunner } from '../runtime.js';
-import { createTarget } from '../target/create.js';
-import type { startCronTicker } from '../trigger/cron.js';
-import { type MissedCount, planCatchUp, scheduleWarnings } from '../trigger/schedule.js';
+import { type Runner, resumablePhases } from '../runner/runner.js';
+import type { startCronTicker } from '../schedule/cron-ticker.js';
+import { type MissedCount, planCatchUp, scheduleWarnings } from '../schedule/fire-times.js';
+import { Scheduler, type SchedulerActions, type Timers } from '../schedule/scheduler.js';
+import { createTarget } from '../targets/create.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
-import { Scheduler, type SchedulerActions, type Timers } from './scheduler.js';
 
 /**
  * `db-refresher serve`: the scheduler, the HTTP API, the run store, the runner

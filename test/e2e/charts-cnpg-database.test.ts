@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
-import { buildClusterSpec } from '../../src/target/cnpg/manifests.js';
+import { buildClusterSpec } from '../../src/targets/cnpg/manifests.js';
 import { buildRenderer, render, renderError } from '../charts/helpers.js';
 
 const guide = path.resolve(import.meta.dirname, '../fixtures/guide');

@@ -13,7 +13,7 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { KubernetesRunStore } from '../../src/history/k8s-store.js';
 import { createLogger } from '../../src/observe/logger.js';
-import type { RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/run/record.js';
 import { buildRenderer, type PolicyRule, type RbacDecision, rbacCheck, render } from '../charts/helpers.js';
 import { type FaultProxy, startFaultProxy } from '../envtest/fault-proxy.js';
 import { CnpgHarness } from '../support/cnpg-harness.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { buildCluster, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION } from '../../src/target/cnpg/manifests.js';
+import { buildCluster, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION } from '../../src/targets/cnpg/manifests.js';
 
 const guide = path.resolve(import.meta.dirname, '../fixtures/guide');
 const kc = new KubeConfig();

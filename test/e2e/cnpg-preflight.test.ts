@@ -4,7 +4,7 @@
  * in place: nothing is deleted on a path that has not passed the checks.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/run/record.js';
 import { CnpgHarness } from '../support/cnpg-harness.js';
 
 let h: CnpgHarness;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildRunner } from '../../src/runtime.js';
+import { buildRunner } from '../../src/composition-root.js';
 import { type SimulatedOperator, startSimulatedOperator } from '../cnpg-sim/index.js';
 import { CnpgHarness } from '../support/cnpg-harness.js';
 import { queryCopy } from '../support/copy-queries.js';

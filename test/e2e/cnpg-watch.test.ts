@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { Kube } from '../../src/kube/client.js';
 import { type KubeList, type KubeObject, withRetry } from '../../src/kube/retry.js';
-import { Kube } from '../../src/target/cnpg/kube.js';
-import { ResourceSet, WaitTimeout, waitUntil } from '../../src/target/cnpg/watch.js';
+import { ResourceSet, WaitTimeout, waitUntil } from '../../src/targets/cnpg/watch.js';
 import { type FaultProxy, startFaultProxy } from '../envtest/fault-proxy.js';
 
 const base = new KubeConfig();

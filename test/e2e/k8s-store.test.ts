@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { KubernetesRunStore } from '../../src/history/k8s-store.js';
 import { type Logger, silentLogger } from '../../src/observe/logger.js';
-import { newRun, newRunId, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/runner/run-record.js';
+import { newRun, newRunId, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
 import { RefresherService } from '../../src/service/service.js';
 import { startTestApiServer, type TestApiServer } from '../envtest/server.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';

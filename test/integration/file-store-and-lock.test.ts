@@ -4,8 +4,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RefresherError } from '../../src/errors.js';
 import { FileRunStore } from '../../src/history/file-store.js';
+import { newRun, newRunId, type RunRecord, startPhase } from '../../src/run/record.js';
 import { JobLocks } from '../../src/runner/lock.js';
-import { newRun, newRunId, type RunRecord, startPhase } from '../../src/runner/run-record.js';
 
 let stateDir: string;
 

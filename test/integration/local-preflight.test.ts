@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
-import type { RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/run/record.js';
 import { postmasterPid, queryCopy } from '../support/copy-queries.js';
 import { dataDirOf, freePort, LocalHarness } from '../support/local-harness.js';
 
@@ -117,7 +117,7 @@ describe('preflight failures leave the current copy running and untouched', () =
       chmodSync(path.join(fake, program), 0o755);
     }
     const config = harness.config(harness.jobYaml({ targetPort }), { ...harness.env, PG_BINDIR: fake });
-    const { buildRunner } = await import('../../src/runtime.js');
+    const { buildRunner } = await import('../../src/composition-root.js');
     const { silentLogger } = await import('../../src/observe/logger.js');
     const { runner } = buildRunner(config, silentLogger(), { env: { ...harness.env, PG_BINDIR: fake } });
     const run = await runner.run(config.jobs[0] as Config['jobs'][number], { kind: 'cli' });

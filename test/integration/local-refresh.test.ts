@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileRunStore } from '../../src/history/file-store.js';
-import { MARKER_FILE } from '../../src/target/local/commands.js';
+import { MARKER_FILE } from '../../src/targets/local/commands.js';
 import { postmasterPid, queryCopy } from '../support/copy-queries.js';
 import { dataDirOf, freePort, LocalHarness } from '../support/local-harness.js';
 

@@ -3,9 +3,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PhaseFailure } from '../../src/errors.js';
 import { silentLogger } from '../../src/observe/logger.js';
-import { newRun } from '../../src/runner/run-record.js';
-import { MARKER_FILE } from '../../src/target/local/commands.js';
-import { asLocalJob, LocalTarget } from '../../src/target/local/index.js';
+import { newRun } from '../../src/run/record.js';
+import { MARKER_FILE } from '../../src/targets/local/commands.js';
+import { asLocalJob, LocalTarget } from '../../src/targets/local/index.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 
 /** db-refresher deletes a data directory only when it can prove it made it for this job. */

@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildRunner } from '../../src/composition-root.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { DeliveringNotifier } from '../../src/notify/index.js';
-import { buildRunner } from '../../src/runtime.js';
 import { capturingLogger, Receiver } from '../fixtures/notify/receiver.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 

@@ -8,8 +8,8 @@ import type { Config } from '../../src/config/types.js';
 import { FileRunStore } from '../../src/history/file-store.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
 import type { Notifier, RunStore } from '../../src/ports.js';
-import type { RunRecord } from '../../src/runner/run-record.js';
-import type { RunEvent } from '../../src/runner/runner.js';
+import type { RunEvent } from '../../src/run/events.js';
+import type { RunRecord } from '../../src/run/record.js';
 import { RefresherService } from '../../src/service/service.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 

@@ -3,11 +3,11 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { freePort, Sandbox, type SandboxCluster } from '../../scripts/pg-sandbox.js';
 import { APP_OWNER, loadSampleData, REPLICATION_USER } from '../../scripts/sample-data.js';
+import { buildRunner } from '../../src/composition-root.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
-import type { RunRecord } from '../../src/runner/run-record.js';
-import { buildRunner } from '../../src/runtime.js';
+import type { RunRecord } from '../../src/run/record.js';
 
 /**
  * A source cluster with sample data in a sandbox, and helpers to run refresh

@@ -37,14 +37,16 @@ const PURE = [
   'config/validate.ts',
   'config/byte-size.ts',
   'config/types.ts',
-  'trigger/cron-expression.ts',
-  'trigger/schedule.ts',
+  'schedule/cron-expression.ts',
+  'schedule/fire-times.ts',
   'failures.ts',
   'errors.ts',
-  'runner/run-record.ts',
+  'run/record.ts',
+  'run/facts.ts',
+  'run/events.ts',
   'checks/compare.ts',
   'checks/queries.ts',
-  'target/local/commands.ts',
+  'targets/local/commands.ts',
   'cli/render.ts',
 ];
 
@@ -98,8 +100,8 @@ describe('architecture', () => {
       const from = rel(file);
       for (const spec of importsOf(file).filter((s) => s.startsWith('.'))) {
         const to = rel(path.resolve(path.dirname(file), spec));
-        if (from.startsWith('target/')) expect(to.startsWith('notify/'), `${from} imports ${to}`).toBe(false);
-        if (from.startsWith('notify/')) expect(to.startsWith('target/'), `${from} imports ${to}`).toBe(false);
+        if (from.startsWith('targets/')) expect(to.startsWith('notify/'), `${from} imports ${to}`).toBe(false);
+        if (from.startsWith('notify/')) expect(to.startsWith('targets/'), `${from} imports ${to}`).toBe(false);
       }
     }
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CnpgTargetConfig } from '../../src/config/types.js';
-import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from '../../src/target/cnpg/guard.js';
-import { classifyPodLog, isWaitingForSource, readableLine } from '../../src/target/cnpg/pod-log.js';
+import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from '../../src/targets/cnpg/guard.js';
+import { classifyPodLog, isWaitingForSource, readableLine } from '../../src/targets/cnpg/pod-log.js';
 
 const target = (over: Partial<CnpgTargetConfig> = {}) =>
   ({ kind: 'cnpg', namespace: 'qa', clusterName: 'qa-db', protectedNamePattern: 'prod', adopt: false, ...over }) as CnpgTargetConfig;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { CnpgTargetConfig } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
-import { buildCluster, buildClusterSpec, imageMajorVersion, quantityToBytes } from '../../src/target/cnpg/manifests.js';
+import { buildCluster, buildClusterSpec, imageMajorVersion, quantityToBytes } from '../../src/targets/cnpg/manifests.js';
 
 const guide = path.resolve(import.meta.dirname, '../fixtures/guide');
 const EXAMPLES = ['example-1-same-namespace.yaml', 'example-2-external-postgres.yaml', 'example-3-weekly-test-refresh.yaml'];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareDatabase, totalTables } from '../../src/checks/compare.js';
 import type { VerifiedDatabase } from '../../src/config/types.js';
-import type { Check, DatabaseFigures } from '../../src/ports.js';
+import type { Check, DatabaseFigures } from '../../src/run/facts.js';
 
 function figures(over: Partial<DatabaseFigures> = {}): DatabaseFigures {
   return { database: 'app', sizeBytes: 1000, owner: 'app_owner', tablesBySchema: { public: 10, audit: 2 }, ...over };

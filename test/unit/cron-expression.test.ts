@@ -1,6 +1,6 @@
 import cron from 'node-cron';
 import { describe, expect, it } from 'vitest';
-import { checkCronExpression, expandCronNickname, restrictsBothDayFields } from '../../src/trigger/cron-expression.js';
+import { checkCronExpression, expandCronNickname, restrictsBothDayFields } from '../../src/schedule/cron-expression.js';
 
 describe('checkCronExpression', () => {
   it.each([

@@ -7,7 +7,7 @@ import type { JobConfig } from '../../src/config/types.js';
 import { type ApiBackend, buildApp } from '../../src/http/app.js';
 import { LiveFeed, runUpdate } from '../../src/http/live-feed.js';
 import { jobDetail, jobListItem } from '../../src/http/views.js';
-import { newRun, newRunId, type RunRecord } from '../../src/runner/run-record.js';
+import { newRun, newRunId, type RunRecord } from '../../src/run/record.js';
 
 /**
  * The live routes over a real socket (a stream cannot be injected): the SSE

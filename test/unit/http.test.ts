@@ -10,7 +10,7 @@ import { TokenAuth } from '../../src/http/auth.js';
 import { LiveFeed, type LiveListener } from '../../src/http/live-feed.js';
 import { type CurrentRun, jobDetail, jobListItem } from '../../src/http/views.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
-import { newRun, newRunId, type RunRecord } from '../../src/runner/run-record.js';
+import { newRun, newRunId, type RunRecord } from '../../src/run/record.js';
 
 /**
  * The HTTP app through inject(), over an in-memory backend: status codes,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/run/record.js';
 import { JobBoard } from '../../src/service/job-board.js';
 import { started } from '../fixtures/notify/samples.js';
 

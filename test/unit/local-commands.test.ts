@@ -9,8 +9,8 @@ import {
   passfileLine,
   pgBasebackupArgs,
   quoteConninfoValue,
-} from '../../src/target/local/commands.js';
-import { type DataDirState, refusalReason } from '../../src/target/local/data-dir.js';
+} from '../../src/targets/local/commands.js';
+import { type DataDirState, refusalReason } from '../../src/targets/local/data-dir.js';
 
 describe('quoteConninfoValue', () => {
   it('wraps a plain value in single quotes', () => {

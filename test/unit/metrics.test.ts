@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceMetrics } from '../../src/observe/metrics.js';
-import { newRun, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/runner/run-record.js';
+import { newRun, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
 
 const T0 = Date.parse('2030-01-01T03:00:00Z');
 

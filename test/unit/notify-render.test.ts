@@ -13,7 +13,7 @@ import {
 import { renderSlack, SLACK_COLORS, SLACK_LIMITS, type SlackPayload } from '../../src/notify/render/slack.js';
 import { type AdaptiveCard, renderTeams, TEAMS_LIMITS, type TeamsElement, type TeamsPayload } from '../../src/notify/render/teams.js';
 import { ELLIPSIS, escapeSlack, truncate } from '../../src/notify/render/text.js';
-import type { RunRecord } from '../../src/runner/run-record.js';
+import type { RunRecord } from '../../src/run/record.js';
 import {
   at,
   failedInClone,

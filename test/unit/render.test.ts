@@ -5,8 +5,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import type { JobConfig } from '../../src/config/types.js';
 import { FAILURE_HINTS } from '../../src/failures.js';
-import { failRun, newRun, PHASES, startPhase, succeedPhase } from '../../src/runner/run-record.js';
-import { asLocalJob, LocalTarget } from '../../src/target/local/index.js';
+import { failRun, newRun, PHASES, startPhase, succeedPhase } from '../../src/run/record.js';
+import { asLocalJob, LocalTarget } from '../../src/targets/local/index.js';
 
 function jobFrom(yamlJob: string, env: NodeJS.ProcessEnv = { PW: 'x' }): JobConfig {
   const config = parseConfig(`jobs:\n${yamlJob}`, { source: 'test.yaml', baseDir: '/etc/db-refresher', env });

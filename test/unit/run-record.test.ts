@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { FAILURE_HINTS } from '../../src/failures.js';
-import type { TargetDescription } from '../../src/ports.js';
 import {
   currentPhase,
   failRun,
@@ -15,8 +14,9 @@ import {
   startPhase,
   succeedPhase,
   succeedRun,
+  type TargetDescription,
   TransitionError,
-} from '../../src/runner/run-record.js';
+} from '../../src/run/record.js';
 
 const T0 = new Date('2024-03-01T10:00:00.000Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);

@@ -1,6 +1,6 @@
 import cron from 'node-cron';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { checkCronExpression, expandCronFields } from '../../src/trigger/cron-expression.js';
+import { checkCronExpression, expandCronFields } from '../../src/schedule/cron-expression.js';
 import {
   buildSchedule,
   dstNotes,
@@ -11,7 +11,7 @@ import {
   nextFireTimes,
   planCatchUp,
   scheduleWarnings,
-} from '../../src/trigger/schedule.js';
+} from '../../src/schedule/fire-times.js';
 
 const iso = (dates: readonly Date[]) => dates.map((d) => d.toISOString());
 

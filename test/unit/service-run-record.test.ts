@@ -13,7 +13,7 @@ import {
   startPhase,
   succeedPhase,
   TransitionError,
-} from '../../src/runner/run-record.js';
+} from '../../src/run/record.js';
 import { RESUMABLE_PHASES } from '../../src/runner/runner.js';
 
 /** The run-record transitions the service adds: queued, skipped, paused at a boundary, resumed. */

@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { JobConfig } from '../../src/config/types.js';
 import { silentLogger } from '../../src/observe/logger.js';
+import type { MissedCount } from '../../src/schedule/fire-times.js';
+import { Scheduler, type SchedulerActions, type Timers } from '../../src/schedule/scheduler.js';
 import { ConcurrencyGate } from '../../src/service/gate.js';
-import { Scheduler, type SchedulerActions, type Timers } from '../../src/service/scheduler.js';
 import { upcomingLeads } from '../../src/service/service.js';
-import type { MissedCount } from '../../src/trigger/schedule.js';
 
 /** The scheduler with a fake clock, fake timers and hand-driven ticks: no node-cron, no waiting. */
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createTarget } from '../../target/create.js';
+import { createTarget } from '../../targets/create.js';
 import { globals, load, outputOption, print, requireJob } from '../context.js';
 import { buildPlan, type OutputFormat, renderPlanText } from '../render.js';
 

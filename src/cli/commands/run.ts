@@ -1,6 +1,6 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { buildRunner } from '../../runtime.js';
+import { buildRunner } from '../../composition-root.js';
 import { globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
 import { ProgressDisplay } from '../progress.js';
 import { type OutputFormat, renderRunText } from '../render.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { JobConfig } from '../../config/types.js';
 import { RefresherError } from '../../errors.js';
-import { buildSchedule, formatInZone, nextFireTimes, scheduleWarnings } from '../../trigger/schedule.js';
+import { buildSchedule, formatInZone, nextFireTimes, scheduleWarnings } from '../../schedule/fire-times.js';
 import { globals, load, outputOption, print, requireJob } from '../context.js';
 import type { OutputFormat } from '../render.js';
 

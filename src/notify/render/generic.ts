@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { NOTIFY_EVENTS } from '../../config/schema-notify.js';
 import { FAILURE_CLASSES } from '../../failures.js';
-import { PHASES, RUN_STATUSES } from '../../runner/run-record.js';
+import { PHASES, RUN_STATUSES } from '../../run/record.js';
 import type { MessageFacts } from './message.js';
 
 /**

@@ -2,9 +2,9 @@ import { tables, totalTables } from '../../checks/compare.js';
 import { formatBytes } from '../../config/byte-size.js';
 import type { NotifyEvent } from '../../config/types.js';
 import type { FailureClass } from '../../failures.js';
-import type { DatabaseFigures, SkipReason } from '../../ports.js';
-import type { PhaseName, PhaseStatus, RunRecord, RunStatus, Trigger } from '../../runner/run-record.js';
-import { localParts } from '../../trigger/schedule.js';
+import type { DatabaseFigures } from '../../run/facts.js';
+import type { PhaseName, PhaseStatus, RunRecord, RunStatus, SkipReason, Trigger } from '../../run/record.js';
+import { localParts } from '../../schedule/fire-times.js';
 
 /**
  * The facts every notification format shares, gathered once from a run record

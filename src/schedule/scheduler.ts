@@ -1,8 +1,8 @@
 import type { JobConfig } from '../config/types.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock } from '../ports.js';
-import { type CronTicker, startCronTicker } from '../trigger/cron.js';
-import { buildSchedule, type MissedCount, nextFireTime, nextFireTimes, type Schedule, scheduleWarnings } from '../trigger/schedule.js';
+import { type CronTicker, startCronTicker } from './cron-ticker.js';
+import { buildSchedule, type MissedCount, nextFireTime, nextFireTimes, type Schedule, scheduleWarnings } from './fire-times.js';
 
 /**
  * The scheduling clock of `serve`: a node-cron task per scheduled job, plus

@@ -8,12 +8,13 @@ import { Secret } from '../../config/secret.js';
 import type { CnpgTargetConfig, JobConfig, PgEndpoint, SourceConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import { FAILURE_HINTS } from '../../failures.js';
+import type { Kube } from '../../kube/client.js';
+import { loadKube } from '../../kube/load.js';
 import { isNotFound, type KubeList, type KubeObject, withRetry } from '../../kube/retry.js';
-import type { Check, PhaseContext, PhaseDetail, SourceFacts, SqlConnector, Target, TargetDescription } from '../../ports.js';
-import type { RunRecord } from '../../runner/run-record.js';
+import type { PhaseContext, SqlConnector, Target } from '../../ports.js';
+import type { Check, SourceFacts } from '../../run/facts.js';
+import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
 import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from './guard.js';
-import type { Kube } from './kube.js';
-import { loadKube } from './load-kube.js';
 import {
   ANNOTATIONS,
   buildCluster,

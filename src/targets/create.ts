@@ -1,8 +1,8 @@
 import type { Config, JobConfig } from '../config/types.js';
+import type { Kube } from '../kube/client.js';
 import type { SqlConnector, Target } from '../ports.js';
 import { PgConnector } from '../postgres/sql.js';
 import { asCnpgJob, CnpgTarget } from './cnpg/index.js';
-import type { Kube } from './cnpg/kube.js';
 import { asLocalJob, LocalTarget } from './local/index.js';
 
 export interface TargetDeps {

@@ -1,6 +1,6 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from '../observe/logger.js';
-import type { Schedule } from './schedule.js';
+import type { Schedule } from './fire-times.js';
 
 /**
  * node-cron behind a small interface: one task per schedule, in its zone.

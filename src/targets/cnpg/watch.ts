@@ -1,5 +1,5 @@
+import type { Kube } from '../../kube/client.js';
 import { type KubeList, type KubeObject, sleep } from '../../kube/retry.js';
-import type { Kube } from './kube.js';
 
 /**
  * Keeps an up-to-date set of objects by listing once and then watching from

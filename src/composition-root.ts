@@ -1,13 +1,15 @@
+import { systemClock } from './clock.js';
 import type { Config } from './config/types.js';
 import { FileRunStore } from './history/file-store.js';
+import type { Kube } from './kube/client.js';
 import { createNotifier } from './notify/index.js';
 import type { Logger } from './observe/logger.js';
-import { type Clock, type Notifier, type RunStore, systemClock } from './ports.js';
+import type { Clock, Notifier, RunGate, RunStore } from './ports.js';
 import { PgConnector } from './postgres/sql.js';
+import type { RunEvent } from './run/events.js';
 import { JobLocks } from './runner/lock.js';
-import { type RunEvent, type RunGate, Runner } from './runner/runner.js';
-import type { Kube } from './target/cnpg/kube.js';
-import { createTarget } from './target/create.js';
+import { Runner } from './runner/runner.js';
+import { createTarget } from './targets/create.js';
 
 /**
  * Builds the real implementations behind the ports and wires them into a

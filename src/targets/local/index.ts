@@ -6,10 +6,12 @@ import { formatBytes } from '../../config/byte-size.js';
 import type { JobConfig, LocalTargetConfig, PgEndpoint } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import { classifyLog } from '../../failures.js';
-import type { Check, PhaseContext, PhaseDetail, SourceFacts, Target, TargetDescription } from '../../ports.js';
+import type { PhaseContext, Target } from '../../ports.js';
 import { describeSearch, discoverPgBinDirs, type PgBinDir } from '../../postgres/binaries.js';
 import { runCommand } from '../../postgres/command.js';
 import { type OsUser, serverOsUser } from '../../postgres/os-user.js';
+import type { Check, SourceFacts } from '../../run/facts.js';
+import type { PhaseDetail, TargetDescription } from '../../run/record.js';
 import {
   buildConninfo,
   copyOverrides,

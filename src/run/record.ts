@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { FAILURE_HINTS, type FailureClass } from '../failures.js';
-import type { Check, DatabaseFigures, PhaseDetail, SkipReason, TargetDescription } from '../ports.js';
+import type { Check, DatabaseFigures, Verification } from './facts.js';
 
 /**
  * The run record and its transitions. Pure: each function takes a record and
@@ -14,6 +14,22 @@ export type PhaseName = (typeof PHASES)[number];
 
 /** Phases after which the old copy is gone: a crash there leaves no target. */
 export const DESTRUCTIVE_PHASES: ReadonlySet<PhaseName> = new Set(['teardown', 'clone', 'start']);
+
+export interface TargetDescription {
+  kind: string;
+  /** One line for people, e.g. "local data directory /srv/qa on 127.0.0.1:5433". */
+  summary: string;
+  /** Structured details for plan output and the run record. No secrets. */
+  details: Record<string, unknown>;
+  /** What the target-specific phases will do, in words, for `plan`. */
+  steps: { teardown: string; clone: string; start: string };
+}
+
+/** Anything a phase wants recorded about what it did. */
+export type PhaseDetail = Record<string, unknown>;
+
+/** Why a scheduled run did not happen. */
+export type SkipReason = 'overlap' | 'suspended' | 'missed';
 
 export type PhaseStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
 /**
@@ -54,19 +70,6 @@ export interface RunError {
   hint: string;
   /** Evidence: the log lines or checks behind the classification. */
   details?: string[];
-}
-
-export interface DatabaseVerification {
-  database: string;
-  source?: DatabaseFigures;
-  copy?: DatabaseFigures;
-  checks: Check[];
-}
-
-export interface Verification {
-  ok: boolean;
-  databases: DatabaseVerification[];
-  checks: Check[];
 }
 
 export interface RunRecord {
