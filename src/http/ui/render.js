@@ -37,7 +37,7 @@ export function formatInZone(iso, timeZone) {
   if (!iso) return '';
   let format = zoneFormats.get(timeZone);
   if (!format) {
-    format = new Intl.DateTimeFormat('en-CA', {
+    format = new Intl.DateTimeFormat('en-GB', {
       timeZone,
       year: 'numeric',
       month: '2-digit',
