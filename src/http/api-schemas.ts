@@ -216,6 +216,19 @@ export const CancelAccepted = z.looseObject({
 
 export const SuspensionResponse = z.looseObject({ job: z.string(), suspended: z.boolean(), suspension: Suspension });
 
+export const WhoAmIResponse = z.looseObject({
+  name: z.string().describe("the token's name from server.tokens"),
+  readOnly: z.boolean(),
+  actions: z
+    .looseObject({
+      trigger: z.boolean().optional(),
+      cancel: z.boolean().optional(),
+      suspend: z.boolean().optional(),
+      rollback: z.string().optional().describe('the rollback route, once blue/green exists'),
+    })
+    .describe('what this token may do; empty for a read-only token'),
+});
+
 export const HealthResponse = z.looseObject({ status: z.literal('ok') });
 export const ReadyResponse = z.looseObject({
   status: z.enum(['ready', 'not-ready']),

@@ -12,13 +12,14 @@ import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { RunRecord } from '../run/record.js';
 import { type ApiToken, type Principal, TokenAuth } from './auth.js';
+import { registerDocsRoutes } from './docs-routes.js';
 import type { LiveListener } from './live-feed.js';
 import { sendError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
 import { type Capabilities, registerActionRoutes } from './routes-actions.js';
 import { Closing, registerLiveRoutes } from './routes-live.js';
 import { registerUiRoutes } from './ui-routes.js';
-import type { CurrentRun, JobDetail, JobListItem, JobSuspension } from './views.js';
+import type { CancelOutcome, CurrentRun, JobDetail, JobListItem, JobSuspension } from './views.js';
 
 /**
  * The HTTP API, built without listening: tests use inject() and a real socket
@@ -50,12 +51,7 @@ export interface ApiBackend {
    * Cancels a run at its next safe point: `cancelling` with what that means
    * for the copy, `finished` when it had already ended, `not-found`.
    */
-  cancel(
-    id: string,
-    input: { by: string; reason?: string },
-  ): Promise<
-    { outcome: 'cancelling'; run: RunRecord; message: string } | { outcome: 'finished'; run: RunRecord } | { outcome: 'not-found' }
-  >;
+  cancel(id: string, input: { by: string; reason?: string }): Promise<CancelOutcome>;
   /** Suspends or resumes a job, kept in the history store; overrides the config's `suspend` until changed again. */
   setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension>;
   /** Hears every live change (SSE, long polls); returns the unsubscribe function. */
@@ -72,6 +68,10 @@ export interface AppOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+  }
+  interface FastifyInstance {
+    /** Every route as registered ("GET /api/v1/jobs/:job"): the contract test checks each is described in /openapi.json. */
+    registeredRoutes: string[];
   }
 }
 
@@ -122,6 +122,15 @@ export function buildApp(options: AppOptions): FastifyInstance {
     requestTimeout: 30_000,
   });
 
+  // Every route, as registered: optional features (rollback) are offered only once their route exists.
+  const capabilities: Capabilities = {};
+  const registered: string[] = [];
+  app.decorate('registeredRoutes', registered);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) registered.push(`${method} ${route.url}`);
+    if (/\/rollback$/.test(route.url) && route.method === 'POST') capabilities.rollback = route.url.replace(/:([a-z]+)/g, '{$1}');
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -158,12 +167,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   });
 
   registerUiRoutes(app, backend);
-
-  // Every route, as registered: optional features (rollback) are offered only once their route exists.
-  const capabilities: Capabilities = {};
-  app.addHook('onRoute', (route) => {
-    if (/\/rollback$/.test(route.url) && route.method === 'POST') capabilities.rollback = route.url.replace(/:([a-z]+)/g, '{$1}');
-  });
+  registerDocsRoutes(app);
 
   // Streams and long polls end when the server closes, so they never hold up shutdown.
   const closing = new Closing();

@@ -65,6 +65,7 @@ export function registerActionRoutes(api: FastifyInstance, backend: ApiBackend, 
       ...(body.data?.reason ? { reason: body.data.reason } : {}),
     });
     if (result.outcome === 'not-found') return sendError(reply, 404, 'run-not-found', `no run with id "${id.slice(0, 80)}"`);
+    if (result.outcome === 'elsewhere') return sendError(reply, 409, 'run-not-here', result.message, { status: result.run.status });
     if (result.outcome === 'finished') {
       return sendError(reply, 409, 'run-finished', `run ${id} has already ended (${result.run.status}); there is nothing to cancel`, {
         status: result.run.status,

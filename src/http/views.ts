@@ -1,5 +1,6 @@
 import type { JobConfig } from '../config/types.js';
 import { downtimeOf } from '../notify/render/message.js';
+import type { JobSuspension } from '../ports.js';
 import { type RunRecord, type RunStatus, TERMINAL_RUN_STATUSES, type Trigger } from '../run/record.js';
 
 /**
@@ -83,13 +84,7 @@ export interface JobState {
   suspension?: JobSuspension | undefined;
 }
 
-/** A suspend or resume set through the API: who, when and why. */
-export interface JobSuspension {
-  suspended: boolean;
-  by: string;
-  at: string;
-  reason?: string | undefined;
-}
+export type { JobSuspension };
 
 /**
  * The run holding a job, as it is right now: the phase under way and the
@@ -219,3 +214,10 @@ export function jobDetail(input: {
     links: { runs: `/api/v1/jobs/${job.name}/runs` },
   };
 }
+
+/** What asking to cancel a run led to. */
+export type CancelOutcome =
+  | { outcome: 'cancelling'; run: RunRecord; message: string }
+  | { outcome: 'finished'; run: RunRecord }
+  | { outcome: 'elsewhere'; run: RunRecord; message: string }
+  | { outcome: 'not-found' };

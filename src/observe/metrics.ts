@@ -10,7 +10,7 @@ import type { RunRecord, SkipReason } from '../run/record.js';
  * Dry runs change nothing, so they do not count as refreshes here.
  */
 
-const RESULTS = ['succeeded', 'failed', 'interrupted'] as const;
+const RESULTS = ['succeeded', 'failed', 'interrupted', 'cancelled'] as const;
 const SKIP_REASONS: readonly SkipReason[] = ['overlap', 'suspended', 'missed'];
 
 export class ServiceMetrics {
@@ -132,7 +132,7 @@ export class ServiceMetrics {
         this.#phaseDuration.observe({ job: run.job, phase: phase.name, result: phase.status }, phase.durationMs / 1000);
       }
     } else if (event.type === 'run-finished') {
-      if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'interrupted') return;
+      if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'interrupted' && run.status !== 'cancelled') return;
       this.#runs.inc({ job: run.job, result: run.status });
       const began = Date.parse(run.startedAt ?? run.createdAt);
       const ended = Date.parse(run.finishedAt ?? '');

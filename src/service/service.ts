@@ -6,7 +6,15 @@ import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
 import { type ApiBackend, buildApp } from '../http/app.js';
 import { LiveFeed, type LiveListener, runUpdate } from '../http/live-feed.js';
-import { type CurrentRun, type JobDetail, type JobListItem, type JobSuspension, jobDetail, jobListItem } from '../http/views.js';
+import {
+  type CancelOutcome,
+  type CurrentRun,
+  type JobDetail,
+  type JobListItem,
+  type JobSuspension,
+  jobDetail,
+  jobListItem,
+} from '../http/views.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
 import type { Clock, Notifier, RunStore } from '../ports.js';
@@ -20,6 +28,7 @@ import { Scheduler, type SchedulerActions, type Timers } from '../schedule/sched
 import { createTarget } from '../targets/create.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
+import { cancelRun, effectiveJob, setSuspension } from './run-control.js';
 
 /**
  * `db-refresher serve`: the scheduler, the HTTP API, the run store, the runner
@@ -224,6 +233,12 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       return;
     }
     this.board.seed(job.name, records);
+    try {
+      const suspension = await this.store.getSuspension(job.name);
+      if (suspension) this.board.suspension(job.name, suspension);
+    } catch (error) {
+      this.#log.error({ err: error, job: job.name }, "could not read the job's suspension from history; the config's suspend applies");
+    }
     const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun);
     if (lastSuccess) this.metrics.seedLastSuccess(lastSuccess);
     const busy = await this.#takeUpUnfinished(job, records);
@@ -271,7 +286,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   /** Handles the fire times that passed while the service was down, as a Kubernetes CronJob with startingDeadlineSeconds would. */
   async #catchUp(job: JobConfig, records: readonly RunRecord[]): Promise<void> {
     const schedule = this.scheduler.schedule(job.name);
-    if (!schedule || job.suspend || !job.schedule) return;
+    if (!schedule || this.#suspended(job) || !job.schedule) return;
     const last = records
       .filter((r) => r.trigger.scheduledFor)
       .reduce<RunRecord | undefined>((a, b) => ((a?.trigger.scheduledFor ?? '') >= (b.trigger.scheduledFor ?? '') ? a : b), undefined);
@@ -325,8 +340,13 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     if (!this.#accepting) return;
     this.#enqueue(() => {
       if (!this.#accepting) return;
-      if (job.suspend) this.#track(this.#recordSkip(job, 'suspended', scheduledFor, 'the job is suspended (suspend: true)'));
-      else this.#track(this.#startScheduled(job, scheduledFor, late ? 'catch-up' : 'schedule'));
+      const suspension = this.board.state(job.name).suspension;
+      if (this.#suspended(job)) {
+        const why = suspension?.suspended
+          ? `the job was suspended by ${suspension.by} at ${suspension.at}${suspension.reason ? `: ${suspension.reason}` : ''}`
+          : 'the job is suspended (suspend: true)';
+        this.#track(this.#recordSkip(job, 'suspended', scheduledFor, why));
+      } else this.#track(this.#startScheduled(job, scheduledFor, late ? 'catch-up' : 'schedule'));
     });
   }
 
@@ -373,6 +393,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   }
 
   upcoming(job: JobConfig, at: Date): void {
+    if (this.#suspended(job)) return;
     this.#notifier.upcoming({ job: job.name, at: at.toISOString() });
   }
 
@@ -474,7 +495,8 @@ export class RefresherService implements ApiBackend, SchedulerActions {
   }
 
   job(name: string): JobConfig | undefined {
-    return this.#jobs.get(name);
+    const job = this.#jobs.get(name);
+    return job && effectiveJob(job, this.board.state(name));
   }
 
   jobListItem(job: JobConfig): JobListItem {
@@ -550,21 +572,31 @@ export class RefresherService implements ApiBackend, SchedulerActions {
     return { ready: Object.values(checks).every((c) => c.ok), checks };
   }
 
-  async cancel(
-    id: string,
-    _input: { by: string; reason?: string },
-  ): Promise<
-    { outcome: 'cancelling'; run: RunRecord; message: string } | { outcome: 'finished'; run: RunRecord } | { outcome: 'not-found' }
-  > {
-    const run = await this.store.get(id);
-    if (!run) return { outcome: 'not-found' };
-    return { outcome: 'finished', run };
+  cancel(id: string, input: { by: string; reason?: string }): Promise<CancelOutcome> {
+    return cancelRun({
+      id,
+      cancellation: { ...input, at: this.#clock.now().toISOString() },
+      store: this.store,
+      runner: this.runner,
+      holderPid: (job, runId) => {
+        const holder = this.#locks.holder(job);
+        return holder?.runId === runId ? holder.pid : undefined;
+      },
+    });
   }
 
-  async setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension> {
-    const suspension: JobSuspension = { ...input, at: this.#clock.now().toISOString() };
-    this.board.suspension(job.name, suspension);
-    return suspension;
+  setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension> {
+    return setSuspension({
+      job,
+      suspension: { ...input, at: this.#clock.now().toISOString() },
+      store: this.store,
+      apply: (suspension) => this.board.suspension(job.name, suspension),
+    });
+  }
+
+  /** Suspended now: through the API, else by the config. */
+  #suspended(job: JobConfig): boolean {
+    return effectiveJob(job, this.board.state(job.name)).suspend;
   }
 
   subscribe(listener: LiveListener): () => void {

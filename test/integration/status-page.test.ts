@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+// biome-ignore-all lint/performance/useDomNodeTextContent: these are playwright's Locator.innerText(), not the DOM property
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -6,9 +7,9 @@ import { pino } from 'pino';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { findPgBinDir } from '../../src/postgres/binaries.js';
 import { RefresherService } from '../../src/service/service.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
+import { slowBinDir } from '../support/slow-pg.js';
 
 /**
  * The status page in a real browser: Debian's Chromium, headless, driven by
@@ -32,19 +33,6 @@ let service: RefresherService;
 let base: string;
 let browser: Browser;
 const logLines: string[] = [];
-
-function slowBinDir(root: string): string {
-  const real = findPgBinDir(undefined, process.env, ['pg_basebackup', 'pg_ctl']);
-  if (!real) throw new Error('no PostgreSQL binaries');
-  const dir = path.join(root, 'slow-bin');
-  mkdirSync(dir, { recursive: true });
-  chmodSync(root, 0o755);
-  symlinkSync(path.join(real.dir, 'pg_ctl'), path.join(dir, 'pg_ctl'));
-  writeFileSync(path.join(dir, 'pg_basebackup'), `#!/bin/sh\nexec ${path.join(real.dir, 'pg_basebackup')} --max-rate=6M "$@"\n`, {
-    mode: 0o755,
-  });
-  return dir;
-}
 
 beforeAll(async () => {
   harness = await LocalHarness.start();
