@@ -1,3 +1,4 @@
+import { sanitizeProblem } from './config/quote.js';
 import { FAILURE_HINTS, type FailureClass } from './failures.js';
 
 /**
@@ -43,15 +44,27 @@ export class RefresherError extends Error {
   }
 }
 
-/** A config file with one or more problems; `problems` holds one line per problem, each starting with its path. */
+/** Problems a config error message lists; the rest are counted. */
+export const MAX_LISTED_PROBLEMS = 50;
+
+/**
+ * A config file with one or more problems; `problems` holds one line per problem, each starting
+ * with its path, with control characters escaped and long lines cut (see config/quote.ts).
+ * The message lists the first MAX_LISTED_PROBLEMS and counts the rest.
+ */
 export class ConfigError extends RefresherError {
   readonly problems: readonly string[];
 
   constructor(source: string, problems: readonly string[]) {
-    const noun = problems.length === 1 ? 'problem' : 'problems';
-    super('CONFIG_INVALID', `${source}: ${problems.length} ${noun}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    const clean = problems.map(sanitizeProblem);
+    const noun = clean.length === 1 ? 'problem' : 'problems';
+    const listed = clean.slice(0, MAX_LISTED_PROBLEMS).map((p) => `  - ${p}`);
+    if (clean.length > MAX_LISTED_PROBLEMS) {
+      listed.push(`  … and ${clean.length - MAX_LISTED_PROBLEMS} more (fix these first; \`db-refresher validate\` shows what is left)`);
+    }
+    super('CONFIG_INVALID', `${sanitizeProblem(source)}: ${clean.length} ${noun}:\n${listed.join('\n')}`);
     this.name = 'ConfigError';
-    this.problems = problems;
+    this.problems = clean;
   }
 }
 

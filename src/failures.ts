@@ -20,6 +20,7 @@ export const FAILURE_CLASSES = [
   'unsafe-target',
   'target-port-in-use',
   'verification-failed',
+  'masking-failed',
   'timeout',
   'interrupted',
   'unknown',
@@ -49,6 +50,8 @@ export const FAILURE_HINTS: Readonly<Record<FailureClass, string>> = {
   'unsafe-target': 'db-refresher refused to touch the target; the message says why and how to allow it explicitly.',
   'target-port-in-use': 'Another process listens on the target port: stop it, or give the target another port.',
   'verification-failed': "The copy does not match the source or the job's expectations; the verification results list each failing check.",
+  'masking-failed':
+    'Masking the copy failed or was refused before it started; the details name each table and column. The copy stays closed to everyone but db-refresher.',
   timeout: 'A phase took longer than its timeout: check the source load and network throughput, or raise the timeout.',
   interrupted: 'db-refresher stopped during this run; the run record shows the last phase that completed. Run the job again.',
   unknown: 'See the message and the last log lines for the underlying error.',

@@ -28,6 +28,18 @@ export interface PhaseContext {
   signal: AbortSignal;
   /** Reports progress within a phase (e.g. bytes copied) to the live display. */
   progress(detail: Record<string, unknown>): void;
+  /**
+   * What preflight learned about the source, in this process. Undefined in a
+   * resumed run (it starts after preflight) and in preflight itself.
+   */
+  facts?: SourceFacts | undefined;
+}
+
+/** A login on the copy: the application owner. */
+export interface OwnerLogin {
+  user: string;
+  database: string;
+  password: Secret;
 }
 
 /**
@@ -47,16 +59,16 @@ export interface Target {
   clone(ctx: PhaseContext): Promise<PhaseDetail>;
   /** Starts the copy and returns once it accepts connections. */
   start(ctx: PhaseContext): Promise<PhaseDetail>;
-  /** How verification reaches a database on the copy. */
-  endpoint(database: string): PgEndpoint;
+  /** How verification reaches a database on the copy; `owner` is what defaultOwner() gave, when the target needs it to log in. */
+  endpoint(database: string, owner?: OwnerLogin): PgEndpoint;
   /**
    * Completes the source's credentials from where the target keeps them (CNPG:
    * the Secrets the Cluster's externalClusters entry names). Checks say which
    * secret or key is missing.
    */
   resolveSource?(source: SourceConfig, ctx: PhaseContext): Promise<{ source: SourceConfig; checks: Check[] }>;
-  /** The application owner to log in as during verification, when the job names none. */
-  defaultOwner?(): { user: string; database: string; password: Secret } | undefined;
+  /** The application owner on the copy (CNPG: from its Secret), read when verification starts. */
+  defaultOwner?(ctx: PhaseContext): Promise<OwnerLogin | undefined>;
   /** Records the outcome where the target's users look (CNPG: annotations and Events). Best effort. */
   recordOutcome?(run: RunRecord, ctx: PhaseContext): Promise<void>;
 }
@@ -69,6 +81,10 @@ export interface SystemIdentity {
 
 export interface SqlSession {
   query<Row extends Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
+  /** Runs a statement for its effect; resolves with the number of rows it touched. */
+  execute(text: string, params?: unknown[]): Promise<number>;
+  /** The server process serving this session, so another session can cancel its query. */
+  backendPid(): number | undefined;
 }
 
 export interface SqlConnector {
@@ -126,4 +142,21 @@ export interface RunGate {
   tryAcquire(job: JobConfig): Release | undefined;
   /** Waits for a slot; rejects when the signal aborts. */
   acquire(job: JobConfig, signal: AbortSignal): Promise<Release>;
+}
+
+/**
+ * A target refreshed blue/green (strategy blueGreen): the new copy is built beside the current one,
+ * which keeps serving until the swap. The blue/green phases call these; teardown does nothing.
+ */
+export interface BlueGreenTarget extends Target {
+  /** Finishes an interrupted swap, clears the slot the new copy takes, and clones into it. */
+  cloneBeside(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Switches clients to the new copy; idempotent, so a resumed run continues an interrupted swap. */
+  swap(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Removes the previous copy when keepPrevious is 0; otherwise says until when it is kept. */
+  cleanupPrevious(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** After a failure before the swap: removes the half-made copy; returns what to add to the error ("the current copy was not changed"). */
+  afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined>;
+  /** Switches clients back to the previous copy while it is kept; the copy it replaces is kept in its place. */
+  rollback(ctx: PhaseContext): Promise<PhaseDetail>;
 }

@@ -1,5 +1,5 @@
 import type { JobConfig, PgEndpoint, VerifiedDatabase } from '../config/types.js';
-import type { SqlConnector, Target } from '../ports.js';
+import type { OwnerLogin, SqlConnector, Target } from '../ports.js';
 import type { Check, DatabaseFigures, DatabaseVerification, Verification } from '../run/facts.js';
 import { compareDatabase } from './compare.js';
 import { CONNECTABLE_DATABASES, DATABASE_SIZE_AND_OWNER, PRESENT_TABLES, TABLES_PER_SCHEMA } from './queries.js';
@@ -56,14 +56,16 @@ export async function verifyCopy(input: {
   databases: readonly VerifiedDatabase[];
   sourceFigures: readonly DatabaseFigures[];
   target: Target;
+  /** The owner the target gave (defaultOwner), for targets that need it to reach the copy. */
+  copyOwner?: OwnerLogin | undefined;
   sql: SqlConnector;
 }): Promise<Verification> {
-  const { job, target, sql } = input;
+  const { job, target, sql, copyOwner } = input;
   const results: DatabaseVerification[] = [];
   for (const expected of input.databases) {
     const source = input.sourceFigures.find((f) => f.database === expected.name);
     try {
-      const copy = await collectFigures(sql, target.endpoint(expected.name), expected.name, expected.requiredTables);
+      const copy = await collectFigures(sql, target.endpoint(expected.name, copyOwner), expected.name, expected.requiredTables);
       results.push({
         database: expected.name,
         ...(source ? { source } : {}),
@@ -89,7 +91,7 @@ export async function verifyCopy(input: {
   const checks: Check[] = [];
   const owner = job.verify.owner;
   if (owner) {
-    const endpoint: PgEndpoint = { ...target.endpoint(owner.database), user: owner.user, password: owner.password };
+    const endpoint: PgEndpoint = { ...target.endpoint(owner.database, copyOwner), user: owner.user, password: owner.password };
     try {
       const [row] = await sql.withSession(endpoint, owner.database, (session) =>
         session.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()'),

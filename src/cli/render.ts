@@ -35,7 +35,8 @@ export interface Plan {
   steps: Array<{ phase: PhaseName; action: string; destructive: boolean }>;
 }
 
-export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
+/** `steps` come from the phase table (planSteps in src/runner/phases). */
+export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan['steps']): Plan {
   const { source } = job;
   const auth = source.sslCert ? 'TLS client certificate' : source.password ? 'password' : 'no secret configured (trust, peer or .pgpass)';
   const databases = job.verify.databases.length
@@ -52,27 +53,7 @@ export function buildPlan(job: JobConfig, target: TargetDescription): Plan {
       sizeTolerancePercent: job.verify.sizeTolerancePercent,
       ownerLogin: job.verify.owner ? `${job.verify.owner.user}@${job.verify.owner.database}` : null,
     },
-    steps: [
-      {
-        phase: 'preflight',
-        action:
-          'check the source (reachable, replication connection, REPLICATION role, free walsender slots, tablespaces) and the target (same major version, safety marker, port, room); nothing is changed if any check fails',
-        destructive: false,
-      },
-      {
-        phase: 'snapshot',
-        action: `record size, owner and table counts per schema of ${Array.isArray(databases) ? databases.join(', ') : databases} on the source`,
-        destructive: false,
-      },
-      { phase: 'teardown', action: target.steps.teardown, destructive: true },
-      { phase: 'clone', action: target.steps.clone, destructive: true },
-      { phase: 'start', action: target.steps.start, destructive: true },
-      {
-        phase: 'verify',
-        action: `compare table counts (exact) and sizes (within ${job.verify.sizeTolerancePercent}%) with the snapshot, and check the job's expectations${job.verify.owner ? `, and that ${job.verify.owner.user} can log in` : ''}`,
-        destructive: false,
-      },
-    ],
+    steps,
   };
 }
 

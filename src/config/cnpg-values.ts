@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configIssueMessage } from './issue-messages.js';
+import { quote } from './quote.js';
+import { DEFAULT_MAX_CONFIG_BYTES, type Outcome, parseYamlText, readTextFile } from './read-yaml.js';
 import { SSL_MODES } from './schema.js';
 import { type CnpgValues, cnpgValuesSchema } from './schema-cnpg.js';
 import type { SourceConfig, SslMode } from './types.js';
@@ -15,7 +15,7 @@ import type { SourceConfig, SslMode } from './types.js';
 function issueLines(issues: readonly z.core.$ZodIssue[], prefix: string, formatPath: (p: readonly PropertyKey[]) => string): string[] {
   return issues.flatMap((issue) => {
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => `${prefix}${formatPath([...issue.path, key])}: unknown key "${key}" in the cnpg-database values`);
+      return issue.keys.map((key) => `${prefix}${formatPath([...issue.path, key])}: unknown key ${quote(key)} in the cnpg-database values`);
     }
     const at = formatPath(issue.path);
     return [`${prefix}${at === '(top level)' ? '' : at}${at === '(top level)' ? '' : ': '}${issue.message}`];
@@ -32,20 +32,20 @@ export function parseCnpgValues(
   let prefix = `${at}.values.`;
   if (input.file !== undefined) {
     prefix = `${at}.valuesFile (${input.file}): `;
-    let text: string;
+    let read: Outcome<string>;
     try {
-      text = readFileSync(input.file, 'utf8');
+      read = readTextFile(input.file, DEFAULT_MAX_CONFIG_BYTES);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       problems.push(`${at}.valuesFile: ${input.file} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`);
       return undefined;
     }
-    const document = parseDocument(text, { uniqueKeys: true });
-    if (document.errors.length > 0) {
-      problems.push(...document.errors.map((e) => `${prefix}YAML: ${(e.message.split('\n')[0] ?? '').trim()}`));
+    const parsed = read.ok ? parseYamlText(read.value) : read;
+    if (!parsed.ok) {
+      problems.push(...parsed.problems.map((p) => `${prefix}${p.replace(/^\(top level\): /, '')}`));
       return undefined;
     }
-    raw = document.toJS();
+    raw = parsed.value;
   }
   const parsed = cnpgValuesSchema.safeParse(raw ?? {}, { reportInput: true, error: configIssueMessage });
   if (!parsed.success) {

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { quote } from './quote.js';
 
 /**
  * Plain-English messages for the types, values, ranges and formats zod checks,
@@ -12,12 +13,12 @@ function describeType(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the text "${value}"`;
+  if (typeof value === 'string') return `the text ${quote(value)}`;
   return `${typeof value} ${String(value)}`;
 }
 
 function got(input: unknown): string {
-  return typeof input === 'string' ? `"${input}"` : String(input);
+  return typeof input === 'string' ? quote(input) : String(input);
 }
 
 function numberRange(issue: RawIssue & { code: 'too_small' | 'too_big' }): string {
@@ -56,8 +57,11 @@ export function configIssueMessage(issue: RawIssue): string | undefined {
       if (issue.input === undefined) return 'is required';
       if (issue.expected === 'int' && typeof issue.input === 'number') return `must be a whole number, got ${issue.input}`;
       return `must be ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${describeType(issue.input)}`;
+    case 'invalid_key':
+      // A record key that fails its own schema (e.g. a table not written schema.table): say why, not just "Invalid key".
+      return (issue as { issues?: Array<{ message?: string }> }).issues?.[0]?.message;
     case 'invalid_value':
-      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(issue.input)}`;
+      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${typeof issue.input === 'string' ? quote(issue.input) : describeType(issue.input)}`;
     default:
       return undefined;
   }

@@ -1,10 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { checkTargetPaths } from './check-paths.js';
+import { checkWebhookUrls } from './check-webhooks.js';
 import { parseCnpgValues, sourceFromValues } from './cnpg-values.js';
 import { configIssueMessage } from './issue-messages.js';
+import { quote } from './quote.js';
+import { maxConfigBytes, type Outcome, parseYamlText, readTextFile } from './read-yaml.js';
 import { configSchema, type RawConfig } from './schema.js';
 import { resolveSecretRef, type SecretRef } from './secret.js';
 import type { Config, JobConfig, Resolved } from './types.js';
@@ -31,7 +34,7 @@ export function formatPath(segments: readonly PropertyKey[]): string {
 function formatIssue(issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map(
-      (key) => `${formatPath([...issue.path, key])}: unknown key "${key}"; check its spelling against \`db-refresher schema\``,
+      (key) => `${formatPath([...issue.path, key])}: unknown key ${quote(key)}; check its spelling against \`db-refresher schema\``,
     );
   }
   // The wording of everything else comes from configIssueMessage, passed to the parse.
@@ -39,18 +42,9 @@ function formatIssue(issue: z.core.$ZodIssue): string[] {
 }
 
 function parseYaml(text: string, source: string): unknown {
-  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (document.errors.length > 0) {
-    throw new ConfigError(
-      source,
-      document.errors.map((error) => {
-        const line = error.linePos?.[0];
-        const where = line ? `line ${line.line}, column ${line.col}` : 'YAML';
-        return `${where}: ${(error.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`;
-      }),
-    );
-  }
-  return document.toJS();
+  const parsed = parseYamlText(text);
+  if (!parsed.ok) throw new ConfigError(source, parsed.problems);
+  return parsed.value;
 }
 
 /** Parses and validates config text; every problem is reported at once. */
@@ -64,17 +58,24 @@ export function parseConfig(text: string, options: { source: string; baseDir: st
     throw new ConfigError(options.source, parsed.error.issues.flatMap(formatIssue));
   }
   const resolvePath = (p: string) => path.resolve(options.baseDir, p);
-  const problems = checkConfigRules(parsed.data, resolvePath);
+  const problems = [
+    ...checkConfigRules(parsed.data, resolvePath),
+    ...checkTargetPaths(parsed.data, resolvePath),
+    ...checkStateDir(resolvePath(parsed.data.stateDir)),
+  ];
   const resolved = resolveSecrets(parsed.data, options.env, problems);
+  problems.push(...checkWebhookUrls(resolved.notifications));
   const config = buildConfig(resolved, resolvePath, options.source, problems);
   if (problems.length > 0) throw new ConfigError(options.source, problems);
   return deepFreeze(config);
 }
 
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let text: string;
+  const limit = maxConfigBytes(env);
+  if (!limit.ok) throw new ConfigError(file, limit.problems);
+  let read: Outcome<string>;
   try {
-    text = readFileSync(file, 'utf8');
+    read = readTextFile(file, limit.value);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason =
@@ -82,10 +83,25 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
         ? 'the file does not exist; pass --config PATH or set DB_REFRESHER_CONFIG'
         : code === 'EISDIR'
           ? 'this is a directory, not a file'
-          : `the file cannot be read (${code ?? String(error)})`;
+          : `the file cannot be read (${code ?? 'unknown error'})`;
     throw new ConfigError(file, [`(top level): ${reason}`]);
   }
-  return parseConfig(text, { source: file, baseDir: path.dirname(path.resolve(file)), env });
+  if (!read.ok) throw new ConfigError(file, read.problems);
+  return parseConfig(read.value, { source: file, baseDir: path.dirname(path.resolve(file)), env });
+}
+
+/** The state directory may not exist yet (it is created on first use), but if it exists it must be a directory. */
+function checkStateDir(stateDir: string): string[] {
+  try {
+    if (!statSync(stateDir).isDirectory()) {
+      return [`stateDir: ${stateDir} exists and is not a directory; the run history and locks go there. Remove it or choose another path`];
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') return [`stateDir: ${stateDir} is under a file, not a directory; choose another path`];
+    if (code !== 'ENOENT') return [`stateDir: ${stateDir} cannot be examined (${code ?? 'unknown error'})`];
+  }
+  return [];
 }
 
 function isSecretRef(value: unknown): value is SecretRef {

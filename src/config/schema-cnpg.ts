@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { durationSeconds } from './limits.js';
+import { quote } from './quote.js';
 
 /**
  * The values format of the `cnpg-database` chart, as the pg_basebackup
@@ -12,7 +14,7 @@ import { z } from 'zod';
 const k8sName = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
-    error: (issue) => `"${String(issue.input)}" is not a valid Kubernetes name (lowercase letters, digits, "-" and ".")`,
+    error: (issue) => `${quote(issue.input)} is not a valid Kubernetes name (lowercase letters, digits, "-" and ".")`,
   })
   .max(253);
 
@@ -37,17 +39,17 @@ const imageName = z
     if (tag === '') {
       ctx.addIssue({
         code: 'custom',
-        message: `"${image}" has no version tag; CloudNativePG needs one such as :16.2-3 to know the PostgreSQL major version`,
+        message: `${quote(image)} has no version tag; CloudNativePG needs one such as :16.2-3 to know the PostgreSQL major version`,
       });
     } else if (tag === 'latest') {
       ctx.addIssue({
         code: 'custom',
-        message: `"${image}": Can't use 'latest' as image tag as we can't detect upgrades; use a version tag such as :16.2-3`,
+        message: `${quote(image)}: Can't use 'latest' as image tag as we can't detect upgrades; use a version tag such as :16.2-3`,
       });
     } else if (!/^\d+(\.\d+)?/.test(tag)) {
       ctx.addIssue({
         code: 'custom',
-        message: `"${image}": invalid version tag "${tag}"; it must start with the PostgreSQL version, e.g. 16.2-3`,
+        message: `${quote(image)}: invalid version tag ${quote(tag)}; it must start with the PostgreSQL version, e.g. 16.2-3`,
       });
     }
   });
@@ -71,7 +73,7 @@ export const cnpgValuesSchema = z
       size: z
         .string()
         .regex(/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/, {
-          error: (i) => `"${String(i.input)}" is not a Kubernetes quantity such as 10Gi`,
+          error: (i) => `${quote(i.input)} is not a Kubernetes quantity such as 10Gi`,
         })
         .describe('PVC size, e.g. 10Gi'),
       storageClass: z.string().min(1).optional().describe('StorageClass of the PVCs'),
@@ -105,7 +107,7 @@ export const cnpgValuesSchema = z
         ctx.addIssue({
           code: 'custom',
           path: ['externalClusters', i, 'name'],
-          message: `the list of external clusters contains duplicate values ("${name}")`,
+          message: `the list of external clusters contains duplicate values (${quote(name)})`,
         });
       }
     });
@@ -160,7 +162,7 @@ export const clusterName = z
   .string()
   .regex(/^[a-z]([-a-z0-9]*[a-z0-9])?$/, {
     error: (issue) =>
-      `"${String(issue.input)}" is not a valid Cluster name (a DNS-1035 label: lowercase letters, digits and "-", starting with a letter)`,
+      `${quote(issue.input)} is not a valid Cluster name (a DNS-1035 label: lowercase letters, digits and "-", starting with a letter)`,
   })
   .max(50, { error: 'the maximum length of a cluster name is 50 characters' });
 
@@ -193,24 +195,13 @@ export const cnpgTargetSchema = z
       .optional()
       .describe('How db-refresher reaches the new Cluster when it runs outside it; default <cluster>-rw.<namespace>.svc:5432'),
     kubeconfig: z.string().min(1).optional().describe('Kubeconfig file; default: in-cluster service account, else $KUBECONFIG'),
-    teardownTimeoutSeconds: z
-      .number()
-      .int()
-      .positive()
-      .default(600)
-      .describe('How long the old Cluster and its objects may take to disappear'),
-    readyTimeoutSeconds: z
-      .number()
-      .int()
-      .positive()
-      .default(6 * 3600)
-      .describe('How long the new Cluster may take to become healthy'),
-    sourceUnavailableGraceSeconds: z
-      .number()
-      .int()
-      .positive()
-      .default(300)
-      .describe('How long the clone Job may keep logging "DB not available, will retry" before the run fails'),
+    teardownTimeoutSeconds: durationSeconds(1, 600, 'How long the old Cluster and its objects may take to disappear'),
+    readyTimeoutSeconds: durationSeconds(1, 6 * 3600, 'How long the new Cluster may take to become healthy'),
+    sourceUnavailableGraceSeconds: durationSeconds(
+      1,
+      300,
+      'How long the clone Job may keep logging "DB not available, will retry" before the run fails',
+    ),
   })
   .superRefine((target, ctx) => {
     if ((target.values === undefined) === (target.valuesFile === undefined)) {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { durationSeconds, MAX_CONCURRENT_RUNS } from './limits.js';
 import { secretRef } from './secret-ref.js';
 
 /**
@@ -68,19 +69,21 @@ export const serverSchema = z
         });
       })
       .describe('Bearer tokens for /api; without any, /api answers 401 to everyone (/healthz, /readyz and /metrics stay open)'),
-    maxConcurrentRuns: z.number().int().min(1).default(4).describe('Refreshes running at once across all jobs; more wait in a queue'),
+    maxConcurrentRuns: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_CONCURRENT_RUNS)
+      .default(4)
+      .describe('Refreshes running at once across all jobs; more wait in a queue'),
     maxConcurrentRunsPerSource: z
       .number()
       .int()
       .min(1)
+      .max(MAX_CONCURRENT_RUNS)
       .default(1)
       .describe('Refreshes running at once against one source (host:port); each clone takes walsender slots on it'),
-    shutdownGraceSeconds: z
-      .number()
-      .int()
-      .min(0)
-      .default(60)
-      .describe('On SIGTERM, how long a running phase may take to reach its end before it is stopped'),
+    shutdownGraceSeconds: durationSeconds(0, 60, 'On SIGTERM, how long a running phase may take to reach its end before it is stopped'),
     bodyLimitBytes: z.number().int().min(256).max(1_048_576).default(16_384).describe('Largest request body the API accepts'),
     history: historySchema.prefault({ kind: 'file' }).describe('Where run records are kept'),
   })
@@ -88,13 +91,10 @@ export const serverSchema = z
 
 /** Fields spread into every job. */
 export const jobServiceFields = {
-  startingDeadlineSeconds: z
-    .number()
-    .int()
-    .min(0)
-    .default(3600)
-    .describe(
-      'When the service starts after being down over a scheduled time: run once if that time is at most this old, else record it as missed (like a Kubernetes CronJob)',
-    ),
+  startingDeadlineSeconds: durationSeconds(
+    0,
+    3600,
+    'When the service starts after being down over a scheduled time: run once if that time is at most this old, else record it as missed (like a Kubernetes CronJob)',
+  ),
   allowManualWhenSuspended: z.boolean().default(true).describe('Whether runs may be triggered by hand (CLI, HTTP) while `suspend` is true'),
 };

@@ -1,8 +1,12 @@
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
+import { durationSeconds, MAX_BYTE_SIZE, MAX_MIN_TABLES } from './limits.js';
+import { quote } from './quote.js';
 import { cnpgTargetSchema } from './schema-cnpg.js';
+import { maskSchema } from './schema-mask.js';
 import { notificationSchema } from './schema-notify.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
+import { strategyIssues, strategySchema } from './schema-strategy.js';
 import { secretRef } from './secret-ref.js';
 
 /**
@@ -16,15 +20,16 @@ export const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
     error: (issue) =>
-      `"${String(issue.input)}" is not a DNS label (lowercase letters, digits and "-", starting and ending with a letter or digit)`,
+      `${quote(issue.input)} is not a DNS label (lowercase letters, digits and "-", starting and ending with a letter or digit)`,
   })
   .max(63, { error: 'must be at most 63 characters (a DNS label)' });
 
 const byteSize = z
-  .union([z.string(), z.number()])
+  .union([z.string(), z.number().max(MAX_BYTE_SIZE, { error: `must be at most ${MAX_BYTE_SIZE} bytes (1 PiB)` })])
   .refine((value) => parseByteSize(value) !== undefined, {
-    error: (issue) => `"${String(issue.input)}" is not a size; write e.g. 500MB, 10Gi or a number of bytes`,
+    error: (issue) => `${quote(issue.input)} is not a size; write e.g. 500MB, 10Gi or a number of bytes`,
   })
+  .refine((value) => typeof value === 'number' || (parseByteSize(value) ?? 0) <= MAX_BYTE_SIZE, { error: 'must be at most 1 PiB' })
   .describe('A size: a number of bytes, a Kubernetes quantity (10Gi, 500M) or a PostgreSQL unit (500 MB)');
 
 const port = z.number().int().min(1, { error: 'must be a port number 1-65535' }).max(65535, { error: 'must be a port number 1-65535' });
@@ -64,13 +69,8 @@ const localTargetSchema = z
       .boolean()
       .default(false)
       .describe('Allow replacing an existing data directory that db-refresher did not create (it has no marker file)'),
-    startTimeoutSeconds: z.number().int().positive().default(300).describe('How long the copy may take to accept connections'),
-    cloneTimeoutSeconds: z
-      .number()
-      .int()
-      .positive()
-      .default(6 * 3600)
-      .describe('How long pg_basebackup may run'),
+    startTimeoutSeconds: durationSeconds(1, 300, 'How long the copy may take to accept connections'),
+    cloneTimeoutSeconds: durationSeconds(1, 6 * 3600, 'How long pg_basebackup may run'),
   })
   .describe('A PostgreSQL data directory on this host, cloned with pg_basebackup and started with pg_ctl');
 
@@ -84,13 +84,13 @@ const targetSchema = z.discriminatedUnion('kind', [localTargetSchema, cnpgTarget
 });
 
 const qualifiedTable = z.string().regex(/^[^.\s]+\.[^.\s]+$/, {
-  error: (issue) => `"${String(issue.input)}" must be written schema.table, e.g. public.users`,
+  error: (issue) => `${quote(issue.input)} must be written schema.table, e.g. public.users`,
 });
 
 const verifiedDatabase = z
   .strictObject({
     name: z.string().min(1).describe('Database name'),
-    minTables: z.number().int().min(0).optional().describe('Fail unless the copy has at least this many user tables'),
+    minTables: z.number().int().min(0).max(MAX_MIN_TABLES).optional().describe('Fail unless the copy has at least this many user tables'),
     minSize: byteSize.optional().describe('Fail unless the copy is at least this large'),
     requiredTables: z.array(qualifiedTable).default([]).describe('Tables (schema.table) that must exist in the copy'),
   })
@@ -133,7 +133,9 @@ export const jobSchema = z
       .optional()
       .describe('The live PostgreSQL server to copy; for cnpg jobs it defaults to the externalClusters entry the values name'),
     target: targetSchema,
+    strategy: strategySchema,
     verify: verifySchema.prefault({}),
+    mask: maskSchema.optional(),
     notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
     ...jobServiceFields,
   })
@@ -141,6 +143,7 @@ export const jobSchema = z
     if (job.source === undefined && job.target.kind === 'local') {
       ctx.addIssue({ code: 'custom', path: ['source'], message: 'is required' });
     }
+    for (const issue of strategyIssues(job.strategy, job.target)) ctx.addIssue({ code: 'custom', ...issue });
   });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;

@@ -38,6 +38,7 @@ export type Config = Omit<Resolved<z.output<typeof configSchema>>, 'jobs'> & {
 };
 
 export type VerifyConfig = JobConfig['verify'];
+export type MaskConfig = NonNullable<JobConfig['mask']>;
 export type VerifiedDatabase = VerifyConfig['databases'][number];
 export type NotificationTarget = Config['notifications'][string];
 

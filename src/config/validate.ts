@@ -1,4 +1,5 @@
 import { checkCronExpression } from '../schedule/cron-expression.js';
+import { quote } from './quote.js';
 import type { RawConfig } from './schema.js';
 
 /**
@@ -60,17 +61,17 @@ export function checkConfigRules(config: RawConfig, resolvePath: (p: string) => 
 
     if (job.schedule !== undefined) {
       const check = checkCronExpression(job.schedule);
-      if (!check.ok) problems.push(`${at}.schedule: "${job.schedule}" is not a valid cron expression (${check.reason})`);
+      if (!check.ok) problems.push(`${at}.schedule: ${quote(job.schedule)} is not a valid cron expression (${check.reason})`);
     }
     if (!isValidTimeZone(job.timezone)) {
-      problems.push(`${at}.timezone: "${job.timezone}" is not an IANA time zone; write e.g. UTC or Europe/Berlin`);
+      problems.push(`${at}.timezone: ${quote(job.timezone)} is not an IANA time zone; write e.g. UTC or Europe/Berlin`);
     }
 
     for (const [k, name] of job.notify.entries()) {
       if (!(name in config.notifications)) {
         const known = Object.keys(config.notifications);
         problems.push(
-          `${at}.notify[${k}]: no notification target named "${name}"; ${known.length ? `defined: ${known.join(', ')}` : 'define it under notifications'}`,
+          `${at}.notify[${k}]: no notification target named ${quote(name)}; ${known.length ? `defined: ${known.join(', ')}` : 'define it under notifications'}`,
         );
       }
     }

@@ -7,19 +7,16 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
-import type { JobConfig } from '../config/types.js';
 import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import type { RunRecord } from '../run/record.js';
 import { type ApiToken, type Principal, TokenAuth } from './auth.js';
+import type { ApiBackend } from './backend.js';
 import { registerDocsRoutes } from './docs-routes.js';
-import type { LiveListener } from './live-feed.js';
 import { sendError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
 import { type Capabilities, registerActionRoutes } from './routes-actions.js';
 import { Closing, registerLiveRoutes } from './routes-live.js';
 import { registerUiRoutes } from './ui-routes.js';
-import type { CancelOutcome, CurrentRun, JobDetail, JobListItem, JobSuspension } from './views.js';
 
 /**
  * The HTTP API, built without listening: tests use inject() and a real socket
@@ -28,35 +25,6 @@ import type { CancelOutcome, CurrentRun, JobDetail, JobListItem, JobSuspension }
  * logged once, with its request id (taken from X-Request-Id when it looks like
  * one, else generated) and echoed in the X-Request-Id response header.
  */
-
-/** What the API needs from the service. */
-export interface ApiBackend {
-  jobs(): readonly JobConfig[];
-  job(name: string): JobConfig | undefined;
-  jobListItem(job: JobConfig): JobListItem;
-  jobDetail(job: JobConfig): JobDetail;
-  listRuns(job: string, options: { limit: number; before?: string }): Promise<RunRecord[]>;
-  getRun(id: string): Promise<RunRecord | undefined>;
-  /** Starts a run; throws JOB_BUSY (with the running run's id in `runningRunId`) and the like. */
-  trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord>;
-  /** The run holding the job now, if any. */
-  runningRunId(job: string): string | undefined;
-  /** The run holding the job, live: phase and progress (see CurrentRun). */
-  currentRun(job: string): CurrentRun | undefined;
-  /** False once shutdown began: triggers get 503. */
-  accepting(): boolean;
-  readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
-  metricsText(): Promise<{ contentType: string; body: string }>;
-  /**
-   * Cancels a run at its next safe point: `cancelling` with what that means
-   * for the copy, `finished` when it had already ended, `not-found`.
-   */
-  cancel(id: string, input: { by: string; reason?: string }): Promise<CancelOutcome>;
-  /** Suspends or resumes a job, kept in the history store; overrides the config's `suspend` until changed again. */
-  setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension>;
-  /** Hears every live change (SSE, long polls); returns the unsubscribe function. */
-  subscribe(listener: LiveListener): () => void;
-}
 
 export interface AppOptions {
   backend: ApiBackend;

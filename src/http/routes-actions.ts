@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { ApiBackend } from './app.js';
+import type { ApiBackend } from './backend.js';
 import { sendError } from './reply.js';
 import { runPath, summarizeRun } from './views.js';
 

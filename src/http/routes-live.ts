@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
-import type { ApiBackend } from './app.js';
+import type { ApiBackend } from './backend.js';
 import type { LiveEvent } from './live-feed.js';
 import { sendError } from './reply.js';
 

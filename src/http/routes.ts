@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { isRefresherError } from '../errors.js';
 import { JobListResponse, serializerSchema } from './api-schemas.js';
-import type { ApiBackend } from './app.js';
+import type { ApiBackend } from './backend.js';
 import { sendError } from './reply.js';
 import { type Closing, waitForEnd, waitQuery } from './routes-live.js';
 import { runPath, runView, summarizeRun } from './views.js';

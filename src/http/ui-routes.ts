@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ApiBackend } from './app.js';
+import type { ApiBackend } from './backend.js';
 import { JOB_TABLE_HEAD, renderJobRow } from './ui/render.js';
 
 /**

@@ -9,12 +9,20 @@ export const URL_PLACEHOLDER = '[webhook url]';
 export const SECRET_PLACEHOLDER = '[redacted]';
 
 /**
- * Tokens are long path segments or long ones with digits (Slack's T0123ABCD,
+ * Whole URLs are always hidden. Tokens are long path segments or long ones with digits (Slack's T0123ABCD,
  * Discord's numeric ids); words like "services" or "hooks" are not secret and
  * too common to replace.
  */
 function looksLikeToken(segment: string): boolean {
   return segment.length >= 16 || (segment.length >= 6 && /\d/.test(segment));
+}
+
+function decodeURIComponentSafe(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** The forms in which a URL, or the token inside it, can turn up in a message. */
@@ -24,18 +32,20 @@ export function urlVariants(raw: string): string[] {
     const url = new URL(raw);
     variants.add(url.href);
     variants.add(`${url.origin}${url.pathname}`);
-    if (url.pathname.length > 1) variants.add(url.pathname);
-    if (url.search.length > 1) variants.add(url.search.slice(1));
-    if (url.username) variants.add(url.username);
-    if (url.password) variants.add(url.password);
+    // Parts of a URL are hidden on their own only when they look like tokens: a short
+    // user name ("u") or path ("/x") replaced everywhere would garble every word holding it.
+    if (looksLikeToken(url.pathname.slice(1))) variants.add(url.pathname);
+    if (looksLikeToken(url.search.slice(1))) variants.add(url.search.slice(1));
+    for (const part of [url.username, url.password]) {
+      if (looksLikeToken(part)) {
+        variants.add(part);
+        variants.add(decodeURIComponentSafe(part));
+      }
+    }
     for (const segment of url.pathname.split('/')) {
       if (looksLikeToken(segment)) {
         variants.add(segment);
-        try {
-          variants.add(decodeURIComponent(segment));
-        } catch {
-          // Not percent-encoded text; the raw segment is already covered.
-        }
+        variants.add(decodeURIComponentSafe(segment));
       }
     }
     for (const value of url.searchParams.values()) if (looksLikeToken(value)) variants.add(value);

@@ -65,6 +65,25 @@ function loadPg(): Promise<typeof pg> {
   return pgModule;
 }
 
+/**
+ * Ends a client that failed to connect, waiting at most `ms`. The wait's timer is cleared
+ * when end() wins: a pending timer keeps the event loop alive, and the CLI would sit for a
+ * second after its last record (every "prefer" connection to a server without TLS comes here).
+ */
+async function endWithin(client: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.end().catch(() => undefined),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function connect(endpoint: PgEndpoint, database: string, replication: boolean): Promise<pg.Client> {
   const { Client } = await loadPg();
   const attempt = async (useTls: boolean) => {
@@ -89,7 +108,7 @@ async function connect(endpoint: PgEndpoint, database: string, replication: bool
       ]);
       return client;
     } catch (error) {
-      await Promise.race([client.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+      await endWithin(client, 1000);
       throw error;
     } finally {
       clearTimeout(timer);
@@ -124,6 +143,8 @@ export class PgConnector implements SqlConnector {
       return await fn({
         query: async <Row extends Record<string, unknown>>(text: string, params?: unknown[]) =>
           (await client.query(text, params)).rows as Row[],
+        execute: async (text: string, params?: unknown[]) => (await client.query(text, params)).rowCount ?? 0,
+        backendPid: () => (client as unknown as { processID?: number }).processID,
       });
     } finally {
       await client.end().catch(() => undefined);

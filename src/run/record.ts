@@ -12,8 +12,15 @@ import type { Check, DatabaseFigures, Verification } from './facts.js';
 export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify'] as const;
 export type PhaseName = (typeof PHASES)[number];
 
-/** Phases after which the old copy is gone: a crash there leaves no target. */
-export const DESTRUCTIVE_PHASES: ReadonlySet<PhaseName> = new Set(['teardown', 'clone', 'start']);
+/**
+ * What a target kind allows when a run is taken up again (from the phase
+ * table, src/runner/phases): the phases it may resume at, and the phases that
+ * change the target (after which the old copy may be gone).
+ */
+export interface ResumePolicy {
+  resumable: ReadonlySet<PhaseName>;
+  changesTarget: ReadonlySet<PhaseName>;
+}
 
 export interface TargetDescription {
   kind: string;
@@ -196,18 +203,15 @@ export function pauseRun(run: RunRecord, now: Date, reason: string): RunRecord {
  * phases its target can safely redo. A phase that was running when the
  * process died is redone from its start, so it must be one of those.
  */
-export function resumePoint(
-  run: RunRecord,
-  resumable: ReadonlySet<PhaseName>,
-): { ok: true; phase: PhaseName } | { ok: false; reason: string } {
+export function resumePoint(run: RunRecord, policy: ResumePolicy): { ok: true; phase: PhaseName } | { ok: false; reason: string } {
   if (TERMINAL_RUN_STATUSES.has(run.status)) return { ok: false, reason: `run is already ${run.status}` };
   const next = nextPhase(run);
   if (!next) return { ok: false, reason: 'no phase was left to run' };
   const running = run.phases.find((p) => p.status === 'running');
   const where = running ? `while ${next} was running` : run.status === 'queued' ? 'before the run started' : `before ${next}`;
   if (run.dryRun && !running && next !== 'preflight') return { ok: false, reason: `the service stopped ${where} of a dry run` };
-  if (!resumable.has(next)) {
-    const changed = run.phases.some((p) => DESTRUCTIVE_PHASES.has(p.name) && (p.status === 'succeeded' || p.status === 'running'));
+  if (!policy.resumable.has(next)) {
+    const changed = run.phases.some((p) => policy.changesTarget.has(p.name) && (p.status === 'succeeded' || p.status === 'running'));
     const state = changed ? 'the target may be incomplete; run the job again' : 'nothing was changed on the target; run the job again';
     return { ok: false, reason: `the service stopped ${where}, which cannot be resumed safely: ${state}` };
   }

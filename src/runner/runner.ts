@@ -1,27 +1,18 @@
-import { inspectSource } from '../checks/source.js';
-import { databasesToVerify, snapshotSource, verifyCopy } from '../checks/verify.js';
-import type { JobConfig, VerifiedDatabase } from '../config/types.js';
-import { isRefresherError, PhaseFailure, RefresherError } from '../errors.js';
-import { classifyError, FAILURE_HINTS } from '../failures.js';
+import type { JobConfig } from '../config/types.js';
+import { RefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, PhaseContext, Release, RunGate, RunStore, SqlConnector, Target } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
-import type { SourceFacts } from '../run/facts.js';
 import {
   beginRun,
   type Cancellation,
   cancelRun,
   copyIsDown,
-  DESTRUCTIVE_PHASES,
   failRun,
   interruptRun,
   newRun,
   newRunId,
-  PHASES,
-  type PhaseDetail,
-  type PhaseName,
   pauseRun,
-  type RunError,
   type RunRecord,
   resumePoint,
   resumeRun,
@@ -31,14 +22,17 @@ import {
   succeedRun,
   type Trigger,
 } from '../run/record.js';
+import { prepareRun, type RunContext } from './context.js';
 import type { JobLock, JobLocks } from './lock.js';
+import { PHASE_TABLE, resumePolicy } from './phases/index.js';
+import type { Phase, PhaseResult } from './phases/phase.js';
+import { toRunError } from './run-error.js';
 
 /**
- * Drives one run through the phases. The run record is saved before and after
- * every phase, so a crash at any point leaves a record that says which phase
- * was under way. Phases share what they learn through `RunState`, and
- * everything a later phase needs is also in the record, so a restarted
- * service can resume from it.
+ * Drives one run through the phase table (./phases). The run record is saved
+ * before and after every phase, so a crash at any point leaves a record that
+ * says which phase was under way; everything a later phase needs is in the
+ * record or in the run context, so a restarted service can resume from it.
  */
 
 export interface RunnerDeps {
@@ -50,31 +44,6 @@ export interface RunnerDeps {
   targetFor(job: JobConfig): Target;
   onEvent?(event: RunEvent): void;
   gate?: RunGate;
-}
-
-/**
- * Phases a target can redo from their start after the process running them
- * died or stopped, so an unfinished run may go on from there. Local: starting
- * the copy (pg_ctl start is idempotent) and verifying it (read-only). A phase
- * not listed here (teardown, clone) leaves the run interrupted instead.
- */
-export const RESUMABLE_PHASES: Readonly<Record<string, ReadonlySet<PhaseName>>> = {
-  local: new Set<PhaseName>(['start', 'verify']),
-  // CNPG: waiting for the new Cluster to become healthy only watches it, and verifying only reads.
-  cnpg: new Set<PhaseName>(['start', 'verify']),
-};
-
-export function resumablePhases(job: JobConfig): ReadonlySet<PhaseName> {
-  return RESUMABLE_PHASES[job.target.kind] ?? new Set();
-}
-
-interface RunState {
-  job: JobConfig;
-  target: Target;
-  facts?: SourceFacts;
-  databases?: VerifiedDatabase[];
-  /** Whether the target has completed the source's credentials (done in preflight; again before a resumed phase). */
-  sourceResolved?: boolean;
 }
 
 export interface StartedRun {
@@ -108,15 +77,10 @@ export class Runner {
         hint: 'Set suspend: false, or allowManualWhenSuspended: true, on the job.',
       });
     }
-    const { clock, store } = this.#deps;
-    const now = clock.now();
+    const now = this.#deps.clock.now();
     const id = newRunId(now);
-    const lock = this.#deps.locks.acquire(job.name, id, now);
-    let slot: Release | undefined;
-    try {
-      const target = this.#deps.targetFor(job);
-      slot = this.#deps.gate?.tryAcquire(job);
-      const run = newRun({
+    return this.#open(job, id, now, (target, queued) =>
+      newRun({
         id,
         job: job.name,
         trigger,
@@ -124,36 +88,38 @@ export class Runner {
         now,
         source: { host: job.source.host, port: job.source.port, user: job.source.user },
         target: target.describe(),
-        queued: this.#deps.gate !== undefined && slot === undefined,
-      });
-      await store.save(run);
-      return this.#launch(run, { job, target }, lock, slot);
-    } catch (error) {
-      slot?.();
-      lock.release();
-      throw error;
-    }
+        queued,
+      }),
+    );
   }
 
   /**
    * Takes up a run that an earlier process left unfinished, from the phase
-   * resumePoint() allows (see RESUMABLE_PHASES). Throws when it may not be resumed.
+   * resumePoint() allows (see each phase's `resumable`). Throws when it may not be resumed.
    */
   async resume(record: RunRecord, job: JobConfig): Promise<StartedRun> {
-    const point = resumePoint(record, resumablePhases(job));
+    const point = resumePoint(record, resumePolicy(job.target.kind));
     if (!point.ok) throw new RefresherError('USAGE', `run ${record.id} cannot be resumed: ${point.reason}`);
-    const { clock, store } = this.#deps;
-    const now = clock.now();
-    const lock = this.#deps.locks.acquire(job.name, record.id, now);
+    const now = this.#deps.clock.now();
+    const started = await this.#open(job, record.id, now, (_target, queued) => {
+      const resumed = resumeRun(record, now, point.phase);
+      return queued ? { ...resumed, status: 'queued' } : resumed;
+    });
+    this.#deps.log.info({ job: job.name, runId: record.id, fromPhase: point.phase }, 'resuming an unfinished run');
+    return started;
+  }
+
+  /** Takes the job's lock and a slot if one is free, saves the record `build` makes, and launches the run. */
+  async #open(job: JobConfig, id: string, now: Date, build: (target: Target, queued: boolean) => RunRecord): Promise<StartedRun> {
+    const { gate, locks, store } = this.#deps;
+    const lock = locks.acquire(job.name, id, now);
     let slot: Release | undefined;
     try {
       const target = this.#deps.targetFor(job);
-      slot = this.#deps.gate?.tryAcquire(job);
-      const resumed = resumeRun(record, now, point.phase);
-      const run: RunRecord = this.#deps.gate !== undefined && slot === undefined ? { ...resumed, status: 'queued' } : resumed;
+      slot = gate?.tryAcquire(job);
+      const run = build(target, gate !== undefined && slot === undefined);
       await store.save(run);
-      this.#deps.log.info({ job: job.name, runId: run.id, fromPhase: point.phase }, 'resuming an unfinished run');
-      return this.#launch(run, { job, target }, lock, slot);
+      return this.#launch(run, job, target, lock, slot);
     } catch (error) {
       slot?.();
       lock.release();
@@ -161,11 +127,11 @@ export class Runner {
     }
   }
 
-  #launch(run: RunRecord, state: RunState, lock: JobLock, slot: Release | undefined): StartedRun {
+  #launch(run: RunRecord, job: JobConfig, target: Target, lock: JobLock, slot: Release | undefined): StartedRun {
     const abort = new AbortController();
     this.#aborts.set(run.id, abort);
     this.#wakes.set(run.id, new AbortController());
-    const done = this.#drive(run, state, abort.signal, slot).finally(() => {
+    const done = this.#drive(run, job, target, abort.signal, slot).finally(() => {
       this.#aborts.delete(run.id);
       this.#cancels.delete(run.id);
       this.#wakes.delete(run.id);
@@ -227,27 +193,35 @@ export class Runner {
     }
   }
 
-  async #drive(initial: RunRecord, state: RunState, signal: AbortSignal, slot: Release | undefined): Promise<RunRecord> {
+  async #drive(initial: RunRecord, job: JobConfig, target: Target, signal: AbortSignal, slot: Release | undefined): Promise<RunRecord> {
     let release = slot;
     try {
-      const admitted = await this.#admit(initial, state, signal, (r) => {
+      const admitted = await this.#admit(initial, job, signal, (r) => {
         release = r;
       });
       if (admitted.status !== 'running' || admitted.paused) return admitted;
-      return await this.#phases(admitted, state, signal);
+      const { sql, clock } = this.#deps;
+      const log = this.#deps.log.child({ job: admitted.job, runId: admitted.id });
+      this.#emit({ type: 'run-started', run: admitted });
+      log.info(
+        { trigger: admitted.trigger, dryRun: admitted.dryRun, target: admitted.target.summary, resumed: admitted.resumed?.at(-1) },
+        'run started',
+      );
+      const ctx = await prepareRun({ job, target, sql, clock, log, signal, run: admitted });
+      return await this.#phases(admitted, ctx);
     } finally {
       release?.();
     }
   }
 
   /** Waits in the gate's queue when the run is queued; returns the run begun, or stopped (paused or interrupted) while waiting. */
-  async #admit(run: RunRecord, state: RunState, signal: AbortSignal, onSlot: (release: Release) => void): Promise<RunRecord> {
+  async #admit(run: RunRecord, job: JobConfig, signal: AbortSignal, onSlot: (release: Release) => void): Promise<RunRecord> {
     const { clock, store, gate } = this.#deps;
     if (run.status !== 'queued') return run;
     try {
       if (!gate) throw new Error('a queued run needs a gate');
       const wake = this.#wakes.get(run.id)?.signal;
-      onSlot(await gate.acquire(state.job, AbortSignal.any([signal, this.#pause.signal, ...(wake ? [wake] : [])])));
+      onSlot(await gate.acquire(job, AbortSignal.any([signal, this.#pause.signal, ...(wake ? [wake] : [])])));
     } catch (error) {
       const cancel = this.#cancels.get(run.id);
       if (cancel) {
@@ -269,17 +243,15 @@ export class Runner {
     return begun;
   }
 
-  async #phases(initial: RunRecord, state: RunState, signal: AbortSignal): Promise<RunRecord> {
+  /** Walks the phase table from the first pending phase; pauses between phases when asked. */
+  async #phases(initial: RunRecord, ctx: RunContext): Promise<RunRecord> {
     const { clock, store } = this.#deps;
-    const log = this.#deps.log.child({ job: initial.job, runId: initial.id });
+    const { log } = ctx;
     let run = initial;
-    this.#emit({ type: 'run-started', run });
-    log.info({ trigger: run.trigger, dryRun: run.dryRun, target: run.target.summary, resumed: run.resumed?.at(-1) }, 'run started');
-
-    for (const phase of PHASES) {
-      if (run.phases.find((p) => p.name === phase)?.status !== 'pending') continue;
-      if (run.dryRun && (DESTRUCTIVE_PHASES.has(phase) || phase === 'verify')) {
-        run = skipPhase(run, phase, 'dry run: nothing is changed');
+    for (const phase of PHASE_TABLE) {
+      if (run.phases.find((p) => p.name === phase.name)?.status !== 'pending') continue;
+      if (run.dryRun && !phase.runsInDryRun) {
+        run = skipPhase(run, phase.name, 'dry run: nothing is changed');
         continue;
       }
       const cancel = this.#cancels.get(run.id);
@@ -295,40 +267,17 @@ export class Runner {
         log.info({ nextPhase: run.paused?.nextPhase }, 'run paused between phases');
         return run;
       }
-      run = startPhase(run, phase, clock.now());
-      await store.save(run);
-      this.#emit({ type: 'phase-started', run, phase });
-      const phaseLog = log.child({ phase });
-      phaseLog.info(`${phase} started`);
-      const ctx: PhaseContext = {
-        runId: run.id,
-        run,
-        log: phaseLog,
-        signal,
-        progress: (detail) => this.#emit({ type: 'progress', run, phase, detail }),
-      };
-      try {
-        const { detail, record } = await this.#execute(phase, run, state, ctx);
-        run = succeedPhase(record, phase, clock.now(), detail);
-        phaseLog.info({ durationMs: run.phases.find((p) => p.name === phase)?.durationMs }, `${phase} succeeded`);
-      } catch (error) {
-        const runError = toRunError(phase, error, signal);
-        const partial = error instanceof PhaseOutcomeError ? error.record : run;
-        run = failRun(partial, runError, clock.now());
-        phaseLog.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
-      }
-      await store.save(run);
-      this.#emit({ type: 'phase-finished', run, phase });
+      run = await this.#phase(phase, run, ctx);
       if (run.status !== 'running') break;
     }
     if (run.status === 'running') {
       run = succeedRun(run, clock.now());
       await store.save(run);
     }
-    if (!run.dryRun && state.target.recordOutcome) {
+    if (!run.dryRun && ctx.target.recordOutcome) {
       const finished = run;
-      await state.target
-        .recordOutcome(finished, { runId: finished.id, run: finished, log, signal, progress: () => undefined })
+      await ctx.target
+        .recordOutcome(finished, { runId: finished.id, run: finished, log, signal: ctx.signal, progress: () => undefined })
         .catch((error: unknown) => log.warn({ err: error }, 'could not record the outcome on the target'));
     }
     log.info({ status: run.status, durationMs: run.durationMs }, 'run finished');
@@ -336,148 +285,41 @@ export class Runner {
     return run;
   }
 
-  /**
-   * A resumed run skips preflight, where the target completes the source's
-   * credentials (CNPG reads them from Secrets); do that before the first phase
-   * that talks to the source. A failing check fails the phase.
-   */
-  async #resolveSourceForResume(state: RunState, ctx: PhaseContext): Promise<void> {
-    if (state.sourceResolved || !state.target.resolveSource) return;
-    const resolved = await state.target.resolveSource(state.job.source, ctx);
-    const failing = resolved.checks.filter((c) => !c.ok && c.severity !== 'warning');
-    if (failing.length > 0) {
-      throw new PhaseFailure(failing[0]?.failureClass ?? 'unknown', failing.map((c) => `${c.name}: ${c.message}`).join('; '));
-    }
-    state.job = { ...state.job, source: resolved.source };
-    state.sourceResolved = true;
-  }
-
-  async #execute(
-    phase: PhaseName,
-    run: RunRecord,
-    state: RunState,
-    ctx: PhaseContext,
-  ): Promise<{ detail?: PhaseDetail; record: RunRecord }> {
-    const { sql, clock } = this.#deps;
-    switch (phase) {
-      case 'preflight': {
-        const resolved = state.target.resolveSource ? await state.target.resolveSource(state.job.source, ctx) : undefined;
-        if (resolved) state.job = { ...state.job, source: resolved.source };
-        state.sourceResolved = true;
-        const unresolved = resolved?.checks.filter((c) => !c.ok) ?? [];
-        // Without its credentials the source cannot be asked anything meaningful.
-        const source = unresolved.length > 0 ? { checks: [] } : await inspectSource(state.job, sql);
-        const checks = [...(resolved?.checks ?? []), ...source.checks];
-        if (source.facts) state.facts = source.facts;
-        // The target's own checks run even when the source could not be asked: its safety rails matter most.
-        checks.push(...(await state.target.preflight(source.facts, ctx)));
-        const record = { ...run, preflight: checks };
-        const failing = checks
-          .filter((c) => !c.ok && c.severity !== 'warning')
-          .sort((a, b) => Number(b.failureClass === 'unsafe-target') - Number(a.failureClass === 'unsafe-target'));
-        if (failing.length > 0) {
-          const first = failing[0];
-          throw new PhaseOutcomeError(
-            record,
-            new PhaseFailure(first?.failureClass ?? 'unknown', failing.map((c) => `${c.name}: ${c.message}`).join('; '), {
-              details: failing.map((c) => `${c.name}: ${c.message}`),
-            }),
-          );
-        }
-        return {
-          record,
-          detail: {
-            checks: checks.length,
-            sourceMajorVersion: source.facts?.majorVersion,
-            sourceSystemIdentifier: source.facts?.systemIdentifier,
-          },
-        };
-      }
-      case 'snapshot': {
-        await this.#resolveSourceForResume(state, ctx);
-        const databases = await databasesToVerify(state.job, sql);
-        state.databases = databases;
-        const figures = await snapshotSource(state.job, databases, sql);
-        return {
-          record: { ...run, snapshot: { takenAt: clock.now().toISOString(), databases: figures } },
-          detail: { databases: figures.map((f) => f.database) },
-        };
-      }
-      case 'teardown':
-        return { record: run, detail: await state.target.teardown(ctx) };
-      case 'clone':
-        return { record: run, detail: await state.target.clone(ctx) };
-      case 'start':
-        return { record: run, detail: await state.target.start(ctx) };
-      case 'verify': {
-        await this.#resolveSourceForResume(state, ctx);
-        // A resumed run verifies exactly the databases its snapshot covered.
-        const fromSnapshot = run.snapshot && state.job.verify.databases.length === 0 ? run.snapshot.databases : undefined;
-        const databases =
-          state.databases ??
-          fromSnapshot?.map((f) => ({ name: f.database, requiredTables: [] })) ??
-          (await databasesToVerify(state.job, sql));
-        const owner = state.job.verify.owner ?? state.target.defaultOwner?.();
-        const verification = await verifyCopy({
-          job: owner ? { ...state.job, verify: { ...state.job.verify, owner } } : state.job,
-          databases,
-          sourceFigures: run.snapshot?.databases ?? [],
-          target: state.target,
-          sql,
-        });
-        const record = { ...run, verification };
-        if (!verification.ok) {
-          const failing = [...verification.databases.flatMap((d) => d.checks), ...verification.checks].filter((c) => !c.ok);
-          throw new PhaseOutcomeError(
-            record,
-            new PhaseFailure('verification-failed', failing.map((c) => `${c.name}: ${c.message}`).join('; '), {
-              details: failing.map((c) => `${c.name}: ${c.message}`),
-            }),
-          );
-        }
-        return { record, detail: { databases: verification.databases.length } };
-      }
-    }
-  }
-}
-
-/** A phase failed, but produced record fields (checks, verification) that belong in the record anyway. */
-class PhaseOutcomeError extends Error {
-  readonly record: RunRecord;
-  override readonly cause: PhaseFailure;
-
-  constructor(record: RunRecord, cause: PhaseFailure) {
-    super(cause.message);
-    this.record = record;
-    this.cause = cause;
-  }
-}
-
-function toRunError(phase: PhaseName, error: unknown, signal: AbortSignal): RunError {
-  const inner = error instanceof PhaseOutcomeError ? error.cause : error;
-  if (signal.aborted) {
-    return {
-      phase,
-      class: 'interrupted',
-      message: `stopped during ${phase}: ${String(signal.reason?.message ?? signal.reason)}`,
-      hint: FAILURE_HINTS.interrupted,
+  /** Runs one phase: saved as started, run, its patch merged, saved as succeeded or failed. */
+  async #phase(phase: Phase, before: RunRecord, ctx: RunContext): Promise<RunRecord> {
+    const { clock, store } = this.#deps;
+    const name = phase.name;
+    const started = startPhase(before, name, clock.now());
+    await store.save(started);
+    this.#emit({ type: 'phase-started', run: started, phase: name });
+    const log = ctx.log.child({ phase: name });
+    log.info(`${name} started`);
+    const targetContext: PhaseContext = {
+      runId: started.id,
+      run: started,
+      log,
+      signal: ctx.signal,
+      progress: (detail) => this.#emit({ type: 'progress', run: started, phase: name, detail }),
+      facts: ctx.learned.facts,
     };
+    let result: PhaseResult | { ok: false; patch?: undefined; failure: unknown };
+    try {
+      result = await phase.run({ ...ctx, record: started, targetContext });
+    } catch (error) {
+      result = { ok: false, failure: error };
+    }
+    let run = { ...started, ...result.patch };
+    if (result.ok) {
+      Object.assign(ctx.learned, result.learned);
+      run = succeedPhase(run, name, clock.now(), result.detail);
+      log.info({ durationMs: run.phases.find((p) => p.name === name)?.durationMs }, `${name} succeeded`);
+    } else {
+      const runError = toRunError(name, result.failure, ctx.signal);
+      run = failRun(run, runError, clock.now());
+      log.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
+    }
+    await store.save(run);
+    this.#emit({ type: 'phase-finished', run, phase: name });
+    return run;
   }
-  if (inner instanceof PhaseFailure) {
-    return {
-      phase,
-      class: inner.failureClass,
-      message: inner.message,
-      hint: inner.hint ?? FAILURE_HINTS[inner.failureClass],
-      ...(inner.details.length ? { details: [...inner.details] } : {}),
-    };
-  }
-  const failureClass = classifyError(inner);
-  const message = inner instanceof Error ? inner.message : String(inner);
-  return {
-    phase,
-    class: failureClass,
-    message: isRefresherError(inner) ? inner.message : `${phase} failed: ${message}`,
-    hint: (inner instanceof RefresherError && inner.hint) || FAILURE_HINTS[failureClass],
-  };
 }

@@ -4,7 +4,8 @@ import { buildRunner } from '../composition-root.js';
 import type { Config, JobConfig } from '../config/types.js';
 import { ConfigError, isRefresherError, RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
-import { type ApiBackend, buildApp } from '../http/app.js';
+import { buildApp } from '../http/app.js';
+import type { ApiBackend } from '../http/backend.js';
 import { LiveFeed, type LiveListener, runUpdate } from '../http/live-feed.js';
 import {
   type CancelOutcome,
@@ -21,7 +22,8 @@ import type { Clock, Notifier, RunStore } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
 import { interruptRun, newRunId, newSkippedRun, type RunRecord, resumePoint, type SkipReason, type Trigger } from '../run/record.js';
 import { JobLocks } from '../runner/lock.js';
-import { type Runner, resumablePhases } from '../runner/runner.js';
+import { resumePolicy } from '../runner/phases/index.js';
+import type { Runner } from '../runner/runner.js';
 import type { startCronTicker } from '../schedule/cron-ticker.js';
 import { type MissedCount, planCatchUp, scheduleWarnings } from '../schedule/fire-times.js';
 import { Scheduler, type SchedulerActions, type Timers } from '../schedule/scheduler.js';
@@ -259,7 +261,7 @@ export class RefresherService implements ApiBackend, SchedulerActions {
       }
       // Shutting down already: leave it as it is for the next start.
       if (!this.#accepting) continue;
-      const point = busy ? undefined : resumePoint(record, resumablePhases(job));
+      const point = busy ? undefined : resumePoint(record, resumePolicy(job.target.kind));
       let reason = 'the service stopped during this run, and a newer unfinished run of the job was taken up instead';
       if (point?.ok) {
         try {

@@ -22,6 +22,52 @@ function importsOf(file: string): string[] {
 
 const rel = (file: string) => path.relative(src, file);
 
+/** Every relative import and re-export of a file, type-only ones included, and dynamic imports, as absolute paths. */
+function localImportsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const specs = [
+    ...text.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+['"](\.[^'"]+)['"]/gm),
+    ...text.matchAll(/import\(\s*['"](\.[^'"]+)['"]\s*\)/g),
+  ].map((m) => m[1] as string);
+  return specs.map((spec) => path.resolve(path.dirname(file), spec.replace(/\.js$/, '.ts')));
+}
+
+/** Groups of files that import each other, directly or around a loop (Tarjan's strongly connected components). */
+function importCircles(files: readonly string[], importsOf: (file: string) => string[]): string[][] {
+  const known = new Set(files);
+  const edges = new Map(files.map((f) => [f, importsOf(f).filter((to) => known.has(to))]));
+  let counter = 0;
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const circles: string[][] = [];
+  const visit = (v: string): void => {
+    index.set(v, counter);
+    low.set(v, counter);
+    counter++;
+    stack.push(v);
+    onStack.add(v);
+    for (const w of edges.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v) as number, low.get(w) as number));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v) as number, index.get(w) as number));
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const group: string[] = [];
+    let w: string | undefined;
+    do {
+      w = stack.pop() as string;
+      onStack.delete(w);
+      group.push(w);
+    } while (w !== v);
+    if (group.length > 1 || (edges.get(v) ?? []).includes(v)) circles.push(group.sort());
+  };
+  for (const f of files) if (!index.has(f)) visit(f);
+  return circles;
+}
+
 const PURE = [
   'config/schema.ts',
   'config/schema-notify.ts',
@@ -36,6 +82,10 @@ const PURE = [
   'config/secret-ref.ts',
   'config/validate.ts',
   'config/byte-size.ts',
+  'config/quote.ts',
+  'config/limits.ts',
+  'config/check-paths.ts',
+  'config/check-webhooks.ts',
   'config/types.ts',
   'schedule/cron-expression.ts',
   'schedule/fire-times.ts',
@@ -47,6 +97,10 @@ const PURE = [
   'checks/compare.ts',
   'checks/queries.ts',
   'targets/local/commands.ts',
+  'config/schema-strategy.ts',
+  'targets/local/swap-plan.ts',
+  'targets/cnpg/blue-green.ts',
+  'targets/cnpg/manifests.ts',
   'cli/render.ts',
 ];
 
@@ -62,6 +116,16 @@ const IO_MODULES = [
 ];
 
 describe('architecture', () => {
+  it('no file in src/ is part of an import circle (type-only imports count)', () => {
+    const circles = importCircles(sourceFiles(src), localImportsOf).map((group) => group.map(rel).join(' → '));
+    expect(circles, `files importing each other:\n${circles.join('\n')}`).toEqual([]);
+  });
+
+  it('finds a circle and names its files', () => {
+    const graph: Record<string, string[]> = { a: ['b'], b: ['c'], c: ['a'], d: ['a'], e: ['e'] };
+    expect(importCircles(Object.keys(graph), (f) => graph[f] ?? [])).toEqual([['a', 'b', 'c'], ['e']]);
+  });
+
   it('pure modules import nothing that does I/O, directly or through another module', () => {
     const pure = new Set(PURE);
     for (const file of PURE) {

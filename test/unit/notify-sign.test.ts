@@ -49,6 +49,21 @@ describe('scrubbing webhook URLs and secrets', () => {
     expect(out).toBe(`fetch failed for ${URL_PLACEHOLDER}; token ${URL_PLACEHOLDER}; path ${URL_PLACEHOLDER}; key ${SECRET_PLACEHOLDER}`);
   });
 
+  it('replaces whole URLs and tokens only, never short parts of a URL inside ordinary words', () => {
+    // With user "u", every "u" in the message used to become the placeholder.
+    const withUser = 'https://u:p@hooks.example.com/x';
+    const message = `Request cannot be constructed from a URL that includes credentials: ${withUser}`;
+    expect(scrub(message, hiddenFor(withUser))).toBe(
+      `Request cannot be constructed from a URL that includes credentials: ${URL_PLACEHOLDER}`,
+    );
+    const shortPath = 'https://hooks.example.com/x?a=1';
+    expect(scrub(`expected x, got a=1 from ${shortPath}`, hiddenFor(shortPath))).toBe(`expected x, got a=1 from ${URL_PLACEHOLDER}`);
+    const longUser = 'https://hook-user-0123456789:pass-0123456789@hooks.example.com/x';
+    expect(scrub('user hook-user-0123456789 pass pass-0123456789', hiddenFor(longUser))).toBe(
+      `user ${URL_PLACEHOLDER} pass ${URL_PLACEHOLDER}`,
+    );
+  });
+
   it('hides text that is not a URL at all', () => {
     expect(scrub('bad: not a url sekrit-token', hiddenFor('not a url sekrit-token'))).toBe(`bad: ${URL_PLACEHOLDER}`);
   });

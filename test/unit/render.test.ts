@@ -6,6 +6,7 @@ import { Secret } from '../../src/config/secret.js';
 import type { JobConfig } from '../../src/config/types.js';
 import { FAILURE_HINTS } from '../../src/failures.js';
 import { failRun, newRun, PHASES, startPhase, succeedPhase } from '../../src/run/record.js';
+import { planSteps } from '../../src/runner/phases/index.js';
 import { asLocalJob, LocalTarget } from '../../src/targets/local/index.js';
 
 function jobFrom(yamlJob: string, env: NodeJS.ProcessEnv = { PW: 'x' }): JobConfig {
@@ -39,7 +40,7 @@ const scheduledJob = `
 function planFor(yamlJob: string) {
   const job = jobFrom(yamlJob);
   const target = new LocalTarget({ job: asLocalJob(job), jobPath: 'jobs[0]' }).describe();
-  return { job, target, plan: buildPlan(job, target) };
+  return { job, target, plan: buildPlan(job, target, planSteps(job, target)) };
 }
 
 describe('buildPlan and renderPlanText', () => {

@@ -14,14 +14,14 @@ import {
   succeedPhase,
   TransitionError,
 } from '../../src/run/record.js';
-import { RESUMABLE_PHASES } from '../../src/runner/runner.js';
+import { resumePolicy } from '../../src/runner/phases/index.js';
 
 /** The run-record transitions the service adds: queued, skipped, paused at a boundary, resumed. */
 
 const T0 = new Date('2030-01-01T03:00:00.000Z');
 const at = (s: number) => new Date(T0.getTime() + s * 1000);
 const target = { kind: 'local', summary: 'copy', details: {}, steps: { teardown: '', clone: '', start: '' } };
-const local = RESUMABLE_PHASES.local ?? new Set<PhaseName>();
+const local = resumePolicy('local');
 
 function run(queued = false): RunRecord {
   return newRun({
@@ -116,6 +116,9 @@ describe('pause and resume', () => {
       reason: 'run is already failed',
     });
     // A target kind without resumable phases never resumes.
-    expect(resumePoint(pauseRun(through(run(), ['preflight', 'snapshot', 'teardown', 'clone']), at(20), 's'), new Set()).ok).toBe(false);
+    expect(
+      resumePoint(pauseRun(through(run(), ['preflight', 'snapshot', 'teardown', 'clone']), at(20), 's'), { ...local, resumable: new Set() })
+        .ok,
+    ).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { planSteps } from '../../runner/phases/index.js';
 import { createTarget } from '../../targets/create.js';
 import { globals, load, outputOption, print, requireJob } from '../context.js';
 import { buildPlan, type OutputFormat, renderPlanText } from '../render.js';
@@ -12,7 +13,8 @@ export function registerPlan(program: Command): void {
     .action((name: string, options: { output: OutputFormat }, command: Command) => {
       const config = load(globals(command));
       const job = requireJob(config, name);
-      const plan = buildPlan(job, createTarget(config, job).describe());
+      const target = createTarget(config, job).describe();
+      const plan = buildPlan(job, target, planSteps(job, target));
       print(plan, options.output, () => renderPlanText(plan));
     });
 }

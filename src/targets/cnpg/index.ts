@@ -11,7 +11,7 @@ import { FAILURE_HINTS } from '../../failures.js';
 import type { Kube } from '../../kube/client.js';
 import { loadKube } from '../../kube/load.js';
 import { isNotFound, type KubeList, type KubeObject, withRetry } from '../../kube/retry.js';
-import type { PhaseContext, SqlConnector, Target } from '../../ports.js';
+import type { OwnerLogin, PhaseContext, SqlConnector, Target } from '../../ports.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
 import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from './guard.js';
@@ -79,9 +79,6 @@ export class CnpgTarget implements Target {
   readonly #jobPath: string;
   readonly #sql: SqlConnector;
   #kube: Kube | undefined;
-  #facts: SourceFacts | undefined;
-  #ownerPassword: Secret | undefined;
-  #clusterUid: string | undefined;
 
   constructor(options: CnpgTargetOptions) {
     this.#job = options.job;
@@ -134,22 +131,24 @@ export class CnpgTarget implements Target {
     return connect ? `${connect.host}:${connect.port}` : `${readWriteServiceHost(this.#name, this.#namespace)}:5432`;
   }
 
-  endpoint(database: string): PgEndpoint {
+  endpoint(database: string, login?: OwnerLogin): PgEndpoint {
     const { owner } = this.#values.bootstrapDB.pg_basebackup;
     return {
       host: this.#target.connect?.host ?? readWriteServiceHost(this.#name, this.#namespace),
       port: this.#target.connect?.port ?? 5432,
       user: owner,
-      password: this.#ownerPassword,
+      password: login?.password,
       dbname: database,
       // CNPG serves TLS with its own CA; encrypt when offered, the name check needs the cluster's CA.
       sslmode: 'prefer',
     };
   }
 
-  defaultOwner(): { user: string; database: string; password: Secret } | undefined {
+  async defaultOwner(): Promise<OwnerLogin | undefined> {
+    await this.#connect();
     const { owner, database } = this.#values.bootstrapDB.pg_basebackup;
-    return this.#ownerPassword ? { user: owner, database, password: this.#ownerPassword } : undefined;
+    const password = await this.#ownerSecret();
+    return password ? { user: owner, database, password } : undefined;
   }
 
   async #readSecretKey(selector: SecretKeySelector): Promise<{ value?: string; problem?: string }> {
@@ -224,8 +223,6 @@ export class CnpgTarget implements Target {
     }
     if (checks.length === 0)
       checks.push({ name: 'referenced secrets exist', ok: true, message: 'every Secret the values name exists and has its keys' });
-    // A run resumed at verify after a restart never passes through start(), where this is normally read.
-    this.#ownerPassword = await this.#ownerSecret().catch(() => undefined);
     return { source: resolved, checks };
   }
 
@@ -248,7 +245,6 @@ export class CnpgTarget implements Target {
 
   async preflight(source: SourceFacts | undefined): Promise<Check[]> {
     await this.#connect();
-    this.#facts = source;
     const checks: Check[] = [];
     const refusals = configRefusals({
       target: this.#target,
@@ -537,18 +533,19 @@ export class CnpgTarget implements Target {
         hint: 'The values produce a Cluster the CRD refuses; run `db-refresher plan` to see the manifest and compare it with the CNPG documentation.',
       });
     }
-    this.#clusterUid = created.metadata?.uid;
+    const uid = created.metadata?.uid;
     await this.#event(
       'RefreshStarted',
       'Normal',
       `db-refresher job ${this.#job.name} (run ${ctx.runId}) is cloning this Cluster from ${this.#job.source.host}`,
+      uid,
     );
-    return { cluster: `${this.#namespace}/${this.#name}`, uid: this.#clusterUid, checkpoint };
+    return { cluster: `${this.#namespace}/${this.#name}`, uid, checkpoint };
   }
 
   /** CNPG's pg_basebackup waits for a spread checkpoint (BEHAVIOUR.md §2.3); one issued now makes that wait short. */
   async #checkpointSource(ctx: PhaseContext): Promise<string> {
-    if (!this.#facts?.canCheckpoint) return 'skipped: the SQL role is neither superuser nor member of pg_checkpoint';
+    if (!ctx.facts?.canCheckpoint) return 'skipped: the SQL role is neither superuser nor member of pg_checkpoint';
     try {
       await this.#sql.withSession(sqlEndpoint(this.#job.source), this.#job.source.dbname, (session) => session.query('CHECKPOINT'));
       return 'issued';
@@ -617,7 +614,6 @@ export class CnpgTarget implements Target {
     } finally {
       await Promise.all(watched.map((s) => s.stop()));
     }
-    this.#ownerPassword = await this.#ownerSecret();
     return { healthyAfterMs: Date.now() - started, connect: this.#connectHost() };
   }
 
@@ -662,7 +658,7 @@ export class CnpgTarget implements Target {
     });
   }
 
-  async #event(reason: string, type: 'Normal' | 'Warning', message: string): Promise<void> {
+  async #event(reason: string, type: 'Normal' | 'Warning', message: string, uid: string | undefined): Promise<void> {
     const now = new Date();
     await withRetry('create Event', () =>
       this.#api.core.createNamespacedEvent({
@@ -675,7 +671,7 @@ export class CnpgTarget implements Target {
             kind: 'Cluster',
             name: this.#name,
             namespace: this.#namespace,
-            ...(this.#clusterUid ? { uid: this.#clusterUid } : {}),
+            ...(uid ? { uid } : {}),
           },
           reason,
           message,
@@ -693,7 +689,6 @@ export class CnpgTarget implements Target {
     await this.#connect();
     const cluster = await this.#getCluster();
     if (!cluster || cluster.metadata?.annotations?.[ANNOTATIONS.runId] !== run.id) return;
-    this.#clusterUid = cluster.metadata?.uid;
     const message =
       run.status === 'succeeded'
         ? `refreshed and verified in ${Math.round((run.durationMs ?? 0) / 1000)} s`
@@ -715,6 +710,7 @@ export class CnpgTarget implements Target {
       run.status === 'succeeded' ? 'RefreshSucceeded' : 'RefreshFailed',
       run.status === 'succeeded' ? 'Normal' : 'Warning',
       message,
+      cluster.metadata?.uid,
     );
   }
 }

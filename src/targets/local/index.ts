@@ -52,8 +52,6 @@ export class LocalTarget implements Target {
   readonly #config: LocalTargetConfig;
   readonly #jobPath: string;
   readonly #env: NodeJS.ProcessEnv;
-  #binDir: PgBinDir | undefined;
-  #sourceSystemIdentifier: string | undefined;
 
   constructor(options: LocalTargetOptions) {
     this.#job = options.job;
@@ -179,13 +177,12 @@ export class LocalTarget implements Target {
 
   #versionCheck(source: SourceFacts): Check {
     const all = discoverPgBinDirs(this.#env);
-    this.#binDir = all.find((d) => d.major === source.majorVersion);
-    this.#sourceSystemIdentifier = source.systemIdentifier;
-    return this.#binDir
+    const binDir = all.find((d) => d.major === source.majorVersion);
+    return binDir
       ? {
           name: 'same major version',
           ok: true,
-          message: `source and target both run PostgreSQL ${source.majorVersion} (binaries in ${this.#binDir.dir}, via ${this.#binDir.via})`,
+          message: `source and target both run PostgreSQL ${source.majorVersion} (binaries in ${binDir.dir}, via ${binDir.via})`,
         }
       : {
           name: 'same major version',
@@ -239,15 +236,18 @@ export class LocalTarget implements Target {
       : { name: 'room for the copy', ok: false, failureClass: 'insufficient-space', message: text };
   }
 
-  #binary(program: 'pg_basebackup' | 'pg_ctl'): string {
-    if (!this.#binDir) {
-      // A resumed run skips preflight; pick binaries by the copy's own PG_VERSION.
-      const version = Number(readFileSyncSafe(path.join(this.#config.dataDir, 'PG_VERSION')));
-      this.#binDir = discoverPgBinDirs(this.#env).find((d) => d.major === version) ?? discoverPgBinDirs(this.#env)[0];
-      if (!this.#binDir)
-        throw new PhaseFailure('version-mismatch', `no PostgreSQL server binaries found (searched ${describeSearch(this.#env)})`);
-    }
-    return path.join(this.#binDir.dir, program);
+  /** The binaries of the source's major version (preflight checked they exist); in a resumed run, which skips preflight, of the copy's own PG_VERSION. */
+  #binDir(ctx: PhaseContext): PgBinDir {
+    const all = discoverPgBinDirs(this.#env);
+    const found = ctx.facts
+      ? all.find((d) => d.major === ctx.facts?.majorVersion)
+      : (all.find((d) => d.major === Number(readFileSyncSafe(path.join(this.#config.dataDir, 'PG_VERSION')))) ?? all[0]);
+    if (!found) throw new PhaseFailure('version-mismatch', `no PostgreSQL server binaries found (searched ${describeSearch(this.#env)})`);
+    return found;
+  }
+
+  #binary(program: 'pg_basebackup' | 'pg_ctl', ctx: PhaseContext): string {
+    return path.join(this.#binDir(ctx).dir, program);
   }
 
   async teardown(ctx: PhaseContext): Promise<PhaseDetail> {
@@ -262,7 +262,7 @@ export class LocalTarget implements Target {
     const running = runningServer(dataDir);
     if (running) {
       ctx.log.info({ dataDir, pid: running.pid }, 'stopping the current copy (fast shutdown)');
-      const result = await runCommand(this.#binary('pg_ctl'), pgCtlStopArgs(dataDir), { runAs: this.#runAs(), signal: ctx.signal });
+      const result = await runCommand(this.#binary('pg_ctl', ctx), pgCtlStopArgs(dataDir), { runAs: this.#runAs(), signal: ctx.signal });
       if (result.exitCode !== 0 && runningServer(dataDir)) {
         throw new PhaseFailure('unknown', `pg_ctl stop failed for ${dataDir} (exit ${result.exitCode})`, { details: result.tail });
       }
@@ -323,7 +323,7 @@ export class LocalTarget implements Target {
       const pgdata = path.join(staging, 'pgdata');
       let lastPercent = -1;
       const started = Date.now();
-      const result = await runCommand(this.#binary('pg_basebackup'), pgBasebackupArgs({ pgdata, conninfo: buildConninfo(conn) }), {
+      const result = await runCommand(this.#binary('pg_basebackup', ctx), pgBasebackupArgs({ pgdata, conninfo: buildConninfo(conn) }), {
         env,
         runAs,
         signal: ctx.signal,
@@ -350,13 +350,13 @@ export class LocalTarget implements Target {
         });
       }
 
-      const written = await this.#prepareCopy(pgdata, ctx.runId);
+      const written = await this.#prepareCopy(pgdata, ctx);
       await rename(pgdata, dataDir);
       await rm(staging, { recursive: true, force: true });
       return {
         copiedBytes: directorySize(dataDir),
         basebackupMs: Date.now() - started,
-        binDir: this.#binDir?.dir,
+        binDir: this.#binDir(ctx).dir,
         walMethod: 'stream',
         checkpoint: 'fast',
         ...(written.length ? { wroteDefaults: written } : {}),
@@ -371,7 +371,8 @@ export class LocalTarget implements Target {
   }
 
   /** Makes the fresh copy safe to start beside its source, and marks it as ours. */
-  async #prepareCopy(pgdata: string, runId: string): Promise<string[]> {
+  async #prepareCopy(pgdata: string, ctx: PhaseContext): Promise<string[]> {
+    const { runId } = ctx;
     const runAs = this.#runAs();
     const written: string[] = [];
     const own = async (file: string) => {
@@ -403,7 +404,7 @@ export class LocalTarget implements Target {
       dataDir: this.#config.dataDir,
       runId,
       createdAt: new Date().toISOString(),
-      source: { host: this.#job.source.host, port: this.#job.source.port, systemIdentifier: this.#sourceSystemIdentifier },
+      source: { host: this.#job.source.host, port: this.#job.source.port, systemIdentifier: ctx.facts?.systemIdentifier },
     };
     const markerFile = path.join(pgdata, MARKER_FILE);
     await writeFile(markerFile, `${JSON.stringify(marker, null, 2)}\n`, { mode: 0o600 });
@@ -421,7 +422,7 @@ export class LocalTarget implements Target {
     const running = runningServer(dataDir);
     if (running) return { alreadyRunning: true, pid: running.pid, port: running.port };
     const started = Date.now();
-    const result = await runCommand(this.#binary('pg_ctl'), pgCtlStartArgs({ dataDir, timeoutSeconds: startTimeoutSeconds }), {
+    const result = await runCommand(this.#binary('pg_ctl', ctx), pgCtlStartArgs({ dataDir, timeoutSeconds: startTimeoutSeconds }), {
       runAs: this.#runAs(),
       signal: ctx.signal,
     });

@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { secretRef } from './secret-ref.js';
+
+/**
+ * The `mask:` section of a job: which columns of the copy are replaced, how,
+ * and how strictly the coverage check treats personal-looking columns that
+ * are not masked. The strategies themselves (SQL, type rules) live in
+ * src/mask/strategies.ts; this file only says what may be written.
+ */
+
+export const NAMED_STRATEGIES = ['email', 'name', 'phone', 'hash', 'null', 'redact'] as const;
+export type NamedStrategy = (typeof NAMED_STRATEGIES)[number];
+
+const strategySchema = z
+  .union(
+    [
+      z.enum(NAMED_STRATEGIES),
+      z.strictObject({
+        keepLast: z.number().int().min(0).max(64).describe('Keep this many trailing characters; letters before them become x, digits 0'),
+      }),
+      z.strictObject({
+        dateShift: z.number().int().min(1).max(36_500).describe('Shift by a deterministic number of days within ± this many'),
+      }),
+      z.strictObject({
+        constant: z.union([z.string(), z.number(), z.boolean()]).describe('Every non-NULL value becomes this (cast to the column type)'),
+      }),
+      z.strictObject({
+        sql: z.string().min(1).describe('An SQL expression over the row; the column may be referenced by name. NULLs stay NULL.'),
+      }),
+    ],
+    {
+      error: () =>
+        `must be one of ${NAMED_STRATEGIES.join(', ')}, or {keepLast: N}, {dateShift: DAYS}, {constant: VALUE}, {sql: "EXPRESSION"}`,
+    },
+  )
+  .describe('How a column is masked');
+
+const qualifiedTable = z.string().regex(/^[^.\s]+\.[^.\s]+$/, {
+  error: (issue) => `"${String(issue.input)}" must be written schema.table, e.g. public.customers`,
+});
+
+const tableColumns = z
+  .record(z.string().min(1), strategySchema)
+  .refine((columns) => Object.keys(columns).length > 0, { error: 'name at least one column' })
+  .describe('Column name → strategy');
+
+const allowedColumn = z.string().regex(/^([^.\s]+\.)?[^.\s]+\.[^.\s]+\.[^.\s]+$/, {
+  error: (issue) =>
+    `"${String(issue.input)}" must be written schema.table.column (every database) or database.schema.table.column, e.g. public.products.name`,
+});
+
+export const COVERAGE_MODES = ['fail', 'warn', 'off'] as const;
+
+export const maskSchema = z
+  .strictObject({
+    key: secretRef.describe('Secret key of the deterministic fakes: the same value gives the same fake under one key, in every table'),
+    databases: z
+      .record(z.string().min(1), z.record(qualifiedTable, tableColumns))
+      .refine((dbs) => Object.keys(dbs).length > 0, { error: 'name at least one database' })
+      .describe('Database → schema.table → column → strategy'),
+    allow: z.array(allowedColumn).default([]).describe('Columns the coverage check may leave unmasked even if they look personal'),
+    coverage: z
+      .enum(COVERAGE_MODES)
+      .default('fail')
+      .describe('A personal-looking column that is neither masked nor allowed: fail the run, warn, or do not check'),
+    parallel: z.number().int().min(1).max(64).default(4).describe('How many tables are masked at once (one connection each)'),
+    sampleRows: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(20)
+      .describe('Values per column the coverage check samples when the copy has no statistics for it, and per masked column re-sampled'),
+  })
+  .describe('Masking of personal data in the copy, before anyone else may connect');
+
+export type MaskStrategy = z.output<typeof strategySchema>;
+export type CoverageMode = (typeof COVERAGE_MODES)[number];

@@ -1,0 +1,34 @@
+import type { JobConfig } from '../config/types.js';
+import type { RunRecord } from '../run/record.js';
+import type { LiveListener } from './live-feed.js';
+import type { CancelOutcome, CurrentRun, JobDetail, JobListItem, JobSuspension } from './views.js';
+
+/** What the API needs from the service. */
+export interface ApiBackend {
+  jobs(): readonly JobConfig[];
+  job(name: string): JobConfig | undefined;
+  jobListItem(job: JobConfig): JobListItem;
+  jobDetail(job: JobConfig): JobDetail;
+  listRuns(job: string, options: { limit: number; before?: string }): Promise<RunRecord[]>;
+  getRun(id: string): Promise<RunRecord | undefined>;
+  /** Starts a run; throws JOB_BUSY (with the running run's id in `runningRunId`) and the like. */
+  trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord>;
+  /** The run holding the job now, if any. */
+  runningRunId(job: string): string | undefined;
+  /** The run holding the job, live: phase and progress (see CurrentRun). */
+  currentRun(job: string): CurrentRun | undefined;
+  /** False once shutdown began: triggers get 503. */
+  accepting(): boolean;
+  readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
+  metricsText(): Promise<{ contentType: string; body: string }>;
+  /**
+   * Cancels a run at its next safe point: `cancelling` with what that means
+   * for the copy, `finished` when it had already ended, `elsewhere` when
+   * another process does it, `not-found`.
+   */
+  cancel(id: string, input: { by: string; reason?: string }): Promise<CancelOutcome>;
+  /** Suspends or resumes a job, kept in the history store; overrides the config's `suspend` until changed again. */
+  setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension>;
+  /** Hears every live change (SSE, long polls); returns the unsubscribe function. */
+  subscribe(listener: LiveListener): () => void;
+}

@@ -1,0 +1,223 @@
+import type { MaskStrategy } from '../config/schema-mask.js';
+import { FAMILY_NAMES, GIVEN_NAMES } from './fake-names.js';
+import { quoteIdent, quoteLiteral } from './sql-text.js';
+
+/**
+ * What each masking strategy turns a column into, as an SQL expression the
+ * server evaluates for every row of one set-based UPDATE. Pure: strategy and
+ * column in, SQL text out.
+ *
+ * The secret never appears in the text: every keyed expression reads the HMAC
+ * key blocks and the name seeds from bind parameters ($1–$4, see KEY_PARAMS).
+ * HMAC-SHA256 is computed from PostgreSQL's built-in sha256() (no extension):
+ *   HMAC(k, m) = sha256((k ⊕ opad) || sha256((k ⊕ ipad) || m))
+ * with both 64-byte blocks precomputed in Node.
+ *
+ * Every expression is NULL for a NULL input, so NULLs stay NULL.
+ */
+
+/** Bind parameters every masking statement takes, in this order. */
+export const KEY_PARAMS = { ipad: '$1::bytea', opad: '$2::bytea', givenSeed: '$3::bigint', familySeed: '$4::bigint' } as const;
+
+/** The catalog facts about a column that strategies depend on. */
+export interface ColumnType {
+  /** format_type(): what a cast to the column's type is written as, e.g. `character varying(40)`. */
+  sqlType: string;
+  /** pg_type.typname of the base type, e.g. varchar, text, date. */
+  typname: string;
+  /** pg_type.typcategory: S string, D date/time, N numeric, U user (bytea), … */
+  category: string;
+  notNull: boolean;
+  /** Maximum length in characters for varchar(n)/char(n); undefined when unlimited. */
+  maxLength?: number | undefined;
+}
+
+export type StrategyName = 'email' | 'name' | 'phone' | 'hash' | 'null' | 'redact' | 'keepLast' | 'dateShift' | 'constant' | 'sql';
+
+export function strategyName(strategy: MaskStrategy): StrategyName {
+  if (typeof strategy === 'string') return strategy;
+  return Object.keys(strategy)[0] as StrategyName;
+}
+
+/** One line for plans and records, e.g. `keepLast 4`, `dateShift ±30 days`. */
+export function describeStrategy(strategy: MaskStrategy): string {
+  if (typeof strategy === 'string') return strategy;
+  if ('keepLast' in strategy) return `keepLast ${strategy.keepLast}`;
+  if ('dateShift' in strategy) return `dateShift ±${strategy.dateShift} days`;
+  if ('constant' in strategy) return `constant ${JSON.stringify(strategy.constant)}`;
+  return `sql ${strategy.sql}`;
+}
+
+/** Distinct inputs give distinct outputs (up to the collision odds of a 64-bit tag): safe for unique columns. */
+export function isInjective(strategy: MaskStrategy): boolean | undefined {
+  const name = strategyName(strategy);
+  if (name === 'sql') return undefined;
+  return name === 'email' || name === 'name' || name === 'phone' || name === 'hash' || name === 'null';
+}
+
+const STRING_TYPES = new Set(['text', 'varchar', 'bpchar', 'citext', 'name']);
+const DATE_TYPES = new Set(['date', 'timestamp', 'timestamptz']);
+
+/** Hex digits of the 64-bit tag that makes email and name fakes unique. */
+const TAG_HEX = 16;
+const EMAIL_DOMAIN = '@example.com';
+
+const longest = (names: readonly string[]) => Math.max(...names.map((n) => n.length));
+
+/** The longest value a strategy can write, for varchar(n)/char(n) checks; undefined when it never grows the value. */
+export function maxOutputLength(strategy: MaskStrategy): number | undefined {
+  switch (strategyName(strategy)) {
+    case 'email':
+      return longest(GIVEN_NAMES) + 1 + longest(FAMILY_NAMES) + 1 + TAG_HEX + EMAIL_DOMAIN.length;
+    case 'name':
+      return longest(GIVEN_NAMES) + 1 + longest(FAMILY_NAMES) + 1 + TAG_HEX;
+    case 'hash':
+      return 64;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Why a strategy cannot be used on a column of this type, or undefined when it
+ * can. `sql` and `constant` are checked by the server (EXPLAIN) instead.
+ */
+export function typeProblem(strategy: MaskStrategy, column: ColumnType): string | undefined {
+  const name = strategyName(strategy);
+  const isString = column.category === 'S' || STRING_TYPES.has(column.typname);
+  switch (name) {
+    case 'email':
+    case 'name':
+    case 'phone':
+    case 'redact':
+    case 'keepLast': {
+      if (!isString) return `${name} needs a text column (text, varchar, char), but the column is ${column.sqlType}`;
+      const max = maxOutputLength(strategy);
+      if (max !== undefined && column.maxLength !== undefined && column.maxLength < max) {
+        return `${name} fakes are up to ${max} characters, but the column is ${column.sqlType}; widen it, or use keepLast, redact or sql`;
+      }
+      return undefined;
+    }
+    case 'hash': {
+      if (column.typname === 'bytea') return undefined;
+      if (!isString) return `hash needs a text or bytea column, but the column is ${column.sqlType}`;
+      if (column.maxLength !== undefined && column.maxLength < 64) {
+        return `hash writes 64 hex characters, but the column is ${column.sqlType}`;
+      }
+      return undefined;
+    }
+    case 'dateShift':
+      return DATE_TYPES.has(column.typname) ? undefined : `dateShift needs a date or timestamp column, but the column is ${column.sqlType}`;
+    case 'null':
+      return column.notNull ? 'null cannot be used: the column is NOT NULL; use constant, redact or another strategy' : undefined;
+    case 'constant':
+    case 'sql':
+      return undefined;
+  }
+}
+
+/** HMAC-SHA256 of a bytea expression under the job's key. */
+function hmac(message: string): string {
+  return `sha256(${KEY_PARAMS.opad} || sha256(${KEY_PARAMS.ipad} || ${message}))`;
+}
+
+/** HMAC of a text value with a domain prefix, so the same value gives unrelated fakes under different strategies. */
+function hmacText(value: string, domain: string): string {
+  return hmac(`convert_to(${quoteLiteral(domain)} || ${value}, 'UTF8')`);
+}
+
+/** An unsigned 32-bit integer from the first four bytes of a bytea. */
+function uint32(bytes: string): string {
+  return `('x' || left(encode(${bytes}, 'hex'), 8))::bit(32)::bigint`;
+}
+
+function nameList(names: readonly string[], lower: boolean): string {
+  return `(ARRAY[${names.map((n) => quoteLiteral(lower ? n.toLowerCase() : n)).join(',')}]::text[])`;
+}
+
+/**
+ * Picks a list entry with PostgreSQL's seeded hashtextextended(): it only
+ * chooses one of 64 names (6 bits); uniqueness comes from the HMAC tag.
+ * Seeds come from the key, so the choice is keyed too.
+ */
+function pick(names: readonly string[], value: string, seed: string, lower: boolean): string {
+  return `${nameList(names, lower)}[(hashtextextended(${value}, ${seed}) & ${names.length - 1})::int + 1]`;
+}
+
+function tag(value: string, domain: string): string {
+  return `left(encode(${hmacText(value, domain)}, 'hex'), ${TAG_HEX})`;
+}
+
+const POWERS_OF_TEN = `(ARRAY[${Array.from({ length: 19 }, (_, i) => `${10n ** BigInt(i)}`).join(',')}]::bigint[])`;
+const pow10 = (digits: string) => `${POWERS_OF_TEN}[(${digits}) + 1]`;
+
+/**
+ * Phone numbers: the digits go through a three-round Feistel network keyed
+ * with the HMAC inner block, a format-preserving permutation of all numbers
+ * with that many digits. Distinct numbers therefore stay distinct, with no
+ * collision odds at all. A leading + is kept; other formatting is dropped.
+ * Numbers with fewer than 4 or more than 18 digits get HMAC digits instead.
+ */
+function phoneExpression(col: string): string {
+  const digits = `translate(${col}, translate(${col}, '0123456789', ''), '')`;
+  const n = `length(${digits})`;
+  const u = `(${n} / 2)`;
+  const w = `(${n} - ${n} / 2)`;
+  const a0 = `left(${digits}, ${u})::bigint`;
+  const b0 = `substr(${digits}, ${u} + 1)::bigint`;
+  const round = (i: number, x: string, mod: string) =>
+    `(${uint32(`sha256(${KEY_PARAMS.ipad} || convert_to('phone${i}:' || ${n} || ':' || (${x}), 'UTF8'))`)} % ${mod})`;
+  const c0 = `((${a0} + ${round(0, b0, pow10(u))}) % ${pow10(u)})`;
+  const c1 = `((${b0} + ${round(1, c0, pow10(w))}) % ${pow10(w)})`;
+  const c2 = `((${c0} + ${round(2, c1, pow10(u))}) % ${pow10(u)})`;
+  const feistel = `lpad((${c1})::text, ${w}, '0') || lpad((${c2})::text, ${u}, '0')`;
+  const fallback = `left(translate(encode(${hmacText(col, 'phone:')}, 'hex'), 'abcdef', '012345'), ${n})`;
+  return `CASE WHEN ${col} IS NULL THEN NULL ELSE CASE WHEN left(${col}, 1) = '+' THEN '+' ELSE '' END || CASE WHEN ${n} BETWEEN 4 AND 18 THEN ${feistel} ELSE ${fallback} END END`;
+}
+
+/** Letters become x and digits 0; spaces and punctuation stay, so the shape (and length) is kept. */
+function blank(value: string): string {
+  return `regexp_replace(regexp_replace(${value}, '[0-9]', '0', 'g'), '[^0-9[:space:][:punct:]]', 'x', 'g')`;
+}
+
+/**
+ * The SQL expression that replaces the column `column` (unquoted name) under
+ * `strategy`. `sqlType` is the column's format_type, for casts.
+ */
+export function maskExpression(strategy: MaskStrategy, column: string, type: ColumnType): string {
+  const col = quoteIdent(column);
+  const name = strategyName(strategy);
+  switch (name) {
+    case 'email':
+      return `${pick(GIVEN_NAMES, col, KEY_PARAMS.givenSeed, true)} || '.' || ${pick(FAMILY_NAMES, col, KEY_PARAMS.familySeed, true)} || '.' || ${tag(col, 'email:')} || ${quoteLiteral(EMAIL_DOMAIN)}`;
+    case 'name':
+      return `${pick(GIVEN_NAMES, col, KEY_PARAMS.givenSeed, false)} || ' ' || ${pick(FAMILY_NAMES, col, KEY_PARAMS.familySeed, false)} || ' ' || ${tag(col, 'name:')}`;
+    case 'phone':
+      return phoneExpression(col);
+    case 'hash':
+      // Plain HMAC-SHA256 of the value, so it can be reproduced outside (openssl dgst -sha256 -hmac).
+      return type.typname === 'bytea' ? hmac(col) : `encode(${hmac(`convert_to(${col}, 'UTF8')`)}, 'hex')`;
+    case 'null':
+      return 'NULL';
+    case 'redact':
+      return blank(col);
+    case 'keepLast': {
+      const keep = (strategy as { keepLast: number }).keepLast;
+      if (keep === 0) return blank(col);
+      return `CASE WHEN length(${col}) > ${keep} THEN ${blank(`left(${col}, -${keep})`)} || right(${col}, ${keep}) ELSE ${blank(col)} END`;
+    }
+    case 'dateShift': {
+      const days = (strategy as { dateShift: number }).dateShift;
+      // A shift in [-days, -1] ∪ [1, days]: never 0, so no date stays as it was.
+      const raw = `(${uint32(hmacText(`${col}::text`, 'date:'))} % ${2 * days})`;
+      const shift = `(CASE WHEN ${raw} < ${days} THEN ${raw} - ${days} ELSE ${raw} - ${days} + 1 END)::int`;
+      return type.typname === 'date' ? `${col} + ${shift}` : `${col} + make_interval(days => ${shift})`;
+    }
+    case 'constant': {
+      const value = (strategy as { constant: string | number | boolean }).constant;
+      return `CASE WHEN ${col} IS NULL THEN NULL ELSE CAST(${quoteLiteral(String(value))} AS ${type.sqlType}) END`;
+    }
+    case 'sql':
+      return `CASE WHEN ${col} IS NULL THEN NULL ELSE (${(strategy as { sql: string }).sql}) END`;
+  }
+}

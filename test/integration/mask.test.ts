@@ -1,0 +1,301 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Sandbox, type SandboxCluster } from '../../scripts/pg-sandbox.js';
+import type { MaskStrategy } from '../../src/config/schema-mask.js';
+import { Secret } from '../../src/config/secret.js';
+import type { MaskConfig, PgEndpoint } from '../../src/config/types.js';
+import { checkCoverage, coverageChecks } from '../../src/mask/coverage.js';
+import { maskCopy } from '../../src/mask/masker.js';
+import { silentLogger } from '../../src/observe/logger.js';
+import { PgConnector } from '../../src/postgres/sql.js';
+import { ibanWithCheckDigits, personalDataSql } from '../support/personal-data.js';
+
+/**
+ * The masking module on real PostgreSQL, driven directly: one cluster, a
+ * template database with personal data, and a fresh copy of it per test
+ * (CREATE DATABASE … TEMPLATE), so every test starts from the same source.
+ */
+
+let sandbox: Sandbox;
+let cluster: SandboxCluster;
+const CUSTOMERS = 2000;
+
+const STANDARD: Record<string, Record<string, MaskStrategy>> = {
+  'public.customers': { email: 'email', full_name: 'name', phone: 'phone', birth_date: { dateShift: 30 }, note: 'redact' },
+  'public.orders': { customer_email: 'email', comment: { sql: "'(comment removed)'" } },
+  'billing.cards': { pan: { keepLast: 4 }, holder: 'name' },
+};
+
+function endpoint(database: string): PgEndpoint {
+  return {
+    host: cluster.host,
+    port: cluster.port,
+    user: 'postgres',
+    password: new Secret(cluster.superuserPassword, 'test'),
+    dbname: database,
+    sslmode: 'disable',
+  };
+}
+
+function maskConfig(database: string, key: string, tables = STANDARD, parallel = 3): MaskConfig {
+  return {
+    key: new Secret(key, 'test'),
+    databases: { [database]: tables },
+    allow: [],
+    coverage: 'fail',
+    parallel,
+    sampleRows: 20,
+  } as MaskConfig;
+}
+
+let copies = 0;
+async function freshCopy(): Promise<string> {
+  copies += 1;
+  const name = `copy${copies}`;
+  await cluster.sql(`CREATE DATABASE ${name} TEMPLATE source`);
+  return name;
+}
+
+type MaskError = Error & { failureClass?: string; details?: string[] };
+
+async function maskFails(database: string, tables: Record<string, Record<string, MaskStrategy>>): Promise<MaskError> {
+  try {
+    await mask(database, 'key-one', tables);
+  } catch (error) {
+    return error as MaskError;
+  }
+  throw new Error('masking succeeded');
+}
+
+async function mask(database: string, key = 'key-one', tables = STANDARD) {
+  return maskCopy({
+    mask: maskConfig(database, key, tables),
+    endpoint,
+    sql: new PgConnector(),
+    log: silentLogger(),
+    signal: new AbortController().signal,
+  });
+}
+
+beforeAll(async () => {
+  sandbox = Sandbox.create('dbr-mask-');
+  cluster = await sandbox.createCluster({ name: 'pg' });
+  await cluster.sql('CREATE DATABASE source');
+  await cluster.sql(personalDataSql(CUSTOMERS), 'source');
+});
+
+afterAll(async () => {
+  await sandbox?.destroy();
+});
+
+describe('maskCopy on real PostgreSQL', () => {
+  it('masks every configured column set-based, keeps joins, unique indexes, NULLs and statistics right', async () => {
+    const db = await freshCopy();
+    const record = await mask(db);
+
+    expect(record.tables).toBe(3);
+    expect(record.columns).toBe(9);
+    const customers = record.databases[0]?.tables.find((t) => t.table === 'public.customers');
+    expect(customers?.rows).toBe(CUSTOMERS);
+    expect(customers?.columns.map((c) => [c.column, c.strategy])).toEqual([
+      ['email', 'email'],
+      ['full_name', 'name'],
+      ['phone', 'phone'],
+      ['birth_date', 'dateShift ±30 days'],
+      ['note', 'redact'],
+    ]);
+    // 20 rows re-sampled by primary key; every tenth has no phone and no birth date.
+    expect(customers?.columns.map((c) => c.resampled)).toEqual([
+      { rows: 20, unchanged: 0 },
+      { rows: 20, unchanged: 0 },
+      { rows: 18, unchanged: 0 },
+      { rows: 18, unchanged: 0 },
+      { rows: 20, unchanged: 0 },
+    ]);
+
+    // Every masked value differs from the source, row by row.
+    const [diff] = await cluster.sql<Record<string, string>>(
+      `SELECT count(*) FILTER (WHERE c.email = s.email) AS email, count(*) FILTER (WHERE c.full_name = s.full_name) AS full_name,
+              count(*) FILTER (WHERE c.phone = s.phone) AS phone, count(*) FILTER (WHERE c.birth_date = s.birth_date) AS birth_date,
+              count(*) FILTER (WHERE c.note = s.note) AS note,
+              count(*) FILTER (WHERE (c.phone IS NULL) <> (s.phone IS NULL) OR (c.birth_date IS NULL) <> (s.birth_date IS NULL)) AS nulls_moved,
+              count(*) FILTER (WHERE abs(c.birth_date - s.birth_date) > 30) AS shifted_too_far
+       FROM public.customers c JOIN json_populate_recordset(NULL::public.customers, $1::json) s USING (id)`,
+      db,
+      [JSON.stringify(await cluster.sql('SELECT * FROM public.customers', 'source'))],
+    );
+    expect(diff).toEqual({ email: '0', full_name: '0', phone: '0', birth_date: '0', note: '0', nulls_moved: '0', shifted_too_far: '0' });
+
+    const [shape] = await cluster.sql<Record<string, string>>(
+      `SELECT (SELECT count(*) FROM public.customers WHERE email !~ '^[a-z]+\\.[a-z]+\\.[0-9a-f]{16}@example\\.com$') AS bad_emails,
+              (SELECT count(*) FROM public.customers WHERE phone IS NOT NULL AND phone !~ '^\\+[0-9]{11}$') AS bad_phones,
+              (SELECT count(*) FROM public.customers WHERE phone IS NULL) AS null_phones,
+              (SELECT count(DISTINCT phone) FROM public.customers) AS distinct_phones,
+              (SELECT count(*) FROM billing.cards WHERE pan !~ '^0{12}[0-9]{4}$') AS bad_pans,
+              (SELECT count(*) FROM public.orders o JOIN public.customers c ON c.email = o.customer_email) AS joined_orders,
+              (SELECT count(*) FROM public.orders) AS orders`,
+      db,
+    );
+    expect(shape).toEqual({
+      bad_emails: '0',
+      bad_phones: '0',
+      null_phones: String(CUSTOMERS / 10),
+      distinct_phones: String(CUSTOMERS - CUSTOMERS / 10),
+      bad_pans: '0',
+      joined_orders: String(CUSTOMERS * 2),
+      orders: String(CUSTOMERS * 2),
+    });
+
+    // The join matches row for row: each order still points at the same customer id as in the source.
+    const [pairs] = await cluster.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM public.orders o JOIN public.customers c ON c.email = o.customer_email
+       WHERE c.id = 1 + o.id % ${CUSTOMERS}`,
+      db,
+    );
+    expect(Number(pairs?.n)).toBe(CUSTOMERS * 2);
+
+    // Indexes and constraints are intact and valid; statistics were refreshed and hold no source value.
+    const [state] = await cluster.sql<Record<string, unknown>>(
+      `SELECT (SELECT count(*) FROM pg_index WHERE NOT indisvalid) AS invalid_indexes,
+              (SELECT count(*) FROM pg_constraint WHERE NOT convalidated) AS unvalidated,
+              (SELECT count(*) FROM pg_trigger WHERE tgenabled = 'D') AS disabled_triggers,
+              (SELECT count(*) FROM pg_stats WHERE tablename = 'customers' AND attname = 'email'
+                 AND (histogram_bounds::text LIKE '%mail.example.org%' OR most_common_vals::text LIKE '%mail.example.org%')) AS stale_stats,
+              (SELECT count(*) FROM pg_stats WHERE tablename = 'customers' AND attname = 'email') AS email_stats`,
+      db,
+    );
+    expect(state).toEqual({ invalid_indexes: '0', unvalidated: '0', disabled_triggers: '0', stale_stats: '0', email_stats: '1' });
+    // The trigger is still there and still fires for ordinary sessions.
+    await expect(cluster.sql("UPDATE public.customers SET note = 'x' WHERE id = 1", db)).rejects.toThrow(/read-only/);
+  });
+
+  it('gives identical values under the same key and different ones under another key', async () => {
+    const [a, b, c] = [await freshCopy(), await freshCopy(), await freshCopy()];
+    await mask(a, 'key-one');
+    await mask(b, 'key-one');
+    await mask(c, 'key-two');
+    const dump = (db: string) =>
+      cluster.sql<{ v: string }>(
+        `SELECT string_agg(concat_ws('|', email, full_name, phone, birth_date, note), ',' ORDER BY id) AS v FROM public.customers`,
+        db,
+      );
+    const [[va], [vb], [vc]] = await Promise.all([dump(a), dump(b), dump(c)]);
+    expect(va?.v).toBe(vb?.v);
+    expect(va?.v).not.toBe(vc?.v);
+    const [{ same } = { same: '' }] = await cluster.sql<{ same: string }>(
+      `SELECT count(*) AS same FROM public.customers c JOIN (SELECT * FROM json_populate_recordset(NULL::public.customers, $1::json)) o USING (id) WHERE c.email = o.email OR c.phone = o.phone`,
+      c,
+      [JSON.stringify(await cluster.sql('SELECT * FROM public.customers', a))],
+    );
+    expect(same).toBe('0');
+  });
+
+  it('reports every wrong table, column and type before any update', async () => {
+    const db = await freshCopy();
+    const bad: Record<string, Record<string, MaskStrategy>> = {
+      'public.customers': { email: 'email', emial: 'email', birth_date: 'phone', id: 'null' },
+      'public.orders': { amount: { dateShift: 5 } },
+      'public.nothere': { x: 'hash' },
+      'billing.cards': { pan: { constant: 'abc' }, holder: { sql: 'no_such_function(holder)' } },
+    };
+    const error = await maskFails(db, bad);
+    expect(error.failureClass).toBe('masking-failed');
+    const details = (error.details ?? []).join('\n');
+    expect(details).toMatch(/copy\d+: public\.customers\.emial: no such column.*the table has id, email/);
+    expect(details).toMatch(/public\.customers\.birth_date: phone needs a text column .* date/);
+    expect(details).toMatch(/public\.customers\.id: null cannot be used: the column is NOT NULL/);
+    expect(details).toMatch(/public\.orders\.amount: dateShift needs a date or timestamp column, but the column is numeric\(10,2\)/);
+    expect(details).toMatch(/public\.nothere: no such table/);
+    // email on customers without orders.customer_email breaks the foreign key.
+    expect(details).toMatch(
+      /foreign key orders_customer_email_fkey joins public\.customers\.email \(email\) to public\.orders\.customer_email, which is not masked/,
+    );
+    // Nothing changed.
+    const [row] = await cluster.sql<{ email: string }>('SELECT email FROM public.customers WHERE id = 1', db);
+    expect(row?.email).toBe('customer1@mail.example.org');
+  });
+
+  it('asks the server about sql and constant strategies before any update', async () => {
+    const db = await freshCopy();
+    const error = await maskFails(db, {
+      'public.customers': { note: { sql: 'no_such_function(note)' } },
+      'public.orders': { amount: { constant: 'not a number' } },
+    });
+    const details = (error.details ?? []).join('\n');
+    expect(details).toMatch(
+      /public\.customers: the masking statement is not valid for this table: function no_such_function\(text\) does not exist/,
+    );
+    expect(details).toMatch(/public\.orders: the masking statement is not valid .*invalid input syntax for type numeric/);
+    const [row] = await cluster.sql<{ note: string }>('SELECT note FROM public.customers WHERE id = 1', db);
+    expect(row?.note).toBe('called on 1');
+  });
+
+  it('refuses a strategy that would break a unique index', async () => {
+    const db = await freshCopy();
+    const error = await maskFails(db, {
+      'public.customers': { email: { keepLast: 3 } },
+      'public.orders': { customer_email: { keepLast: 3 } },
+    });
+    expect((error.details ?? []).join('\n')).toMatch(
+      /public\.customers\.email: keepLast 3 gives equal values for different inputs, but the column is in unique index customers_email_key/,
+    );
+  });
+
+  it('coverage: finds unmasked personal columns by name and by sampled values, with a fixed number of queries', async () => {
+    const db = await freshCopy();
+    const ibans = Array.from({ length: 30 }, (_, i) => ibanWithCheckDigits('DE', `3704004405320${String(13000 + i).padStart(5, '0')}`));
+    await cluster.sql(
+      `CREATE TABLE public.leads (id int PRIMARY KEY, contact text, remarks text);
+       INSERT INTO public.leads SELECT g, 'lead' || g || '@prospects.example.net', CASE WHEN g % 2 = 0 THEN 'reach me at l' || g || '@x.example.com' ELSE 'no contact' END FROM generate_series(1, 200) g;
+       CREATE TABLE billing.transfers (id int PRIMARY KEY, account text, ref bigint) WITH (autovacuum_enabled = false);
+       ANALYZE public.leads;`,
+      db,
+    );
+    // Luhn-valid 16-digit numbers in a bigint column of a table that has no statistics.
+    await cluster.sql(
+      'INSERT INTO billing.transfers SELECT i, a, 4000000000000002 + 0 * i FROM unnest($1::text[]) WITH ORDINALITY AS u(a, i)',
+      db,
+      [ibans],
+    );
+    await mask(db);
+    const coverage = await checkCoverage({
+      mask: { ...maskConfig(db, 'key-one'), allow: ['public.products.name'] },
+      databases: [db],
+      endpoint,
+      sql: new PgConnector(),
+    });
+    expect(coverage.findings.map((f) => [`${f.table}.${f.column}`, f.rules])).toEqual([
+      ['billing.transfers.account', ['values:iban']],
+      ['billing.transfers.ref', ['values:card']],
+      ['public.leads.contact', ['values:email']],
+      ['public.leads.remarks', ['values:email-in-text']],
+    ]);
+    const contact = coverage.findings.find((f) => f.column === 'contact');
+    expect(contact?.evidence).toMatch(/^\d+ of \d+ sampled values are e-mail addresses$/);
+    // The statistics query, plus one read of the table that was never analysed.
+    expect(coverage.queries).toBe(2);
+    expect(coverage.ok).toBe(false);
+    const checks = coverageChecks(coverage);
+    expect(checks.every((c) => !c.ok && c.severity === 'error')).toBe(true);
+    expect(coverageChecks({ ...coverage, mode: 'warn' }).every((c) => c.severity === 'warning')).toBe(true);
+
+    // products.name matches a name rule; without the allow entry it is a finding.
+    const strict = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint, sql: new PgConnector() });
+    expect(strict.findings.find((f) => f.table === 'public.products')?.rules).toEqual(['name:name']);
+  });
+
+  it('coverage: the query count does not grow with the number of tables', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `DO $$ BEGIN FOR i IN 1..300 LOOP
+         EXECUTE format('CREATE TABLE public.t%s (id int PRIMARY KEY, label text, mail text)', i);
+         EXECUTE format('INSERT INTO public.t%s VALUES (1, %L, %L)', i, 'x', 'someone' || i || '@example.org');
+       END LOOP; END $$; ANALYZE;`,
+      db,
+    );
+    await mask(db);
+    const coverage = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint, sql: new PgConnector() });
+    expect(coverage.tables).toBe(304);
+    expect(coverage.queries).toBe(1);
+    expect(coverage.findings.filter((f) => f.column === 'mail')).toHaveLength(300);
+  });
+});
