@@ -4,6 +4,7 @@ import { LOG_LEVELS } from '../config/schema.js';
 import { isRefresherError } from '../errors.js';
 import { registerNotifyTest } from './commands/notify-test.js';
 import { registerPlan } from './commands/plan.js';
+import { registerRemote } from './commands/remote.js';
 import { registerRun } from './commands/run.js';
 import { registerSchedule } from './commands/schedule.js';
 import { registerSchema } from './commands/schema.js';
@@ -34,6 +35,7 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerServe,
   registerSchedule,
   registerNotifyTest,
+  registerRemote,
 ];
 
 export function buildProgram(): Command {
