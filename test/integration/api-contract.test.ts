@@ -180,3 +180,33 @@ describe('the OpenAPI description', () => {
     expect(resumed.nextRuns).toHaveLength(5);
   }, 300_000);
 });
+
+describe('CLI verbs against the running service (the built CLI)', () => {
+  it('trigger --wait exits 0 with the succeeded run; status, runs, suspend and resume; a bad token exits 2', async () => {
+    const { runCli } = await import('../support/cli.js');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const dir = mkdtempSync(`${(await import('node:os')).tmpdir()}/dbr-cli-`);
+    const tokenFile = `${dir}/token`;
+    writeFileSync(tokenFile, `${WRITER}\n`);
+    const cliEnv = { PATH: process.env.PATH ?? '', DB_REFRESHER_SERVER: base };
+    const triggered = await runCli(['--token-file', tokenFile, 'trigger', 'qa', '--reason', 'from CI', '--wait', '-o', 'json'], cliEnv);
+    expect(triggered.code, triggered.stderr).toBe(0);
+    const run = JSON.parse(triggered.stdout) as RunRecord;
+    expect(run).toMatchObject({ status: 'succeeded', trigger: { kind: 'http', by: 'alice', reason: 'from CI' } });
+    expect(triggered.stderr).toContain('clone');
+    const status = await runCli(['status', '-o', 'json'], { ...cliEnv, DB_REFRESHER_TOKEN: VIEWER });
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout).jobs[0]).toMatchObject({ name: 'qa', lastRun: { id: run.id, status: 'succeeded' } });
+    const runs = await runCli(['--token-file', tokenFile, 'runs', 'qa', '-o', 'yaml'], cliEnv);
+    expect(runs.stdout).toContain(`id: ${run.id}`);
+    const suspend = await runCli(['--token-file', tokenFile, 'suspend', 'qa', '--reason', 'freeze'], cliEnv);
+    expect(suspend.stdout).toBe('qa: suspended\n');
+    expect((await runCli(['--token-file', tokenFile, 'resume', 'qa'], cliEnv)).stdout).toBe('qa: resumed\n');
+    const viewer = await runCli(['trigger', 'qa'], { ...cliEnv, DB_REFRESHER_TOKEN: VIEWER });
+    expect(viewer.code).toBe(2);
+    expect(viewer.stderr).toContain('403 forbidden');
+    const noServer = await runCli(['status'], { PATH: cliEnv.PATH, DB_REFRESHER_TOKEN: VIEWER });
+    expect(noServer.code).toBe(2);
+    expect(noServer.stderr).toContain('DB_REFRESHER_SERVER');
+  }, 240_000);
+});
