@@ -193,7 +193,7 @@ describe('CLI verbs against the running service (the built CLI)', () => {
     expect(triggered.code, triggered.stderr).toBe(0);
     const run = JSON.parse(triggered.stdout) as RunRecord;
     expect(run).toMatchObject({ status: 'succeeded', trigger: { kind: 'http', by: 'alice', reason: 'from CI' } });
-    expect(triggered.stderr).toContain('clone');
+    expect(triggered.stderr).toContain(`run ${run.id} of qa`);
     const status = await runCli(['status', '-o', 'json'], { ...cliEnv, DB_REFRESHER_TOKEN: VIEWER });
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout).jobs[0]).toMatchObject({ name: 'qa', lastRun: { id: run.id, status: 'succeeded' } });

@@ -61,7 +61,7 @@ async function follow(api: RemoteClient, id: string): Promise<RunRecord> {
   for (;;) {
     const run = await api.request<RunRecord & { live?: { phase?: string; progress?: { percent?: number } } }>(
       'GET',
-      `/api/v1/runs/${id}?wait=${tty ? 1 : 30}`,
+      `/api/v1/runs/${id}?wait=${tty ? 1 : 10}`,
     );
     if (TERMINAL_RUN_STATUSES.has(run.status)) {
       if (tty && lastLine) process.stderr.write('\r\x1b[2K');
