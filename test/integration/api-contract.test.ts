@@ -199,9 +199,9 @@ describe('CLI verbs against the running service (the built CLI)', () => {
     expect(JSON.parse(status.stdout).jobs[0]).toMatchObject({ name: 'qa', lastRun: { id: run.id, status: 'succeeded' } });
     const runs = await runCli(['--token-file', tokenFile, 'runs', 'qa', '-o', 'yaml'], cliEnv);
     expect(runs.stdout).toContain(`id: ${run.id}`);
-    const suspend = await runCli(['--token-file', tokenFile, 'suspend', 'qa', '--reason', 'freeze'], cliEnv);
+    const suspend = await runCli(['--token-file', tokenFile, 'suspend', 'qa', '--reason', 'freeze', '-o', 'text'], cliEnv);
     expect(suspend.stdout).toBe('qa: suspended\n');
-    expect((await runCli(['--token-file', tokenFile, 'resume', 'qa'], cliEnv)).stdout).toBe('qa: resumed\n');
+    expect((await runCli(['--token-file', tokenFile, 'resume', 'qa', '-o', 'text'], cliEnv)).stdout).toBe('qa: resumed\n');
     const viewer = await runCli(['trigger', 'qa'], { ...cliEnv, DB_REFRESHER_TOKEN: VIEWER });
     expect(viewer.code).toBe(2);
     expect(viewer.stderr).toContain('403 forbidden');
