@@ -39,15 +39,21 @@ export function buildRunner(
     ...(options.onEvent ? [options.onEvent] : []),
     ...(options.listeners ?? []),
   ];
+  const clock = options.clock ?? systemClock;
   const runner = new Runner({
     store,
-    locks: new JobLocks(config.stateDir),
+    locks: new JobLocks(config.stateDir, options.clock ?? systemClock),
     sql,
-    clock: options.clock ?? systemClock,
+    clock,
     ...(options.gate ? { gate: options.gate } : {}),
     log,
     targetFor: (job) =>
-      createTarget(config, job, { sql, ...(options.env ? { env: options.env } : {}), ...(options.kube ? { kube: options.kube } : {}) }),
+      createTarget(config, job, {
+        sql,
+        clock,
+        ...(options.env ? { env: options.env } : {}),
+        ...(options.kube ? { kube: options.kube } : {}),
+      }),
     onEvent: (event) => {
       for (const listener of listeners) {
         try {

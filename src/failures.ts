@@ -18,8 +18,10 @@ export const FAILURE_CLASSES = [
   'insufficient-space',
   'disk-full',
   'unsafe-target',
+  'target-stuck',
   'target-port-in-use',
   'verification-failed',
+  'prepare-failed',
   'masking-failed',
   'timeout',
   'interrupted',
@@ -38,7 +40,7 @@ export const FAILURE_HINTS: Readonly<Record<FailureClass, string>> = {
   'replication-not-permitted':
     'The replication user needs REPLICATION LOGIN privileges on the source: ALTER ROLE <user> WITH REPLICATION LOGIN.',
   'wal-senders-exhausted':
-    'Increase max_wal_senders on the source cluster or wait for available slots: a clone needs at least 2 (one for the backup, one for WAL streaming).',
+    "Increase max_wal_senders on the source cluster or wait for available slots: a local clone takes 2 (one for the backup, one for WAL streaming), a CloudNativePG clone 3 (its Job's connection probe stays open while pg_basebackup runs).",
   'connection-limit': 'The source has no free connection slots: raise max_connections on the source or retry when it is less busy.',
   'tls-failed':
     'For TLS auth: verify all three secrets exist (key, cert, CA), check certificate validity and that the CA signed the server certificate, and ensure sslmode is set correctly.',
@@ -48,8 +50,12 @@ export const FAILURE_HINTS: Readonly<Record<FailureClass, string>> = {
     'Free space on the target, or give it a larger volume: it must hold the whole source cluster plus WAL written during the copy.',
   'disk-full': 'The target ran out of disk space during the copy: give it more space than the source cluster uses, then retry.',
   'unsafe-target': 'db-refresher refused to touch the target; the message says why and how to allow it explicitly.',
+  'target-stuck':
+    'The target stopped where only a person can help (CloudNativePG: a phase such as "Unable to create required cluster objects" or "Invalid cluster definition"); the message carries the operator\'s reason. Fix what it names, then run the job again.',
   'target-port-in-use': 'Another process listens on the target port: stop it, or give the target another port.',
   'verification-failed': "The copy does not match the source or the job's expectations; the verification results list each failing check.",
+  'prepare-failed':
+    "A prepare step of the job failed on the copy, so the copy was not opened to its users: fix the step's SQL (the message names the step, the error and its position) and run again.",
   'masking-failed':
     'Masking the copy failed or was refused before it started; the details name each table and column. The copy stays closed to everyone but db-refresher.',
   timeout: 'A phase took longer than its timeout: check the source load and network throughput, or raise the timeout.',
@@ -81,9 +87,12 @@ const TEXT_RULES: readonly Rule[] = [
   },
   { test: /No space left on device|ENOSPC|could not extend file|disk full/i, class: 'disk-full' },
   { test: /too many clients already|remaining connection slots are reserved/i, class: 'connection-limit' },
+  // Only our own servers bind: the copy's postmaster found its port taken.
+  { test: /Address already in use|EADDRINUSE/i, class: 'target-port-in-use' },
   { test: /certificate|SSL error|SSL SYSCALL|tlsv1 alert|server does not support SSL|sslmode value|SSL connection/i, class: 'tls-failed' },
   {
-    test: /ECONNREFUSED|Connection refused|could not connect to server|could not translate host name|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|timeout expired|Connection terminated unexpectedly|Is the server running/i,
+    // The source went away mid-copy: stopped, restarted or cut off.
+    test: /server closed the connection unexpectedly|terminating connection due to administrator command|the database system is shutting down|could not receive data from WAL stream|unexpected termination of replication stream|ECONNRESET|ECONNREFUSED|Connection refused|could not connect to server|could not translate host name|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|timeout expired|Connection terminated unexpectedly|Is the server running/i,
     class: 'source-unreachable',
   },
 ];

@@ -57,8 +57,18 @@ export interface Target {
   teardown(ctx: PhaseContext): Promise<PhaseDetail>;
   /** Makes a new physical copy of the source. */
   clone(ctx: PhaseContext): Promise<PhaseDetail>;
-  /** Starts the copy and returns once it accepts connections. */
+  /**
+   * Starts the copy and returns once it accepts connections. When the job has
+   * work for the private window (neutralise, roles, prepare, masking), the copy
+   * starts so that only db-refresher can connect; `open` lets its users in.
+   */
   start(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** The private window's door: how db-refresher reaches the copy as its superuser before it is open. */
+  privateAccess?(ctx: PhaseContext): Promise<PrivateAccess>;
+  /** Ends the private window: the copy now accepts its users' connections. Idempotent. */
+  open?(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Roles the target's operator or db-refresher logs in with; a password reset keeps them. */
+  reservedRoles?(): string[];
   /** How verification reaches a database on the copy; `owner` is what defaultOwner() gave, when the target needs it to log in. */
   endpoint(database: string, owner?: OwnerLogin): PgEndpoint;
   /**
@@ -69,8 +79,23 @@ export interface Target {
   resolveSource?(source: SourceConfig, ctx: PhaseContext): Promise<{ source: SourceConfig; checks: Check[] }>;
   /** The application owner on the copy (CNPG: from its Secret), read when verification starts. */
   defaultOwner?(ctx: PhaseContext): Promise<OwnerLogin | undefined>;
+  /**
+   * Finishes what a killed run of the job left behind (child processes still
+   * holding the source, credentials on disk, a half-removed old copy). Called
+   * by whoever holds the job's lock, before a run and at service start.
+   */
+  recover?(log: Logger): Promise<PhaseDetail>;
+  /** Why `run`, left unfinished, must not be resumed (its copy was replaced by a newer run), or undefined. */
+  resumeRefusal?(run: RunRecord): Promise<string | undefined>;
   /** Records the outcome where the target's users look (CNPG: annotations and Events). Best effort. */
   recordOutcome?(run: RunRecord, ctx: PhaseContext): Promise<void>;
+}
+
+export interface PrivateAccess {
+  /** The superuser's endpoint for a database on the copy, usable only during the private window. */
+  endpoint(database: string): PgEndpoint;
+  /** A database that always exists on the copy, for cluster-wide statements. */
+  maintenanceDatabase: string;
 }
 
 export interface SystemIdentity {
@@ -81,10 +106,20 @@ export interface SystemIdentity {
 
 export interface SqlSession {
   query<Row extends Record<string, unknown>>(text: string, params?: unknown[]): Promise<Row[]>;
+  /**
+   * Runs a script with the simple query protocol (several statements allowed,
+   * one implicit transaction) and returns each statement's command tag and row count.
+   */
+  script(text: string): Promise<StatementOutcome[]>;
   /** Runs a statement for its effect; resolves with the number of rows it touched. */
   execute(text: string, params?: unknown[]): Promise<number>;
   /** The server process serving this session, so another session can cancel its query. */
   backendPid(): number | undefined;
+}
+
+export interface StatementOutcome {
+  command: string;
+  rowCount: number | null;
 }
 
 export interface SqlConnector {
@@ -159,4 +194,9 @@ export interface BlueGreenTarget extends Target {
   afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined>;
   /** Switches clients back to the previous copy while it is kept; the copy it replaces is kept in its place. */
   rollback(ctx: PhaseContext): Promise<PhaseDetail>;
+  /**
+   * Outside any run (the service, at start and then every minute, holding the job's lock): finishes a
+   * swap a dead process left, removes a half-made copy, and the previous copy once keepPrevious has passed.
+   */
+  reap(ctx: PhaseContext): Promise<PhaseDetail>;
 }

@@ -39,7 +39,9 @@ SELECT current_setting('server_version_num')::int AS server_version_num,
           FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')) AS tablespaces,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS is_superuser,
        pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AS can_read_settings,
-       (current_setting('server_version_num')::int >= 150000 AND pg_has_role(current_user, 'pg_checkpoint', 'USAGE')) AS has_pg_checkpoint`;
+       (current_setting('server_version_num')::int >= 150000 AND pg_has_role(current_user, 'pg_checkpoint', 'USAGE')) AS has_pg_checkpoint,
+       (SELECT json_object_agg(datname, pg_get_userbyid(datdba)) FROM pg_database WHERE NOT datistemplate) AS database_owners,
+       pg_size_bytes(current_setting('wal_segment_size'))::bigint AS wal_segment_bytes`;
 
 export const DATA_DIRECTORY = `SELECT current_setting('data_directory') AS data_directory`;
 

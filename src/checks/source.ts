@@ -44,6 +44,8 @@ interface SettingsRow extends Record<string, unknown> {
   is_superuser: boolean;
   can_read_settings: boolean;
   has_pg_checkpoint: boolean;
+  database_owners: Record<string, string> | null;
+  wal_segment_bytes: string;
 }
 
 export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<{ checks: Check[]; facts?: SourceFacts }> {
@@ -153,6 +155,8 @@ export async function inspectSource(job: JobConfig, sql: SqlConnector): Promise<
       tablespaces,
       dataDirectory,
       canCheckpoint: settings.is_superuser || settings.has_pg_checkpoint,
+      databaseOwners: settings.database_owners ?? {},
+      walSegmentBytes: Number(settings.wal_segment_bytes),
     },
   };
 }

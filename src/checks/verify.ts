@@ -60,6 +60,8 @@ export async function verifyCopy(input: {
   copyOwner?: OwnerLogin | undefined;
   sql: SqlConnector;
 }): Promise<Verification> {
+  // verify.owner: warn keeps the owner check but lets a database with another owner pass with a warning.
+  const ownerMismatch = input.job.verify.owner === 'warn' ? 'warning' : 'error';
   const { job, target, sql, copyOwner } = input;
   const results: DatabaseVerification[] = [];
   for (const expected of input.databases) {
@@ -89,7 +91,7 @@ export async function verifyCopy(input: {
   }
 
   const checks: Check[] = [];
-  const owner = job.verify.owner;
+  const owner = typeof job.verify.owner === 'object' ? job.verify.owner : input.copyOwner;
   if (owner) {
     const endpoint: PgEndpoint = { ...target.endpoint(owner.database, copyOwner), user: owner.user, password: owner.password };
     try {
@@ -105,6 +107,7 @@ export async function verifyCopy(input: {
               ok: false,
               message: `${owner.database} is owned by ${row?.owner ?? 'nobody'}, not ${owner.user}; a physical copy keeps the source's ownership, so change it on the source (ALTER DATABASE ${owner.database} OWNER TO ${owner.user})`,
               failureClass: 'verification-failed',
+              ...(ownerMismatch === 'warning' ? { severity: 'warning' as const } : {}),
             },
       );
     } catch (error) {
@@ -117,6 +120,7 @@ export async function verifyCopy(input: {
     }
   }
 
-  const ok = results.every((r) => r.checks.every((c) => c.ok)) && checks.every((c) => c.ok);
+  const passes = (c: Check) => c.ok || c.severity === 'warning';
+  const ok = results.every((r) => r.checks.every(passes)) && checks.every(passes);
   return { ok, databases: results, checks };
 }

@@ -5,6 +5,7 @@ import { isRefresherError } from '../errors.js';
 import { registerNotifyTest } from './commands/notify-test.js';
 import { registerPlan } from './commands/plan.js';
 import { registerRemote } from './commands/remote.js';
+import { registerRollback } from './commands/rollback.js';
 import { registerRun } from './commands/run.js';
 import { registerSchedule } from './commands/schedule.js';
 import { registerSchema } from './commands/schema.js';
@@ -32,6 +33,7 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerSchema,
   registerPlan,
   registerRun,
+  registerRollback,
   registerServe,
   registerSchedule,
   registerNotifyTest,

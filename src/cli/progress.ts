@@ -1,7 +1,9 @@
 import { Writable } from 'node:stream';
+import { systemClock } from '../clock.js';
 import { formatBytes } from '../config/byte-size.js';
+import { formatDuration } from '../duration.js';
+import type { Clock } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
-import { formatDuration } from './render.js';
 
 /**
  * Live progress for `run` on a terminal: one status line redrawn in place
@@ -18,8 +20,11 @@ export class ProgressDisplay {
   readonly #frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
   #frame = 0;
 
-  constructor(out: NodeJS.WriteStream) {
+  readonly #clock: Clock;
+
+  constructor(out: NodeJS.WriteStream, clock: Clock = systemClock) {
     this.#out = out;
+    this.#clock = clock;
   }
 
   readonly logStream = new Writable({
@@ -35,7 +40,7 @@ export class ProgressDisplay {
     switch (event.type) {
       case 'phase-started':
         this.#phase = event.phase;
-        this.#phaseStarted = Date.now();
+        this.#phaseStarted = this.#clock.now().getTime();
         this.#detail = '';
         this.#timer ??= setInterval(() => this.#draw(), 100);
         this.#draw();
@@ -77,7 +82,7 @@ export class ProgressDisplay {
   #draw(): void {
     if (!this.#phase) return;
     this.#frame = (this.#frame + 1) % this.#frames.length;
-    const elapsed = formatDuration(Date.now() - this.#phaseStarted);
+    const elapsed = formatDuration(this.#clock.now().getTime() - this.#phaseStarted);
     this.#clear();
     this.#out.write(`${this.#frames[this.#frame]} ${this.#phase.padEnd(9)} ${elapsed}${this.#detail ? `  ${this.#detail}` : ''}`);
     this.#drawn = true;

@@ -2,22 +2,15 @@ import { stringify } from 'yaml';
 import { tables, totalTables } from '../checks/compare.js';
 import { formatBytes } from '../config/byte-size.js';
 import type { JobConfig } from '../config/types.js';
+import { formatDuration } from '../duration.js';
 import type { Check } from '../run/facts.js';
 import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../run/record.js';
+import { type SafeCopyPlan, safeCopyPlan } from '../safe-copy/plan.js';
 
 /** Pure text renderers for the CLI. Objects in, strings out. */
 
 export const OUTPUT_FORMATS = ['text', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
-
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined) return '';
-  if (ms < 1000) return `${ms} ms`;
-  // Below 59.95 s one decimal is shown; from there whole seconds, so rounding never yields "60 s".
-  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
-  const seconds = Math.round(ms / 1000);
-  return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-}
 
 export function serialize(value: unknown, format: 'json' | 'yaml'): string {
   // Round-trip through JSON so Secret values print as their placeholders in YAML too.
@@ -33,12 +26,29 @@ export interface Plan {
   schedule: { expression: string; timezone: string; suspended: boolean } | null;
   verify: { databases: string[] | 'all connectable databases on the source'; sizeTolerancePercent: number; ownerLogin: string | null };
   steps: Array<{ phase: PhaseName; action: string; destructive: boolean }>;
+  /** What the private window holds: neutralisation items, test roles, prepare steps. */
+  safeCopy: SafeCopyPlan;
+}
+
+/** How db-refresher authenticates to the source: configured secrets, or for cnpg jobs the Kubernetes Secrets the values name. */
+function sourceAuth(job: JobConfig): string {
+  const { source } = job;
+  if (source.sslCert) return 'TLS client certificate';
+  if (source.password) return 'password';
+  if (job.target.kind === 'cnpg') {
+    const { values, namespace } = job.target;
+    const external = values.externalClusters.find((c) => c.name === values.bootstrapDB.pg_basebackup.source);
+    const from = (s: { name: string; key: string }) => `Secret ${namespace}/${s.name} key ${s.key}`;
+    if (external?.sslCert) return `TLS client certificate from ${from(external.sslCert)}, read at run time`;
+    if (external?.password) return `password from ${from(external.password)}, read at run time`;
+  }
+  return 'no secret configured (trust, peer or .pgpass)';
 }
 
 /** `steps` come from the phase table (planSteps in src/runner/phases). */
 export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan['steps']): Plan {
   const { source } = job;
-  const auth = source.sslCert ? 'TLS client certificate' : source.password ? 'password' : 'no secret configured (trust, peer or .pgpass)';
+  const auth = sourceAuth(job);
   const databases = job.verify.databases.length
     ? job.verify.databases.map((d) => d.name)
     : ('all connectable databases on the source' as const);
@@ -51,9 +61,15 @@ export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan
     verify: {
       databases,
       sizeTolerancePercent: job.verify.sizeTolerancePercent,
-      ownerLogin: job.verify.owner ? `${job.verify.owner.user}@${job.verify.owner.database}` : null,
+      ownerLogin:
+        typeof job.verify.owner === 'object'
+          ? `${job.verify.owner.user}@${job.verify.owner.database}`
+          : job.verify.owner === 'warn'
+            ? "the target's owner (another database owner only warns)"
+            : null,
     },
     steps,
+    safeCopy: safeCopyPlan(job),
   };
 }
 
@@ -69,7 +85,7 @@ export function renderPlanText(plan: Plan): string {
     'Steps:',
   );
   plan.steps.forEach((step, i) => {
-    lines.push(`  ${i + 1}. ${step.phase.padEnd(9)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
+    lines.push(`  ${i + 1}. ${step.phase.padEnd(10)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
   });
   const manifest = plan.target.details.manifest;
   if (manifest) {
@@ -123,7 +139,9 @@ export function renderRunText(run: RunRecord): string {
       lines.push(`  ${db.database}: ${formatBytes(db.sizeBytes)}, ${tables(totalTables(db))}, owner ${db.owner}`);
   }
   if (run.error) {
-    lines.push('', `Failed in ${run.error.phase}: ${run.error.class}`, `  ${run.error.message}`, `  What to do: ${run.error.hint}`);
+    lines.push('', `Failed in ${run.error.phase}: ${run.error.class}`, `  ${run.error.message}`);
+    if (run.error.targetDown) lines.push(`  ${run.error.targetDown}`);
+    lines.push(`  What to do: ${run.error.hint}`);
     if (run.error.details?.length) lines.push('  Details:', ...run.error.details.map((d) => `    ${d}`));
   }
   return `${lines.join('\n')}\n`;

@@ -6,9 +6,11 @@ import { checkTargetPaths } from './check-paths.js';
 import { checkWebhookUrls } from './check-webhooks.js';
 import { parseCnpgValues, sourceFromValues } from './cnpg-values.js';
 import { configIssueMessage } from './issue-messages.js';
+import { readPrepareSteps } from './prepare-files.js';
 import { quote } from './quote.js';
 import { maxConfigBytes, type Outcome, parseYamlText, readTextFile } from './read-yaml.js';
 import { configSchema, type RawConfig } from './schema.js';
+import { isClusterSpecField, superuserSecretConflict } from './schema-cnpg-cluster.js';
 import { resolveSecretRef, type SecretRef } from './secret.js';
 import type { Config, JobConfig, Resolved } from './types.js';
 import { checkConfigRules } from './validate.js';
@@ -33,12 +35,19 @@ export function formatPath(segments: readonly PropertyKey[]): string {
 
 function formatIssue(issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map(
-      (key) => `${formatPath([...issue.path, key])}: unknown key ${quote(key)}; check its spelling against \`db-refresher schema\``,
-    );
+    return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key ${quote(key)}${unknownKeyAdvice(issue.path, key)}`);
   }
   // The wording of everything else comes from configIssueMessage, passed to the parse.
   return [`${formatPath(issue.path)}: ${issue.message}`];
+}
+
+/** Cluster spec fields written among the cnpg-database values belong under target.cluster. */
+function unknownKeyAdvice(path: readonly PropertyKey[], key: string): string {
+  const valuesAt = path.indexOf('values');
+  if (path[valuesAt - 1] === 'target' && valuesAt === path.length - 1 && isClusterSpecField(key)) {
+    return ` in the cnpg-database values; it is a CloudNativePG Cluster field: put it under ${formatPath(path.slice(0, valuesAt))}.cluster`;
+  }
+  return '; check its spelling against `db-refresher schema`';
 }
 
 function parseYaml(text: string, source: string): unknown {
@@ -143,7 +152,8 @@ function resolveSecrets(config: RawConfig, env: NodeJS.ProcessEnv, problems: str
 type ResolvedJob = Resolved<RawConfig>['jobs'][number];
 
 /** Makes a job's paths absolute, reads cnpg values, and fills in a cnpg job's source from them. */
-function buildJob(job: ResolvedJob, at: string, resolvePath: (p: string) => string, problems: string[]): JobConfig | undefined {
+function buildJob(input: ResolvedJob, at: string, resolvePath: (p: string) => string, problems: string[]): JobConfig | undefined {
+  const job = { ...input, prepare: readPrepareSteps(input.prepare, at, resolvePath, problems) };
   const { target } = job;
   switch (target.kind) {
     case 'local':
@@ -151,13 +161,16 @@ function buildJob(job: ResolvedJob, at: string, resolvePath: (p: string) => stri
       return { ...job, source: job.source, target: { ...target, dataDir: resolvePath(target.dataDir) } };
     case 'cnpg': {
       const valuesFile = target.valuesFile === undefined ? undefined : resolvePath(target.valuesFile);
-      const values = parseCnpgValues(
-        { inline: target.values, ...(valuesFile ? { file: valuesFile } : {}) },
-        `${at}.target`,
-        formatPath,
-        problems,
-      );
+      // Inline values were checked with the rest of the file; a values file is read and checked here.
+      const values = valuesFile ? parseCnpgValues({ file: valuesFile }, `${at}.target`, formatPath, problems) : target.values;
       if (!values) return undefined;
+      const conflict = superuserSecretConflict({
+        cluster: target.cluster,
+        clusterName: target.clusterName,
+        ownerSecret: values.bootstrapDB.pg_basebackup.secret?.name,
+        owner: values.bootstrapDB.pg_basebackup.owner,
+      });
+      if (conflict) problems.push(`${at}.target.cluster.superuserSecret.name: ${conflict}`);
       const source = job.source ?? sourceFromValues(values, `${at}.target.values.externalClusters`, problems);
       if (!source) return undefined;
       return {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationSeconds } from './limits.js';
 import { quote } from './quote.js';
+import { clusterOverridesSchema } from './schema-cnpg-cluster.js';
 
 /**
  * The values format of the `cnpg-database` chart, as the pg_basebackup
@@ -171,7 +172,7 @@ export const cnpgTargetSchema = z
     kind: z.literal('cnpg'),
     namespace: k8sName.describe('Namespace of the target Cluster'),
     clusterName: clusterName.describe('Name of the target Cluster (the cnpg-database chart names it cluster-<release>)'),
-    values: z.unknown().optional().describe('The cnpg-database chart values, inline (see the pg_basebackup guide)'),
+    values: cnpgValuesSchema.optional().describe('The cnpg-database chart values, inline (see the pg_basebackup guide)'),
     valuesFile: z.string().min(1).optional().describe('Path of a Helm values file in the guide format; relative to the config file'),
     adopt: z.boolean().default(false).describe('Allow replacing an existing Cluster that db-refresher did not create'),
     allowedNamespaces: z.array(k8sName).optional().describe('If set, refuse targets outside these namespaces'),
@@ -200,8 +201,15 @@ export const cnpgTargetSchema = z
     sourceUnavailableGraceSeconds: durationSeconds(
       1,
       300,
-      'How long the clone Job may keep logging "DB not available, will retry" before the run fails',
+      'How long one source outage may last: the clone Job logging "DB not available, will retry" without a break, before the run fails',
     ),
+    keepFailedCluster: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Keep a Cluster that did not become healthy (for debugging); by default it is deleted, because CloudNativePG would keep retrying it and it could come up later, unverified',
+      ),
+    cluster: clusterOverridesSchema.optional(),
   })
   .superRefine((target, ctx) => {
     if ((target.values === undefined) === (target.valuesFile === undefined)) {

@@ -3,7 +3,7 @@ import { secretRef } from './secret-ref.js';
 
 /** The `notifications` section: named webhook targets that jobs list in `notify`. */
 
-export const NOTIFY_EVENTS = ['started', 'succeeded', 'failed', 'skipped', 'upcoming'] as const;
+export const NOTIFY_EVENTS = ['queued', 'started', 'succeeded', 'failed', 'skipped', 'upcoming'] as const;
 export const NOTIFY_KINDS = ['slack', 'teams', 'generic'] as const;
 
 export const DEFAULT_UPCOMING_LEAD_MINUTES = 30;
@@ -19,8 +19,10 @@ export const notificationSchema = z
       .describe('HMAC-SHA256 signing key (generic only): adds X-Timestamp and X-Signature: sha256=<hex> over "<timestamp>.<body>"'),
     events: z
       .array(z.enum(NOTIFY_EVENTS))
-      .default(['started', 'succeeded', 'failed', 'skipped'])
-      .describe('Events sent to this target: started, succeeded, failed, skipped (overlap, suspended, missed), upcoming'),
+      .default(['queued', 'started', 'succeeded', 'failed', 'skipped'])
+      .describe(
+        'Events sent to this target: queued (waiting for a free slot), started, succeeded, failed, skipped (overlap, suspended, missed), upcoming',
+      ),
     upcomingLeadMinutes: z
       .number()
       .int()

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_DURATION_SECONDS } from './limits.js';
 
 /**
  * How a run replaces the copy: `recreate` (tear down, then clone; the copy is
@@ -22,11 +23,21 @@ export function parseDurationSeconds(value: string | number): number | undefined
 }
 
 const duration = z
-  .union([z.string(), z.number()])
+  .union([
+    z.string(),
+    z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_DURATION_SECONDS, { error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)` }),
+  ])
   .refine((value) => parseDurationSeconds(value) !== undefined, {
     error: (issue) => `"${String(issue.input)}" is not a duration; write e.g. 0, 90s, 30m, 1h or 1h30m`,
   })
-  .describe('A duration: seconds as a number, or 90s, 30m, 1h, 1h30m, 7d');
+  .refine((value) => (parseDurationSeconds(value) ?? 0) <= MAX_DURATION_SECONDS, {
+    error: `must be at most ${MAX_DURATION_SECONDS} seconds (about 24 days)`,
+  })
+  .describe(`A duration: seconds as a number (0-${MAX_DURATION_SECONDS}), or 90s, 30m, 1h, 1h30m, 7d`);
 
 const port = z.number().int().min(1, { error: 'must be a port number 1-65535' }).max(65535, { error: 'must be a port number 1-65535' });
 

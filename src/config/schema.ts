@@ -5,6 +5,7 @@ import { quote } from './quote.js';
 import { cnpgTargetSchema } from './schema-cnpg.js';
 import { maskSchema } from './schema-mask.js';
 import { notificationSchema } from './schema-notify.js';
+import { safeCopyFields } from './schema-safe-copy.js';
 import { jobServiceFields, serverSchema } from './schema-service.js';
 import { strategyIssues, strategySchema } from './schema-strategy.js';
 import { secretRef } from './secret-ref.js';
@@ -112,13 +113,20 @@ const verifySchema = z
       .default(10)
       .describe('How far the copy size may differ from the source size, in percent'),
     owner: z
-      .strictObject({
-        user: z.string().min(1).describe('Role that owns the application database'),
-        database: z.string().min(1).describe('Database the owner logs in to'),
-        password: secretRef.describe("The owner's password on the copy"),
-      })
+      .union([
+        z.strictObject({
+          user: z.string().min(1).describe('Role that owns the application database'),
+          database: z.string().min(1).describe('Database the owner logs in to'),
+          password: secretRef.describe("The owner's password on the copy"),
+        }),
+        z
+          .literal('warn')
+          .describe(
+            "Check the target's own application owner (cnpg: the values' owner and its Secret), but only warn when the database keeps another owner",
+          ),
+      ])
       .optional()
-      .describe('Check that the application owner can log in to the copy'),
+      .describe('Check that the application owner can log in to the copy and owns the database'),
   })
   .describe('How the copy is verified');
 
@@ -138,6 +146,7 @@ export const jobSchema = z
     mask: maskSchema.optional(),
     notify: z.array(z.string().min(1)).default([]).describe('Names of notification targets (see `notifications`)'),
     ...jobServiceFields,
+    ...safeCopyFields,
   })
   .superRefine((job, ctx) => {
     if (job.source === undefined && job.target.kind === 'local') {

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { PrepareStep } from './prepare-files.js';
 import type { configSchema, jobSchema, LOG_LEVELS, SSL_MODES } from './schema.js';
 import type { CnpgValues } from './schema-cnpg.js';
 import type { NOTIFY_EVENTS } from './schema-notify.js';
@@ -29,7 +30,11 @@ export type TargetConfig = LocalTargetConfig | CnpgTargetConfig;
 export type SourceConfig = NonNullable<RawJob['source']>;
 
 /** A job after loading: the source is always present (for cnpg jobs it may come from the values). */
-export type JobConfig = Omit<RawJob, 'source' | 'target'> & { source: SourceConfig; target: TargetConfig };
+export type JobConfig = Omit<RawJob, 'source' | 'target' | 'prepare'> & {
+  source: SourceConfig;
+  target: TargetConfig;
+  prepare: PrepareStep[];
+};
 
 export type Config = Omit<Resolved<z.output<typeof configSchema>>, 'jobs'> & {
   /** The file this was loaded from, for messages. */
@@ -38,6 +43,8 @@ export type Config = Omit<Resolved<z.output<typeof configSchema>>, 'jobs'> & {
 };
 
 export type VerifyConfig = JobConfig['verify'];
+export type TestRole = JobConfig['roles'][number];
+export type NeutraliseSettings = JobConfig['neutralise'];
 export type MaskConfig = NonNullable<JobConfig['mask']>;
 export type VerifiedDatabase = VerifyConfig['databases'][number];
 export type NotificationTarget = Config['notifications'][string];

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { systemClock } from '../clock.js';
+import { Kube, type V1ConfigMap } from '../kube/client.js';
+import { LABELS, MANAGED_BY_VALUE } from '../kube/labels.js';
 import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
-import type { JobSuspension, RunStore } from '../ports.js';
+import type { Clock, JobSuspension, RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 
 /**
@@ -25,26 +27,27 @@ import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 export interface KubernetesRunStoreOptions {
   namespace?: string;
   kubeconfig?: string;
-  /** An already loaded config (tests). */
-  kubeConfig?: KubeConfig;
+  /** Already loaded clients (tests). */
+  kube?: Kube;
   keepRuns: number;
   configMapPrefix: string;
   /** How many newest records stay complete; older ones are compacted. */
   keepFull?: number;
   log: Logger;
   env?: NodeJS.ProcessEnv;
+  clock?: Clock;
 }
 
-const MANAGED_BY = 'app.kubernetes.io/managed-by';
-const JOB_LABEL = 'db-refresher.io/job';
-const COMPONENT = 'app.kubernetes.io/component';
+const MANAGED_BY = LABELS.managedBy;
+const JOB_LABEL = LABELS.job;
+const COMPONENT = LABELS.component;
 /** Leave room under the API server's 1 MiB object limit for metadata and the request envelope. */
 const MAX_DATA_BYTES = 900 * 1024;
 const SUSPENSION_KEY = 'suspension.json';
 const RUN_KEY = /^([0-9]{8}T[0-9]{9}Z-[0-9a-f]{6})\.json$/;
 
 export class KubernetesRunStore implements RunStore {
-  readonly #api: CoreV1Api;
+  readonly #api: Kube['core'];
   readonly #namespace: string;
   readonly #keep: number;
   readonly #keepFull: number;
@@ -54,27 +57,22 @@ export class KubernetesRunStore implements RunStore {
   readonly #jobOf = new Map<string, string>();
   readonly #queues = new Map<string, Promise<unknown>>();
   #lastScan = 0;
+  readonly #clock: Clock;
 
-  private constructor(api: CoreV1Api, namespace: string, options: KubernetesRunStoreOptions) {
+  private constructor(api: Kube['core'], namespace: string, options: KubernetesRunStoreOptions) {
     this.#api = api;
     this.#namespace = namespace;
     this.#keep = options.keepRuns;
     this.#keepFull = options.keepFull ?? 5;
     this.#prefix = options.configMapPrefix;
     this.#log = options.log.child({ component: 'k8s-history' });
+    this.#clock = options.clock ?? systemClock;
   }
 
   static async create(options: KubernetesRunStoreOptions): Promise<KubernetesRunStore> {
-    const env = options.env ?? process.env;
-    const kc = options.kubeConfig ?? new KubeConfig();
-    if (!options.kubeConfig) {
-      if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
-      else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-      else kc.loadFromDefault();
-    }
-    const namespace = options.namespace ?? podNamespace() ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-    const store = new KubernetesRunStore(kc.makeApiClient(CoreV1Api), namespace, options);
-    return store;
+    const kube = options.kube ?? Kube.fromFile(options.kubeconfig, options.env ?? process.env);
+    const namespace = options.namespace ?? podNamespace() ?? kube.contextNamespace ?? 'default';
+    return new KubernetesRunStore(kube.core, namespace, options);
   }
 
   get namespace(): string {
@@ -132,7 +130,12 @@ export class KubernetesRunStore implements RunStore {
         metadata: {
           name,
           namespace: this.#namespace,
-          labels: { ...(current?.metadata?.labels ?? {}), [MANAGED_BY]: 'db-refresher', [COMPONENT]: 'run-history', [JOB_LABEL]: job },
+          labels: {
+            ...(current?.metadata?.labels ?? {}),
+            [MANAGED_BY]: MANAGED_BY_VALUE,
+            [COMPONENT]: 'run-history',
+            [JOB_LABEL]: job,
+          },
           ...(current?.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}),
         },
         data: boundAndCompact(data, { keep: this.#keep, keepFull: this.#keepFull }),
@@ -159,13 +162,13 @@ export class KubernetesRunStore implements RunStore {
   async get(id: string): Promise<RunRecord | undefined> {
     if (!RUN_KEY.test(`${id}.json`)) return undefined;
     let job = this.#jobOf.get(id);
-    if (!job && Date.now() - this.#lastScan > 5000) {
+    if (!job && this.#clock.now().getTime() - this.#lastScan > 5000) {
       // An id this process has not seen: learn every job's ids with one list call (rate-limited).
-      this.#lastScan = Date.now();
+      this.#lastScan = this.#clock.now().getTime();
       const list = await retrying('list history ConfigMaps', () =>
         this.#api.listNamespacedConfigMap({
           namespace: this.#namespace,
-          labelSelector: `${MANAGED_BY}=db-refresher,${COMPONENT}=run-history`,
+          labelSelector: `${MANAGED_BY}=${MANAGED_BY_VALUE},${COMPONENT}=run-history`,
         }),
       );
       for (const cm of list.items) this.#index(cm);

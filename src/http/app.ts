@@ -7,12 +7,12 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
-import { isRefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import { type ApiToken, type Principal, TokenAuth } from './auth.js';
+import { type ApiToken, INSUFFICIENT_SCOPE, type Principal, TokenAuth } from './auth.js';
 import type { ApiBackend } from './backend.js';
 import { registerDocsRoutes } from './docs-routes.js';
-import { sendError } from './reply.js';
+import { clientErrorHandler, frameworkErrors, handleError, RouteMethods, registerJsonParser } from './framework-errors.js';
+import { replyError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
 import { type Capabilities, registerActionRoutes } from './routes-actions.js';
 import { Closing, registerLiveRoutes } from './routes-live.js';
@@ -63,15 +63,6 @@ class OneLineLog extends LogController {
   }
 }
 
-/** Fastify's own errors (body parsing, size limits) as {error, message} with their 4xx status. */
-const FASTIFY_ERRORS: Readonly<Record<string, string>> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed-body',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed-body',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'body-too-large',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported-media-type',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'malformed-body',
-};
-
 export function buildApp(options: AppOptions): FastifyInstance {
   const { backend } = options;
   const app = Fastify({
@@ -88,13 +79,17 @@ export function buildApp(options: AppOptions): FastifyInstance {
     forceCloseConnections: 'idle',
     keepAliveTimeout: 5000,
     requestTimeout: 30_000,
+    frameworkErrors: frameworkErrors(options.bodyLimitBytes),
+    clientErrorHandler: clientErrorHandler(options.log.child({ component: 'http' })),
   });
-
+  registerJsonParser(app);
+  const routes = new RouteMethods();
   // Every route, as registered: optional features (rollback) are offered only once their route exists.
   const capabilities: Capabilities = {};
   const registered: string[] = [];
   app.decorate('registeredRoutes', registered);
   app.addHook('onRoute', (route) => {
+    routes.add(route.method, route.url);
     for (const method of [route.method].flat()) registered.push(`${method} ${route.url}`);
     if (/\/rollback$/.test(route.url) && route.method === 'POST') capabilities.rollback = route.url.replace(/:([a-z]+)/g, '{$1}');
   });
@@ -103,24 +98,17 @@ export function buildApp(options: AppOptions): FastifyInstance {
     reply.header('x-request-id', request.id);
   });
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    const known = error.code ? FASTIFY_ERRORS[error.code] : undefined;
-    if (known === 'body-too-large') {
-      return sendError(reply, 413, known, `the request body is larger than ${options.bodyLimitBytes} bytes (server.bodyLimitBytes)`);
-    }
-    if (known || (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)) {
-      return sendError(reply, error.statusCode ?? 400, known ?? 'bad-request', error.message);
-    }
-    if (isRefresherError(error) && error.httpStatus < 500) {
-      return sendError(reply, error.httpStatus, error.code.toLowerCase().replaceAll('_', '-'), error.message);
-    }
-    request.log.error({ err: error }, 'unexpected error');
-    return sendError(reply, 500, 'internal', `internal error; the service log has the details under request id ${request.id}`);
-  });
+  app.setErrorHandler((error: FastifyError, request, reply) => handleError(error, request, reply, options.bodyLimitBytes));
 
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, 404, 'not-found', `no route ${request.method} ${request.url.split('?')[0]}; see /api/v1/jobs`),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = routes.allowed(path);
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return replyError(reply, 'METHOD_NOT_ALLOWED', `${path} does not answer ${request.method}; it answers ${allowed.join(', ')}`);
+    }
+    return replyError(reply, 'NOT_FOUND', `no route ${request.method} ${path.slice(0, 200)}; see /api/v1/jobs`);
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -147,11 +135,12 @@ export function buildApp(options: AppOptions): FastifyInstance {
       api.addHook('onRequest', async (request, reply) => {
         const result = auth.check(request.headers.authorization);
         if (!result.ok) {
-          if (result.status === 401) reply.header('www-authenticate', 'Bearer realm="db-refresher"');
-          return sendError(reply, result.status, result.error, result.message);
+          reply.header('www-authenticate', result.challenge);
+          return replyError(reply, result.code, result.message);
         }
         if (result.principal.readOnly && request.method !== 'GET' && request.method !== 'HEAD') {
-          return sendError(reply, 403, 'forbidden', `token "${result.principal.name}" is read-only; it may not start runs`);
+          reply.header('www-authenticate', INSUFFICIENT_SCOPE);
+          return replyError(reply, 'FORBIDDEN', `token "${result.principal.name}" is read-only; it may only read, not start runs`);
         }
         request.principal = result.principal;
       });

@@ -12,7 +12,8 @@ export interface ApiBackend {
   listRuns(job: string, options: { limit: number; before?: string }): Promise<RunRecord[]>;
   getRun(id: string): Promise<RunRecord | undefined>;
   /** Starts a run; throws JOB_BUSY (with the running run's id in `runningRunId`) and the like. */
-  trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }): Promise<RunRecord>;
+  /** Starts a run now; `operation: rollback` switches a blueGreen job back to its previous copy. */
+  trigger(job: JobConfig, input: { by: string; reason?: string; dryRun: boolean; operation?: 'rollback' }): Promise<RunRecord>;
   /** The run holding the job now, if any. */
   runningRunId(job: string): string | undefined;
   /** The run holding the job, live: phase and progress (see CurrentRun). */

@@ -13,7 +13,7 @@ export interface RunUpdate {
   job: string;
   status: RunStatus;
   /** What happened: the runner's event, or `saved` for a record written outside a run (skip, interrupt, cancel). */
-  event: 'run-started' | 'phase-started' | 'phase-finished' | 'progress' | 'run-finished' | 'saved';
+  event: 'run-queued' | 'run-started' | 'phase-started' | 'phase-finished' | 'progress' | 'run-finished' | 'saved';
   phase?: string | undefined;
   progress?: { at: string; [detail: string]: unknown } | undefined;
   phases: Array<{ name: string; status: string; startedAt?: string | undefined; durationMs?: number | undefined }>;

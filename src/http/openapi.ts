@@ -44,8 +44,10 @@ const JOB = { job: 'job name (a DNS label)' };
 const RUN = { id: 'run id, e.g. 20261125T101502113Z-3fa2c1' };
 const err = (description: string) => ({ description, schema: ErrorResponse });
 const AUTH_ERRORS = {
-  '401': err('no `Authorization: Bearer <token>` header (`WWW-Authenticate: Bearer` is set)'),
-  '403': err('the token is not configured, or is read-only on a write route'),
+  '401': err(
+    '`unauthenticated`: no `Authorization: Bearer <token>` header; `invalid-token`: a token that is not configured (`WWW-Authenticate: Bearer` is set)',
+  ),
+  '403': err('`forbidden`: a read-only token on a write route'),
 };
 
 export const OPERATIONS: readonly Operation[] = [
@@ -174,6 +176,28 @@ export const OPERATIONS: readonly Operation[] = [
       '404': err('no such job'),
       '409': err(
         '`job-busy`: the job is running or queued (`runId` names that run); `job-suspended`: suspended and no manual runs allowed',
+      ),
+      '413': err('body over server.bodyLimitBytes'),
+      '503': err('shutting down (`Retry-After` is set)'),
+      ...AUTH_ERRORS,
+    },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/jobs/{job}/rollback',
+    tag: 'runs',
+    auth: 'write',
+    summary: 'Roll a blueGreen job back to its previous copy',
+    description:
+      'Starts a rollback run: the previous copy, kept beside the current one by the blueGreen strategy, becomes the target again. There is no dry run (`dryRun: true` is refused).',
+    path_params: JOB,
+    body: triggerBody,
+    responses: {
+      '202': { description: 'started or queued; `Location` names the run', schema: RunAccepted },
+      '400': err('malformed body, or `dryRun: true`'),
+      '404': err('no such job'),
+      '409': err(
+        '`no-previous-copy`: the job uses a strategy that keeps no previous copy (`recreate`); `job-busy`: the job is running or queued (`runId` names that run)',
       ),
       '413': err('body over server.bodyLimitBytes'),
       '503': err('shutting down (`Retry-After` is set)'),

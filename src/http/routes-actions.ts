@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ApiBackend } from './backend.js';
-import { sendError } from './reply.js';
+import { replyError } from './reply.js';
 import { runPath, summarizeRun } from './views.js';
 
 /**
@@ -58,16 +58,16 @@ export function registerActionRoutes(api: FastifyInstance, backend: ApiBackend, 
   api.post<{ Params: { id: string } }>('/runs/:id/cancel', async (request, reply) => {
     const id = request.params.id;
     const body = reasonBody.safeParse(request.body);
-    if (!body.success) return sendError(reply, 400, 'bad-request', problem(body.error));
-    if (!RUN_ID.test(id)) return sendError(reply, 404, 'run-not-found', `no run with id "${id.slice(0, 80)}"`);
+    if (!body.success) return replyError(reply, 'USAGE', problem(body.error));
+    if (!RUN_ID.test(id)) return replyError(reply, 'RUN_NOT_FOUND', `no run with id "${id.slice(0, 80)}"`);
     const result = await backend.cancel(id, {
       by: request.principal?.name ?? 'unknown',
       ...(body.data?.reason ? { reason: body.data.reason } : {}),
     });
-    if (result.outcome === 'not-found') return sendError(reply, 404, 'run-not-found', `no run with id "${id.slice(0, 80)}"`);
-    if (result.outcome === 'elsewhere') return sendError(reply, 409, 'run-not-here', result.message, { status: result.run.status });
+    if (result.outcome === 'not-found') return replyError(reply, 'RUN_NOT_FOUND', `no run with id "${id.slice(0, 80)}"`);
+    if (result.outcome === 'elsewhere') return replyError(reply, 'RUN_NOT_HERE', result.message, { status: result.run.status });
     if (result.outcome === 'finished') {
-      return sendError(reply, 409, 'run-finished', `run ${id} has already ended (${result.run.status}); there is nothing to cancel`, {
+      return replyError(reply, 'RUN_FINISHED', `run ${id} has already ended (${result.run.status}); there is nothing to cancel`, {
         status: result.run.status,
       });
     }
@@ -78,9 +78,9 @@ export function registerActionRoutes(api: FastifyInstance, backend: ApiBackend, 
     api.post<{ Params: { job: string } }>(`/jobs/:job/${action}`, async (request, reply) => {
       const name = request.params.job;
       const job = JOB_NAME.test(name) ? backend.job(name) : undefined;
-      if (!job) return sendError(reply, 404, 'job-not-found', `no job named "${name.slice(0, 80)}"`);
+      if (!job) return replyError(reply, 'JOB_NOT_FOUND', `no job named "${name.slice(0, 80)}"`);
       const body = reasonBody.safeParse(request.body);
-      if (!body.success) return sendError(reply, 400, 'bad-request', problem(body.error));
+      if (!body.success) return replyError(reply, 'USAGE', problem(body.error));
       const suspension = await backend.setSuspended(job, {
         suspended: action === 'suspend',
         by: request.principal?.name ?? 'unknown',

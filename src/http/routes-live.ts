@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 import type { ApiBackend } from './backend.js';
 import type { LiveEvent } from './live-feed.js';
-import { sendError } from './reply.js';
+import { replyError } from './reply.js';
 
 /**
  * Live routes: the Server-Sent Events stream behind the status page and
@@ -59,10 +59,13 @@ export function registerLiveRoutes(api: FastifyInstance, backend: ApiBackend, cl
   api.get('/events', async (request, reply) => {
     const query = eventsQuery.safeParse(request.query);
     if (!query.success)
-      return sendError(reply, 400, 'bad-request', query.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '));
+      return replyError(reply, 'USAGE', query.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '));
     const job = query.data.job;
-    if (job !== undefined && !backend.job(job)) return sendError(reply, 404, 'job-not-found', `no job named "${job}"`);
-    if (closing.signal.aborted) return sendError(reply, 503, 'shutting-down', 'the service is shutting down; reconnect when it is back');
+    if (job !== undefined && !backend.job(job)) return replyError(reply, 'JOB_NOT_FOUND', `no job named "${job}"`);
+    if (closing.signal.aborted) {
+      reply.header('retry-after', '30');
+      return replyError(reply, 'SHUTTING_DOWN', 'the service is shutting down; reconnect when it is back');
+    }
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {

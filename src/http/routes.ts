@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { refusesManualRuns } from '../config/job-rules.js';
 import { isRefresherError } from '../errors.js';
 import { JobListResponse, serializerSchema } from './api-schemas.js';
 import type { ApiBackend } from './backend.js';
-import { sendError } from './reply.js';
+import { replyError } from './reply.js';
 import { type Closing, waitForEnd, waitQuery } from './routes-live.js';
 import { runPath, runView, summarizeRun } from './views.js';
 
@@ -28,7 +29,8 @@ export const triggerBody = z
           : 'must be a JSON object such as {"reason": "…", "dryRun": false}, sent with Content-Type: application/json',
     },
   )
-  .nullish();
+  // No body at all is fine; a body of `null` is not an object.
+  .optional();
 
 const limit = (max: number, fallback: number) =>
   z
@@ -70,12 +72,12 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, clo
 
   api.get('/jobs', { schema: { response: { 200: JOB_LIST_RESPONSE } } }, async (request, reply) => {
     const query = jobsQuery.safeParse(request.query);
-    if (!query.success) return sendError(reply, 400, 'bad-request', problem(query.error));
+    if (!query.success) return replyError(reply, 'USAGE', problem(query.error));
     const all = backend.jobs();
     let start = 0;
     if (query.data.cursor !== undefined) {
       const at = all.findIndex((j) => j.name === query.data.cursor);
-      if (at < 0) return sendError(reply, 400, 'bad-request', `cursor: no job named "${query.data.cursor}"`);
+      if (at < 0) return replyError(reply, 'USAGE', `cursor: no job named "${query.data.cursor}"`);
       start = at + 1;
     }
     const page = all.slice(start, start + query.data.limit);
@@ -89,15 +91,15 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, clo
 
   api.get<{ Params: { job: string } }>('/jobs/:job', async (request, reply) => {
     const job = findJob(request.params.job);
-    if (!job) return sendError(reply, 404, 'job-not-found', noJob(request.params.job));
+    if (!job) return replyError(reply, 'JOB_NOT_FOUND', noJob(request.params.job));
     return backend.jobDetail(job);
   });
 
   api.get<{ Params: { job: string } }>('/jobs/:job/runs', async (request, reply) => {
     const job = findJob(request.params.job);
-    if (!job) return sendError(reply, 404, 'job-not-found', noJob(request.params.job));
+    if (!job) return replyError(reply, 'JOB_NOT_FOUND', noJob(request.params.job));
     const query = runsQuery.safeParse(request.query);
-    if (!query.success) return sendError(reply, 400, 'bad-request', problem(query.error));
+    if (!query.success) return replyError(reply, 'USAGE', problem(query.error));
     const runs = await backend.listRuns(job.name, {
       limit: query.data.limit,
       ...(query.data.before ? { before: query.data.before } : {}),
@@ -112,24 +114,24 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, clo
   api.get<{ Params: { id: string } }>('/runs/:id', async (request, reply) => {
     const id = request.params.id;
     const query = waitQuery.safeParse(request.query);
-    if (!query.success) return sendError(reply, 400, 'bad-request', problem(query.error));
+    if (!query.success) return replyError(reply, 'USAGE', problem(query.error));
     const wait = query.data.wait ?? 0;
     const run = RUN_ID.test(id) ? await (wait > 0 ? waitForEnd(backend, id, wait, closing) : backend.getRun(id)) : undefined;
-    if (!run) return sendError(reply, 404, 'run-not-found', `no run with id "${id.slice(0, 80)}"`);
+    if (!run) return replyError(reply, 'RUN_NOT_FOUND', `no run with id "${id.slice(0, 80)}"`);
     return runView(run, backend.currentRun(run.job));
   });
 
   api.post<{ Params: { job: string } }>('/jobs/:job/runs', async (request, reply) => {
     if (!backend.accepting()) {
       reply.header('retry-after', '30');
-      return sendError(reply, 503, 'shutting-down', 'the service is shutting down and takes no new runs; try again when it is back');
+      return replyError(reply, 'SHUTTING_DOWN', 'the service is shutting down and takes no new runs; try again when it is back');
     }
     const job = findJob(request.params.job);
-    if (!job) return sendError(reply, 404, 'job-not-found', noJob(request.params.job));
+    if (!job) return replyError(reply, 'JOB_NOT_FOUND', noJob(request.params.job));
     const body = triggerBody.safeParse(request.body);
-    if (!body.success) return sendError(reply, 400, 'bad-request', problem(body.error));
-    if (job.suspend && !job.allowManualWhenSuspended) {
-      return sendError(reply, 409, 'job-suspended', `job "${job.name}" is suspended and does not allow manual runs while suspended`);
+    if (!body.success) return replyError(reply, 'USAGE', problem(body.error));
+    if (refusesManualRuns(job)) {
+      return replyError(reply, 'JOB_SUSPENDED', `job "${job.name}" is suspended and does not allow manual runs while suspended`);
     }
     try {
       const run = await backend.trigger(job, {
@@ -141,8 +143,53 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, clo
       return reply.code(202).send({ run: summarizeRun(run), links: { self: runPath(run.id) } });
     } catch (error) {
       if (isRefresherError(error) && error.code === 'JOB_BUSY') {
+        // The lock's message names the holding process; that is for the log, not for API clients.
+        request.log.info({ err: error.message }, 'trigger refused: job busy');
         const runId = backend.runningRunId(job.name);
-        return sendError(reply, 409, 'job-busy', error.message, {
+        return replyError(
+          reply,
+          'JOB_BUSY',
+          `job "${job.name}" is already running${runId ? ` (run ${runId})` : ''}; wait for that run to finish, one refresh per job runs at a time`,
+          { runId: runId ?? null, ...(runId ? { links: { run: runPath(runId) } } : {}) },
+        );
+      }
+      if (isRefresherError(error) && error.httpStatus !== 500) {
+        if (error.code === 'SHUTTING_DOWN') reply.header('retry-after', '30');
+        return replyError(reply, error.code, error.message);
+      }
+      throw error;
+    }
+  });
+
+  api.post<{ Params: { job: string } }>('/jobs/:job/rollback', async (request, reply) => {
+    if (!backend.accepting()) {
+      reply.header('retry-after', '30');
+      return replyError(reply, 'SHUTTING_DOWN', 'the service is shutting down and takes no new runs; try again when it is back');
+    }
+    const job = findJob(request.params.job);
+    if (!job) return replyError(reply, 'JOB_NOT_FOUND', noJob(request.params.job));
+    const body = triggerBody.safeParse(request.body);
+    if (!body.success) return replyError(reply, 'USAGE', problem(body.error));
+    if (body.data?.dryRun) return replyError(reply, 'USAGE', 'dryRun: a rollback has no dry run; send {"reason": "…"} only');
+    if (job.strategy.kind !== 'blueGreen')
+      return replyError(
+        reply,
+        'NO_PREVIOUS_COPY',
+        `job "${job.name}" uses strategy ${job.strategy.kind}; only blueGreen keeps a previous copy to roll back to`,
+      );
+    try {
+      const run = await backend.trigger(job, {
+        by: request.principal?.name ?? 'unknown',
+        ...(body.data?.reason ? { reason: body.data.reason } : {}),
+        dryRun: false,
+        operation: 'rollback',
+      });
+      reply.header('location', runPath(run.id));
+      return reply.code(202).send({ run: summarizeRun(run), links: { self: runPath(run.id) } });
+    } catch (error) {
+      if (isRefresherError(error) && error.code === 'JOB_BUSY') {
+        const runId = backend.runningRunId(job.name);
+        return replyError(reply, 'JOB_BUSY', error.message, {
           runId: runId ?? null,
           ...(runId ? { links: { run: runPath(runId) } } : {}),
         });

@@ -121,13 +121,19 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
 
   return {
     runEvent(event: RunEvent): void {
-      if (event.type !== 'run-started' && event.type !== 'run-finished') return;
+      if (event.type !== 'run-queued' && event.type !== 'run-started' && event.type !== 'run-finished') return;
       guarded(event.type, () => {
         const { run } = event;
         // Skipped scheduled runs are announced by the scheduler through skipped(), not as failures here.
         if (event.type === 'run-finished' && run.status === 'skipped') return;
-        const kind: 'started' | 'succeeded' | 'failed' =
-          event.type === 'run-started' ? 'started' : run.status === 'succeeded' ? 'succeeded' : 'failed';
+        const kind: 'queued' | 'started' | 'succeeded' | 'failed' =
+          event.type === 'run-queued'
+            ? 'queued'
+            : event.type === 'run-started'
+              ? 'started'
+              : run.status === 'succeeded'
+                ? 'succeeded'
+                : 'failed';
         const job = jobNamed(run.job);
         if (!job) return;
         const facts = runFacts({ event: kind, run, job: jobFacts(job), publicUrl: config.publicUrl, now: clock.now() });

@@ -1,3 +1,4 @@
+import { systemClock } from '../clock.js';
 import type { Secret } from '../config/secret.js';
 import type { Logger } from '../observe/logger.js';
 import { describeError, type Hidden, hiddenFor, scrub } from './scrub.js';
@@ -64,7 +65,7 @@ export interface OutboxOptions {
   /** Per destination; the oldest queued message is dropped beyond it. */
   maxQueue: number;
   userAgent: string;
-  /** Clock for signature timestamps. */
+  /** The clock: attempt timing, the delivery deadline, statistics and signature timestamps. */
   now: () => Date;
 }
 
@@ -78,7 +79,7 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxOptions = {
   requestTimeoutMs: 10_000,
   maxQueue: 100,
   userAgent: 'db-refresher',
-  now: () => new Date(),
+  now: () => systemClock.now(),
 };
 
 export interface DestinationStats {
@@ -213,7 +214,7 @@ export class Outbox {
     if (lane.invalid) {
       lane.stats.failed += 1;
       lane.stats.lastError = lane.invalid;
-      lane.stats.lastFailedAt = new Date().toISOString();
+      lane.stats.lastFailedAt = this.#options.now().toISOString();
       lane.log.error({ event: message.event, job: message.job, deliveryId: message.id, error: lane.invalid }, 'notification not delivered');
       return Promise.resolve({ delivered: false, attempts: 0, error: lane.invalid });
     }
@@ -306,24 +307,24 @@ export class Outbox {
   async #deliver(lane: Lane, message: OutboxMessage): Promise<DeliveryResult> {
     const o = this.#options;
     const signal = lane.abort.signal;
-    const first = Date.now();
+    const first = this.#options.now().getTime();
     const fields = { event: message.event, job: message.job, deliveryId: message.id };
     let backoff = o.initialBackoffMs;
     let last: Attempt | undefined;
     for (let attempt = 1; attempt <= o.maxAttempts; attempt += 1) {
-      await sleep(lane.nextAttemptAt - Date.now(), signal);
+      await sleep(lane.nextAttemptAt - this.#options.now().getTime(), signal);
       if (signal.aborted) return this.#dropped(lane, attempt - 1, last);
-      lane.nextAttemptAt = Date.now() + o.minIntervalMs;
+      lane.nextAttemptAt = this.#options.now().getTime() + o.minIntervalMs;
       lane.stats.attempts += 1;
-      const started = Date.now();
+      const started = this.#options.now().getTime();
       const outcome = await this.#attempt(lane, message, signal);
-      const durationMs = Date.now() - started;
+      const durationMs = this.#options.now().getTime() - started;
       if (outcome.kind === 'aborted') return this.#dropped(lane, attempt, last);
       last = outcome;
       if (outcome.kind === 'delivered') {
         lane.stats.delivered += 1;
         lane.stats.lastStatus = outcome.status;
-        lane.stats.lastDeliveredAt = new Date().toISOString();
+        lane.stats.lastDeliveredAt = this.#options.now().toISOString();
         lane.log.info({ ...fields, attempt, status: outcome.status, durationMs }, 'notification delivered');
         return { delivered: true, attempts: attempt, status: outcome.status };
       }
@@ -335,7 +336,7 @@ export class Outbox {
       if (attempt >= o.maxAttempts) {
         return this.#failed(lane, fields, attempt, outcome.status, `${outcome.error}; gave up after ${attempt} attempts`);
       }
-      const waitsUntil = Math.max(Date.now() + delay, lane.nextAttemptAt);
+      const waitsUntil = Math.max(this.#options.now().getTime() + delay, lane.nextAttemptAt);
       if (waitsUntil - first > o.deadlineMs) {
         const why = outcome.retryAfterMs !== undefined ? `Retry-After ${Math.ceil(delay / 1000)} s` : 'the next retry';
         return this.#failed(
@@ -361,7 +362,7 @@ export class Outbox {
   #failed(lane: Lane, fields: Record<string, unknown>, attempts: number, status: number | undefined, error: string): DeliveryResult {
     lane.stats.failed += 1;
     lane.stats.lastError = error;
-    lane.stats.lastFailedAt = new Date().toISOString();
+    lane.stats.lastFailedAt = this.#options.now().toISOString();
     lane.log.error({ ...fields, attempts, status, error }, 'notification not delivered');
     return { delivered: false, attempts, status, error };
   }
@@ -392,7 +393,12 @@ export class Outbox {
       const said = excerpt ? `: ${this.#scrub(lane, excerpt)}` : '';
       const error = `HTTP ${status}${response.statusText ? ` ${response.statusText}` : ''}${said}`;
       if (status === 429 || status >= 500) {
-        return { kind: 'retry', status, error, retryAfterMs: parseRetryAfter(response.headers.get('retry-after'), Date.now()) };
+        return {
+          kind: 'retry',
+          status,
+          error,
+          retryAfterMs: parseRetryAfter(response.headers.get('retry-after'), this.#options.now().getTime()),
+        };
       }
       if (status >= 300 && status < 400)
         return { kind: 'fail', status, error: `${error}; redirects are not followed: configure the final URL` };

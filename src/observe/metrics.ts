@@ -134,11 +134,8 @@ export class ServiceMetrics {
     } else if (event.type === 'run-finished') {
       if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'interrupted' && run.status !== 'cancelled') return;
       this.#runs.inc({ job: run.job, result: run.status });
-      const began = Date.parse(run.startedAt ?? run.createdAt);
-      const ended = Date.parse(run.finishedAt ?? '');
-      if (Number.isFinite(began) && Number.isFinite(ended)) {
-        this.#duration.observe({ job: run.job, result: run.status }, Math.max(0, ended - began) / 1000);
-      }
+      // The record's own figure: from start to finish, without the wait in the queue.
+      if (run.durationMs !== undefined) this.#duration.observe({ job: run.job, result: run.status }, Math.max(0, run.durationMs) / 1000);
       if (run.status === 'succeeded') this.#success(run);
     }
   }

@@ -143,6 +143,11 @@ export class PgConnector implements SqlConnector {
       return await fn({
         query: async <Row extends Record<string, unknown>>(text: string, params?: unknown[]) =>
           (await client.query(text, params)).rows as Row[],
+        script: async (text: string) => {
+          // Without parameters pg uses the simple protocol; a multi-statement script returns one result per statement.
+          const result = (await client.query(text)) as pg.QueryResult | pg.QueryResult[];
+          return (Array.isArray(result) ? result : [result]).map((r) => ({ command: r.command, rowCount: r.rowCount }));
+        },
         execute: async (text: string, params?: unknown[]) => (await client.query(text, params)).rowCount ?? 0,
         backendPid: () => (client as unknown as { processID?: number }).processID,
       });

@@ -33,6 +33,10 @@ export interface SourceFacts {
   dataDirectory?: string | undefined;
   /** Whether the SQL role may run CHECKPOINT (superuser or pg_checkpoint). */
   canCheckpoint: boolean;
+  /** Owner of each database (templates excluded): a physical copy keeps them. */
+  databaseOwners?: Record<string, string> | undefined;
+  /** The size of one WAL segment file (wal_segment_size); a copy holds at least a few. */
+  walSegmentBytes?: number | undefined;
 }
 
 export interface DatabaseFigures {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { FAILURE_HINTS, type FailureClass } from '../failures.js';
 import type { Check, DatabaseFigures, Verification } from './facts.js';
+import { TARGET_DOWN, targetLeftDown } from './target-down.js';
 
 /**
  * The run record and its transitions. Pure: each function takes a record and
@@ -9,7 +10,37 @@ import type { Check, DatabaseFigures, Verification } from './facts.js';
  * its job states.
  */
 
-export const PHASES = ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify'] as const;
+export const PHASES = [
+  'preflight',
+  'snapshot',
+  'teardown',
+  'clone',
+  'clone-beside',
+  'start',
+  'neutralise',
+  'prepare',
+  'open',
+  'verify',
+  'swap',
+  'cleanup-previous',
+  'rollback',
+] as const;
+
+/** The phases of a refresh with strategy recreate: what a record holds when newRun() is not told otherwise. */
+export const RECREATE_PHASES: readonly PhaseName[] = [
+  'preflight',
+  'snapshot',
+  'teardown',
+  'clone',
+  'start',
+  'neutralise',
+  'prepare',
+  'open',
+  'verify',
+];
+
+/** What a run does: refresh the copy (the default), or switch back to the previous copy of a blueGreen job. */
+export type RunOperation = 'refresh' | 'rollback';
 export type PhaseName = (typeof PHASES)[number];
 
 /**
@@ -77,6 +108,8 @@ export interface RunError {
   hint: string;
   /** Evidence: the log lines or checks behind the classification. */
   details?: string[];
+  /** Set when the run ended after teardown began and before a new copy started: the target has no copy (TARGET_DOWN). */
+  targetDown?: string;
 }
 
 export interface RunRecord {
@@ -85,12 +118,17 @@ export interface RunRecord {
   job: string;
   trigger: Trigger;
   dryRun: boolean;
+  /** Set on a rollback run (`db-refresher rollback`); absent on a refresh. */
+  operation?: 'rollback';
   status: RunStatus;
   createdAt: string;
   /** When the first phase could start (after waiting in the queue). */
   startedAt?: string;
   finishedAt?: string;
+  /** From startedAt to finishedAt: the refresh itself, without the wait in the queue (as the duration metric). */
   durationMs?: number;
+  /** How long the run waited in the queue for a free slot (server.maxConcurrentRuns); 0 when it started at once. */
+  queuedMs?: number;
   source: { host: string; port: number; user: string };
   target: TargetDescription;
   phases: PhaseRecord[];
@@ -130,6 +168,9 @@ export function newRun(input: {
   target: TargetDescription;
   /** Waits for a free slot before its first phase. */
   queued?: boolean;
+  /** The phases this run goes through (the job's strategy and the operation decide); default RECREATE_PHASES. */
+  phases?: readonly PhaseName[];
+  operation?: RunOperation;
 }): RunRecord {
   const createdAt = input.now.toISOString();
   return {
@@ -138,12 +179,13 @@ export function newRun(input: {
     job: input.job,
     trigger: input.trigger,
     dryRun: input.dryRun,
+    ...(input.operation === 'rollback' ? { operation: 'rollback' as const } : {}),
     status: input.queued ? 'queued' : 'running',
     createdAt,
     ...(input.queued ? {} : { startedAt: createdAt }),
     source: input.source,
     target: input.target,
-    phases: PHASES.map((name) => ({ name, status: 'pending' })),
+    phases: (input.phases ?? RECREATE_PHASES).map((name) => ({ name, status: 'pending' })),
   };
 }
 
@@ -180,7 +222,7 @@ export function newSkippedRun(input: {
 /** A queued run got its slot. */
 export function beginRun(run: RunRecord, now: Date): RunRecord {
   if (run.status !== 'queued') throw new TransitionError(`run ${run.id} is ${run.status}, not queued`);
-  return { ...run, status: 'running', startedAt: now.toISOString() };
+  return { ...run, status: 'running', startedAt: now.toISOString(), queuedMs: now.getTime() - Date.parse(run.createdAt) };
 }
 
 /** The first phase still to do, if any. */
@@ -291,7 +333,12 @@ export function failRun(run: RunRecord, error: RunError, now: Date, detail?: Pha
     ...next,
     phases: next.phases.map((p) => (p.status === 'pending' ? { ...p, status: 'skipped', reason: `${error.phase} failed` } : p)),
   };
-  return finish({ ...next, error }, 'failed', now);
+  return finish({ ...next, error: withTargetState(next, error) }, 'failed', now);
+}
+
+/** Says in the error itself when the target was left without a copy. */
+function withTargetState(run: RunRecord, error: RunError): RunError {
+  return targetLeftDown(run.phases) ? { ...error, targetDown: TARGET_DOWN } : error;
 }
 
 export function succeedRun(run: RunRecord, now: Date): RunRecord {
@@ -323,7 +370,7 @@ export function interruptRun(run: RunRecord, now: Date, reason: string): RunReco
           : p,
     ),
   };
-  next = { ...next, error: { phase, class: 'interrupted', message: reason, hint: FAILURE_HINTS.interrupted } };
+  next = { ...next, error: withTargetState(next, { phase, class: 'interrupted', message: reason, hint: FAILURE_HINTS.interrupted }) };
   return finish(next, 'interrupted', now);
 }
 
@@ -357,7 +404,11 @@ export function copyIsDown(run: RunRecord): boolean {
 
 function finish(run: RunRecord, status: RunStatus, now: Date): RunRecord {
   assertRunning(run);
-  return { ...run, status, finishedAt: now.toISOString(), durationMs: now.getTime() - Date.parse(run.createdAt) };
+  const finishedAt = now.toISOString();
+  // A run stopped while queued never started: it waited the whole time and ran for none of it.
+  const startedAt = run.startedAt ?? finishedAt;
+  const queuedMs = run.queuedMs ?? Date.parse(startedAt) - Date.parse(run.createdAt);
+  return { ...run, status, finishedAt, durationMs: now.getTime() - Date.parse(startedAt), queuedMs };
 }
 
 /** The phase that was last under way or completed, for resumption and messages. */

@@ -1,31 +1,55 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
+import { systemClock } from '../clock.js';
 import { RefresherError } from '../errors.js';
+import type { Clock } from '../ports.js';
+import { isSameProcessAlive, processStartTime } from './process-identity.js';
 
 /**
  * One run per job at a time, across processes: the CLI's `run` and the
  * service share the state directory, so the lock is a file created with O_EXCL
- * that names its holder. A lock whose process is gone is stale and is taken over.
+ * that names its holder: pid, and the process's start time, so that a pid
+ * reused by an unrelated process does not keep the lock held forever. A lock
+ * whose process is gone is stale and is taken over. While held, the lock
+ * file's mtime is touched every second: it is the heartbeat that says when
+ * a run that died was last alive.
  */
+
+/** How often a held lock's heartbeat is written. */
+export const HEARTBEAT_MS = 1_000;
 
 export interface LockHolder {
   pid: number;
+  /** The holder's start time (/proc/<pid>/stat), when known. */
+  startTime?: string;
   runId: string;
   since: string;
 }
 
-export interface JobLock {
-  release(): void;
+/** A stale lock taken over: who held it, and when it was last seen alive (its last heartbeat). */
+export interface StaleHolder {
+  holder: LockHolder;
+  lastAlive: Date;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+export interface JobLock {
+  release(): void;
+  /** The dead holder this lock was taken over from, whose run needs settling. */
+  readonly previous: StaleHolder | undefined;
 }
 
 /**
@@ -37,14 +61,74 @@ function isAlive(pid: number): boolean {
 const heldByThisProcess = new Set<string>();
 
 function holderAlive(holder: LockHolder, file: string): boolean {
-  return holder.pid === process.pid ? heldByThisProcess.has(file) : isAlive(holder.pid);
+  return holder.pid === process.pid ? heldByThisProcess.has(file) : isSameProcessAlive(holder.pid, holder.startTime);
+}
+
+/**
+ * Why nothing can be written under `dir`, asked of the nearest directory that
+ * exists: a recursive mkdir on a read-only file system reports ENOENT for the
+ * missing part, which would send people looking for a missing directory.
+ */
+function writeBlocker(dir: string): string | undefined {
+  let probe = path.resolve(dir);
+  while (!existsSync(probe) && probe !== path.dirname(probe)) probe = path.dirname(probe);
+  try {
+    accessSync(probe, constants.W_OK);
+    return undefined;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code;
+  }
+}
+
+/** Turns a filesystem error on the state directory into advice (read-only mounts, permissions). */
+export function stateDirError(stateDir: string, error: unknown): RefresherError {
+  const code = writeBlocker(stateDir) ?? (error as NodeJS.ErrnoException).code;
+  const why =
+    code === 'EROFS'
+      ? 'it is on a read-only file system'
+      : code === 'EACCES' || code === 'EPERM'
+        ? 'permission denied'
+        : code === 'ENOSPC'
+          ? 'its file system is full'
+          : error instanceof Error
+            ? error.message
+            : String(error);
+  return new RefresherError('CONFIG_INVALID', `cannot write to the state directory ${stateDir}: ${why}`, {
+    hint: 'db-refresher records every run there before it changes anything. Make it writable, or set stateDir to a writable directory.',
+    cause: error,
+  });
 }
 
 export class JobLocks {
   readonly #dir: string;
+  readonly #stateDir: string;
+  readonly #clock: Clock;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, clock: Clock = systemClock) {
+    this.#stateDir = stateDir;
     this.#dir = path.join(stateDir, 'locks');
+    this.#clock = clock;
+  }
+
+  /** The lock file's holder and last heartbeat, whether that holder is alive or not. */
+  heartbeat(job: string): { holder: LockHolder; at: Date } | undefined {
+    try {
+      const file = this.#file(job);
+      return { holder: JSON.parse(readFileSync(file, 'utf8')) as LockHolder, at: statSync(file).mtime };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Jobs that have a lock file, held or stale. */
+  lockedJobs(): string[] {
+    try {
+      return readdirSync(this.#dir)
+        .filter((n) => n.endsWith('.lock'))
+        .map((n) => n.slice(0, -'.lock'.length));
+    } catch {
+      return [];
+    }
   }
 
   #file(job: string): string {
@@ -62,17 +146,45 @@ export class JobLocks {
 
   /** Takes the job's lock or throws JOB_BUSY naming the run that holds it. */
   acquire(job: string, runId: string, now: Date): JobLock {
-    mkdirSync(this.#dir, { recursive: true });
+    try {
+      mkdirSync(this.#dir, { recursive: true });
+    } catch (error) {
+      throw stateDirError(this.#stateDir, error);
+    }
     const file = this.#file(job);
-    const content = JSON.stringify({ pid: process.pid, runId, since: now.toISOString() } satisfies LockHolder);
+    const startTime = processStartTime(process.pid);
+    const content = JSON.stringify({
+      pid: process.pid,
+      ...(startTime ? { startTime } : {}),
+      runId,
+      since: now.toISOString(),
+    } satisfies LockHolder);
+    let previous: StaleHolder | undefined;
     for (let attempt = 0; attempt < 3 && !heldByThisProcess.has(file); attempt += 1) {
-      if (this.#tryCreate(file, content)) {
+      let created: boolean;
+      try {
+        created = this.#tryCreate(file, content);
+      } catch (error) {
+        throw stateDirError(this.#stateDir, error);
+      }
+      if (created) {
         heldByThisProcess.add(file);
         let released = false;
+        const heartbeat = setInterval(() => {
+          const at = this.#clock.now();
+          try {
+            utimesSync(file, at, at);
+          } catch {
+            // A read-only or vanished state directory: the run finds out when it next saves its record.
+          }
+        }, HEARTBEAT_MS);
+        heartbeat.unref();
         return {
+          previous,
           release: () => {
             if (released) return;
             released = true;
+            clearInterval(heartbeat);
             heldByThisProcess.delete(file);
             try {
               unlinkSync(file);
@@ -82,7 +194,9 @@ export class JobLocks {
           },
         };
       }
-      if (!this.#removeIfStale(file)) break;
+      const removed = this.#removeIfStale(file);
+      if (removed === false) break;
+      if (removed !== true) previous = removed;
     }
     const holder = this.holder(job);
     throw new RefresherError(
@@ -110,17 +224,22 @@ export class JobLocks {
   /**
    * Removes a lock whose holder is gone. The file is first renamed aside and
    * re-read, so a lock that another process took over in the meantime is put
-   * back instead of deleted. Returns true when the caller should try again.
+   * back instead of deleted. Returns false when the lock is held, the stale
+   * holder it removed (with its last heartbeat), or true to simply try again.
    */
-  #removeIfStale(file: string): boolean {
+  #removeIfStale(file: string): StaleHolder | boolean {
     let before: string;
+    let lastAlive: Date;
     try {
       before = readFileSync(file, 'utf8');
+      lastAlive = statSync(file).mtime;
     } catch {
       return true;
     }
+    let holder: LockHolder | undefined;
     try {
-      if (holderAlive(JSON.parse(before) as LockHolder, file)) return false;
+      holder = JSON.parse(before) as LockHolder;
+      if (holderAlive(holder, file)) return false;
     } catch {
       // Unparseable content: only a crashed writer leaves that, and #tryCreate never does.
     }
@@ -141,6 +260,6 @@ export class JobLocks {
       return false;
     }
     unlinkSync(aside);
-    return true;
+    return holder ? { holder, lastAlive } : true;
   }
 }

@@ -1,3 +1,4 @@
+import { refusesManualRuns } from '../config/job-rules.js';
 import type { JobConfig } from '../config/types.js';
 import { RefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
@@ -13,6 +14,7 @@ import {
   newRun,
   newRunId,
   pauseRun,
+  type RunOperation,
   type RunRecord,
   resumePoint,
   resumeRun,
@@ -22,11 +24,14 @@ import {
   succeedRun,
   type Trigger,
 } from '../run/record.js';
+import { TARGET_DOWN, targetLeftDown } from '../run/target-down.js';
 import { prepareRun, type RunContext } from './context.js';
 import type { JobLock, JobLocks } from './lock.js';
-import { PHASE_TABLE, resumePolicy } from './phases/index.js';
+import { isBlueGreen } from './phases/blue-green.js';
+import { PHASE_TABLE, phasesFor, resumePolicy } from './phases/index.js';
 import type { Phase, PhaseResult } from './phases/phase.js';
 import { toRunError } from './run-error.js';
+import { settlePrevious, settleStaleLock } from './settle.js';
 
 /**
  * Drives one run through the phase table (./phases). The run record is saved
@@ -71,9 +76,9 @@ export class Runner {
    * free slot); `done` settles with the record when the run finishes or pauses.
    * Throws JOB_BUSY when the job is already running or queued.
    */
-  async start(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<StartedRun> {
-    if (job.suspend && !job.allowManualWhenSuspended && (trigger.kind === 'cli' || trigger.kind === 'http')) {
-      throw new RefresherError('USAGE', `job "${job.name}" is suspended and its config does not allow manual runs while suspended`, {
+  async start(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean; operation?: RunOperation } = {}): Promise<StartedRun> {
+    if (refusesManualRuns(job) && (trigger.kind === 'cli' || trigger.kind === 'http')) {
+      throw new RefresherError('JOB_SUSPENDED', `job "${job.name}" is suspended and does not allow manual runs while suspended`, {
         hint: 'Set suspend: false, or allowManualWhenSuspended: true, on the job.',
       });
     }
@@ -89,6 +94,8 @@ export class Runner {
         source: { host: job.source.host, port: job.source.port, user: job.source.user },
         target: target.describe(),
         queued,
+        phases: phasesFor(job, options.operation),
+        ...(options.operation ? { operation: options.operation } : {}),
       }),
     );
   }
@@ -101,30 +108,59 @@ export class Runner {
     const point = resumePoint(record, resumePolicy(job.target.kind));
     if (!point.ok) throw new RefresherError('USAGE', `run ${record.id} cannot be resumed: ${point.reason}`);
     const now = this.#deps.clock.now();
-    const started = await this.#open(job, record.id, now, (_target, queued) => {
-      const resumed = resumeRun(record, now, point.phase);
-      return queued ? { ...resumed, status: 'queued' } : resumed;
-    });
+    const started = await this.#open(
+      job,
+      record.id,
+      now,
+      (_target, queued) => {
+        const resumed = resumeRun(record, now, point.phase);
+        return queued ? { ...resumed, status: 'queued' } : resumed;
+      },
+      record,
+    );
     this.#deps.log.info({ job: job.name, runId: record.id, fromPhase: point.phase }, 'resuming an unfinished run');
     return started;
   }
 
   /** Takes the job's lock and a slot if one is free, saves the record `build` makes, and launches the run. */
-  async #open(job: JobConfig, id: string, now: Date, build: (target: Target, queued: boolean) => RunRecord): Promise<StartedRun> {
+  async #open(
+    job: JobConfig,
+    id: string,
+    now: Date,
+    build: (target: Target, queued: boolean) => RunRecord,
+    resuming?: RunRecord,
+  ): Promise<StartedRun> {
     const { gate, locks, store } = this.#deps;
     const lock = locks.acquire(job.name, id, now);
     let slot: Release | undefined;
     try {
       const target = this.#deps.targetFor(job);
+      if (resuming) {
+        const refusal = await target.resumeRefusal?.(resuming);
+        if (refusal) throw new RefresherError('USAGE', `run ${resuming.id} cannot be resumed: ${refusal}`);
+      }
+      await this.#settle(lock, target, resuming?.id);
       slot = gate?.tryAcquire(job);
       const run = build(target, gate !== undefined && slot === undefined);
       await store.save(run);
+      if (run.status === 'queued') this.#emit({ type: 'run-queued', run });
       return this.#launch(run, job, target, lock, slot);
     } catch (error) {
       slot?.();
       lock.release();
       throw error;
     }
+  }
+
+  /** Settles the run of a dead lock holder and cleans up after it (see settle.ts). */
+  async #settle(lock: JobLock, target: Target, resuming?: string): Promise<void> {
+    const settled = await settlePrevious({ ...this.#deps, lock, target, ...(resuming ? { resuming } : {}) });
+    if (settled) this.#emit({ type: 'run-finished', run: settled });
+  }
+
+  /** When no live process holds the job's lock: settles the run of a holder that died, and cleans up after it. */
+  settleStale(job: JobConfig): Promise<boolean> {
+    return settleStaleLock({ ...this.#deps, job, settle: (lock, target) => this.#settle(lock, target) });
   }
 
   #launch(run: RunRecord, job: JobConfig, target: Target, lock: JobLock, slot: Release | undefined): StartedRun {
@@ -142,7 +178,7 @@ export class Runner {
     return { run, done };
   }
 
-  async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean } = {}): Promise<RunRecord> {
+  async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean; operation?: RunOperation } = {}): Promise<RunRecord> {
     return (await this.start(job, trigger, options)).done;
   }
 
@@ -285,12 +321,47 @@ export class Runner {
     return run;
   }
 
+  /**
+   * Saves the record or stops the run with an error that says what happened:
+   * without a record, a crash could not be repaired by the next run, so no
+   * further phase may start. The record stays as last saved; whoever takes
+   * the job's lock next marks it interrupted.
+   */
+  async #save(run: RunRecord, consequence: string): Promise<void> {
+    try {
+      await this.#deps.store.save(run);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      this.#deps.log.error({ runId: run.id, err: error }, 'could not save the run record');
+      throw new RefresherError('REFRESH_FAILED', `run ${run.id} stopped: its record could not be saved (${why}); ${consequence}`, {
+        hint: `Make the state directory or history store writable again; the next run of job "${run.job}" marks this one interrupted.${targetLeftDown(run.phases) ? ` ${TARGET_DOWN}` : ''}`,
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * A blueGreen run that fails before its swap: the target removes the half-made copy and says that the
+   * current copy was not changed, which the error then says too (record, CLI output, notifications).
+   */
+  async #failureNote(run: RunRecord, ctx: RunContext, targetContext: PhaseContext, message: string): Promise<string> {
+    if (run.dryRun || run.operation === 'rollback' || !isBlueGreen(ctx.target)) return message;
+    try {
+      const note = await ctx.target.afterFailure(run, targetContext);
+      return note ? `${message}; ${note}` : message;
+    } catch (error) {
+      ctx.log.warn({ err: error }, 'could not remove the half-made copy; the next run removes it');
+      return `${message}; the current copy was not changed`;
+    }
+  }
+
   /** Runs one phase: saved as started, run, its patch merged, saved as succeeded or failed. */
   async #phase(phase: Phase, before: RunRecord, ctx: RunContext): Promise<RunRecord> {
-    const { clock, store } = this.#deps;
+    const { clock } = this.#deps;
     const name = phase.name;
     const started = startPhase(before, name, clock.now());
-    await store.save(started);
+    // A phase starts only once the record says so: a kill during it must leave a record that says where it stopped.
+    await this.#save(started, `${name} was not started`);
     this.#emit({ type: 'phase-started', run: started, phase: name });
     const log = ctx.log.child({ phase: name });
     log.info(`${name} started`);
@@ -315,10 +386,10 @@ export class Runner {
       log.info({ durationMs: run.phases.find((p) => p.name === name)?.durationMs }, `${name} succeeded`);
     } else {
       const runError = toRunError(name, result.failure, ctx.signal);
-      run = failRun(run, runError, clock.now());
+      run = failRun(run, { ...runError, message: await this.#failureNote(run, ctx, targetContext, runError.message) }, clock.now());
       log.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
     }
-    await store.save(run);
+    await this.#save(run, `${name} ${result.ok ? 'succeeded' : 'failed'}, and no later phase was started`);
     this.#emit({ type: 'phase-finished', run, phase: name });
     return run;
   }

@@ -1,4 +1,7 @@
-import { type CurrentRun, type JobState, summarizeRun } from '../http/views.js';
+import { systemClock } from '../clock.js';
+import type { JobConfig } from '../config/types.js';
+import { type CurrentRun, effectiveSuspend, type JobState, summarizeRun } from '../http/views.js';
+import type { Clock } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
 import type { RunRecord } from '../run/record.js';
 
@@ -10,10 +13,12 @@ import type { RunRecord } from '../run/record.js';
  */
 export class JobBoard {
   readonly #states = new Map<string, JobState>();
+  readonly #clock: Clock;
   readonly #onChange: ((job: string) => void) | undefined;
 
   /** `onChange` hears of every change to a job's state (the live feed of the status page). */
-  constructor(onChange?: (job: string) => void) {
+  constructor(clock: Clock = systemClock, onChange?: (job: string) => void) {
+    this.#clock = clock;
     this.#onChange = onChange;
   }
 
@@ -25,6 +30,11 @@ export class JobBoard {
   suspension(job: string, suspension: JobState['suspension']): void {
     this.state(job).suspension = suspension;
     this.#changed(job);
+  }
+
+  /** Suspended now: through the API, else by the config. */
+  suspended(job: JobConfig): boolean {
+    return effectiveSuspend(job, this.state(job.name));
   }
 
   state(job: string): JobState {
@@ -84,7 +94,7 @@ export class JobBoard {
       case 'progress': {
         const current = this.#currentOf(event.run);
         if (current) {
-          current.progress = { ...event.detail, at: new Date().toISOString() };
+          current.progress = { ...event.detail, at: this.#clock.now().toISOString() };
           this.#changed(event.run.job);
         }
         return;

@@ -48,6 +48,9 @@ export const REASON = {
   admission: (paths: readonly string[]) =>
     `the resource failed admission validation on: ${paths.join(', ')} (see the operator logs for details)`,
   serviceNotOwned: (service: string) => `refusing to reconcile service: ${service}, not owned by the cluster`,
+  /** internal/controller/primary_lease.go (main after v1.30.0, a95a534d). */
+  leaseConflict: (ns: string, name: string, kind: string, owner: string) =>
+    `primary lease ${ns}/${name} is controlled by ${kind} "${owner}", refusing to adopt`,
 } as const;
 
 /** §1.2 conditions. */

@@ -24,11 +24,13 @@ import { Kubelet } from './kubelet.js';
 import type { PgRuntime } from './postgres.js';
 import { KeyedQueue } from './queue.js';
 import { ClusterReconciler } from './reconciler.js';
+import { type ForwardedConnection, ServiceForwarder } from './service-forwarder.js';
 import type { SourceResolver } from './source.js';
 import { releaseProtectedClaim, Volumes } from './volumes.js';
 
 export { ANNOTATION, CNPG_OPERATOR_VERSION, LABEL, LOG_MSG, PHASE, REASON } from './constants.js';
 export type { OperatorLogEntry, Timings } from './context.js';
+export type { ForwardedConnection } from './service-forwarder.js';
 export type { SourceResolver } from './source.js';
 
 export interface SimulatedOperatorOptions {
@@ -81,6 +83,13 @@ export interface SimulatedOperator {
   clusterPort(namespace: string, cluster: string): Promise<number>;
   /** `{ host: '127.0.0.1', port }`: what a test puts in place of `<cluster>-rw.<namespace>.svc:5432`. */
   connection(namespace: string, cluster: string): Promise<{ host: string; port: number }>;
+  /**
+   * The loopback port standing for `<service>.<namespace>.svc:5432` of a Service that is not a Cluster's
+   * own (kube-proxy): each new connection follows the Service's selector to a Ready Pod's PostgreSQL.
+   */
+  servicePort(namespace: string, service: string): Promise<number>;
+  /** Where each connection through servicePort() went (pod undefined: no ready endpoint, refused). */
+  serviceConnections(): readonly ForwardedConnection[];
   /** SQL as superuser on the Cluster's running instance (what `kubectl exec … psql -U postgres` gives on a real cluster). */
   sql<Row extends Record<string, unknown> = Record<string, unknown>>(
     namespace: string,
@@ -247,7 +256,15 @@ export async function startSimulatedOperator(options: SimulatedOperatorOptions):
       queue?.enqueue(keyOf(cluster));
     },
   });
-  const informers = [pods, pvcs, jobInformer, clusters];
+  const forwarder = new ServiceForwarder(ctx, kubelet, () => pods.items());
+  const services = new Informer(kube, {
+    kind: 'services',
+    onError: onInformerError('services'),
+    onEvent(type, service) {
+      if (inScope(service.metadata?.namespace)) forwarder.onService(type, service);
+    },
+  });
+  const informers = [pods, pvcs, jobInformer, clusters, services];
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -255,6 +272,7 @@ export async function startSimulatedOperator(options: SimulatedOperatorOptions):
       stopping.abort(new Error('the simulated operator is stopping'));
       await Promise.allSettled(informers.map((i) => i.stop()));
       await queue?.stop();
+      await forwarder.stop();
       await gc.stop();
       await jobs.stop();
       await kubelet.stop();
@@ -272,6 +290,7 @@ export async function startSimulatedOperator(options: SimulatedOperatorOptions):
     await pods.start();
     await Promise.all([pvcs.start(), jobInformer.start()]);
     await clusters.start();
+    await services.start();
   } catch (err) {
     await stop();
     throw new Error(`the simulated operator could not start: ${errorText(err)}`, { cause: err });
@@ -282,6 +301,8 @@ export async function startSimulatedOperator(options: SimulatedOperatorOptions):
     workDir,
     clusterPort: (ns, name) => ctx.portFor(ns, name),
     connection: async (ns, name) => ({ host: '127.0.0.1', port: await ctx.portFor(ns, name) }),
+    servicePort: (ns, name) => forwarder.port(ns, name),
+    serviceConnections: () => forwarder.connections(),
     sql: (ns, name, text, params, database) => kubelet.sql(ns, name, text, params, database),
     operatorLog: () => [...entries],
     volumes: () => volumes.list().map((v) => ({ namespace: v.namespace, pvc: v.pvc, uid: v.uid, dir: v.dir })),

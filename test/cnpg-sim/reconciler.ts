@@ -379,8 +379,33 @@ export class ClusterReconciler {
     if (!spec.serviceAccountName && !(await kube.getOrNull('serviceaccounts', ns, name))) {
       await this.#createIfMissing('serviceaccounts', buildServiceAccount(cluster));
     }
-    if (!(await kube.getOrNull('leases', ns, name))) await this.#createIfMissing('leases', buildLease(cluster));
+    await this.#reconcilePrimaryLease(cluster);
     this.#objectsCheckedAt.set(uid, Date.now());
+  }
+
+  /**
+   * reconcilePrimaryLease (v1.30, §4.1): a Lease named after the Cluster is created, or adopted when it
+   * is an orphan or belonged to an earlier Cluster of the same name; one another controller owns is refused.
+   */
+  async #reconcilePrimaryLease(cluster: Obj): Promise<void> {
+    const ns = cluster.metadata.namespace;
+    const name = cluster.metadata.name;
+    const existing = await this.#ctx.kube.getOrNull('leases', ns, name);
+    if (!existing) {
+      await this.#createIfMissing('leases', buildLease(cluster));
+      return;
+    }
+    const controller = ((existing.metadata.ownerReferences ?? []) as Obj[]).find((r) => r.controller === true);
+    if (controller?.uid === cluster.metadata.uid) return;
+    if (controller && !(controller.kind === CLUSTER_KIND && controller.apiVersion === CLUSTER_API_VERSION && controller.name === name)) {
+      const message = REASON.leaseConflict(ns, name, String(controller.kind), String(controller.name));
+      await this.#event(cluster, 'Warning', 'PrimaryLeaseConflict', message);
+      throw new ClusterObjectsError(message);
+    }
+    await this.#ctx.kube.mergePatch('leases', ns, name, {
+      metadata: { resourceVersion: existing.metadata.resourceVersion, ownerReferences: [ownedBy(cluster)] },
+    });
+    this.#log('info', 'Adopted orphan primary lease', cluster, { leaseName: name });
   }
 
   /** updateResourceStatus (§1.3). */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { buildCluster, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION } from '../../src/targets/cnpg/manifests.js';
+import { buildCluster, CLUSTER_GROUP, CLUSTER_PLURAL, CLUSTER_VERSION, renderCluster } from '../../src/targets/cnpg/manifests.js';
 
 const guide = path.resolve(import.meta.dirname, '../fixtures/guide');
 const kc = new KubeConfig();
@@ -56,7 +56,7 @@ describe('rendered Clusters on the real CRD', () => {
       const manifest = buildCluster({
         name,
         namespace: ns,
-        values: valuesOf(file),
+        spec: renderCluster(valuesOf(file)).spec,
         metadata: { job: 'qa', runId: 'run-1', refreshedAt: new Date().toISOString() },
       });
       const created = (await create(manifest)) as { spec: Record<string, unknown>; metadata: { labels: Record<string, string> } };
@@ -67,7 +67,7 @@ describe('rendered Clusters on the real CRD', () => {
   }
 
   it('a field the CRD does not know is refused, so a rendering mistake cannot slip through', async () => {
-    const manifest = buildCluster({ name: 'bogus', namespace: ns, values: valuesOf('example-2-external-postgres.yaml') });
+    const manifest = buildCluster({ name: 'bogus', namespace: ns, spec: renderCluster(valuesOf('example-2-external-postgres.yaml')).spec });
     const body = { ...manifest, spec: { ...manifest.spec, bootstrapDB: {} } };
     const error = await create(body).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApiException);

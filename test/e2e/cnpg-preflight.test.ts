@@ -85,7 +85,7 @@ describe('cnpg safety rails', () => {
     const run = await h.local.run(config);
     expect(run.status).toBe('failed');
     expect(run.error?.phase).toBe('preflight');
-    expect(run.preflight?.find((c) => c.name === 'target may be replaced')?.message).toContain("the target Cluster's own service");
+    expect(run.preflight?.find((c) => c.name === 'target may be replaced')?.message).toContain("is the target Cluster's own Service");
   });
 
   it("refuses a source whose major version differs from the image tag, in the guide's words", async () => {

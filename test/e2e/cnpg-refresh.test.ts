@@ -169,7 +169,9 @@ describe('refreshing a CNPG Cluster', () => {
     expect(run.error?.message).toContain('DB not available, will retry');
     expect(run.error?.details?.some((l) => l.includes('DB not available'))).toBe(true);
     expect(Date.now() - started).toBeLessThan(60_000);
-    expect((await annotations('blocked-db'))['db-refresher.io/last-outcome']).toBe('failed');
+    // The Job would probe forever: db-refresher deleted the half-made Cluster, and said so.
+    expect(run.error?.message).toContain('db-refresher deleted the half-made Cluster');
+    expect(await h.clusterExists('blocked-db')).toBe(false);
     expect(await events('blocked-db')).toContain('RefreshFailed');
   });
 
@@ -180,7 +182,14 @@ describe('refreshing a CNPG Cluster', () => {
     expect(run.error?.message).toContain('the Cluster did not become healthy within 3 s');
     expect(run.error?.hint).toContain("The clone Job's log points at source-unreachable");
     expect(run.error?.details?.some((l) => l.includes('DB not available'))).toBe(true);
-    expect((await annotations('slow-db'))['db-refresher.io/last-outcome']).toBe('failed');
+    expect(await h.clusterExists('slow-db')).toBe(false);
+  });
+
+  it('with keepFailedCluster the half-made Cluster stays, annotated failed', async () => {
+    const run = await refresh(await blockedJob('kept', '      sourceUnavailableGraceSeconds: 2\n      keepFailedCluster: true\n'));
+    expect(run.error).toMatchObject({ phase: 'start', class: 'source-unreachable' });
+    expect(run.error?.message).not.toContain('deleted the half-made Cluster');
+    expect((await annotations('kept-db'))['db-refresher.io/last-outcome']).toBe('failed');
   });
 
   it('explains a replication password that only the Cluster gets wrong', async () => {
@@ -229,6 +238,10 @@ describe('refreshing a CNPG Cluster', () => {
       expect(run.error?.phase).toBe('start');
       expect(run.error?.class).toBe('wal-senders-exhausted');
       expect(run.error?.hint).toContain('Increase max_wal_senders');
+      expect(run.error?.hint).toContain('a CloudNativePG clone 3');
+      // Not the phase CloudNativePG had not yet moved on from.
+      expect(run.error?.message).not.toMatch(/^Setting up primary/);
+      expect(run.error?.message).toMatch(/^(the clone Job busy-db-1-pgbasebackup failed|Cluster is unrecoverable)/);
     } finally {
       for (const r of receivers) r.kill('SIGKILL');
       await h.local.source.sql('ALTER SYSTEM RESET max_wal_senders');
@@ -269,7 +282,7 @@ describe('refreshing a CNPG Cluster', () => {
 
   for (const [stopAfter, resumesAt] of [
     ['clone', 'start'],
-    ['start', 'verify'],
+    ['start', 'neutralise'],
   ] as const) {
     it(`a run stopped after ${stopAfter} (a service restart) resumes at ${resumesAt} and succeeds`, async () => {
       const config = await job({ name: `resumed-${resumesAt}`, cluster: `resumed-${resumesAt}` });

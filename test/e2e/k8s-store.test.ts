@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { KubernetesRunStore } from '../../src/history/k8s-store.js';
 import { type Logger, silentLogger } from '../../src/observe/logger.js';
-import { newRun, newRunId, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
+import { newRun, newRunId, PHASES, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
 import { RefresherService } from '../../src/service/service.js';
 import { startTestApiServer, type TestApiServer } from '../envtest/server.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
@@ -57,11 +57,11 @@ function finished(job: string, minute: number, bulk = 0): RunRecord {
     source: { host: 'h', port: 5432, user: 'u' },
     target,
   });
-  for (const [i, phase] of (['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify'] as const).entries()) {
+  for (const [i, phase] of PHASES.entries()) {
     run = succeedPhase(startPhase(run, phase, at(i)), phase, at(i + 1), { note: 'x'.repeat(bulk) });
   }
   return {
-    ...succeedRun(run, at(7)),
+    ...succeedRun(run, at(PHASES.length + 1)),
     preflight: [{ name: 'source reachable', ok: true, message: 'ok' }],
     snapshot: { takenAt: at(2).toISOString(), databases: [{ database: 'app', sizeBytes: 1, owner: 'app', tablesBySchema: { public: 2 } }] },
     verification: {
@@ -184,10 +184,10 @@ jobs:${harness.jobYaml({ name: 'epsilon', targetPort })}`,
     await second.start();
     try {
       expect(second.store).toBeInstanceOf(KubernetesRunStore);
-      expect((await second.listRuns('epsilon', { limit: 10 })).map((r) => r.id)).toEqual([run.id]);
-      expect(await second.getRun(run.id)).toMatchObject({ id: run.id, status: 'succeeded', dryRun: true });
+      expect((await second.api.listRuns('epsilon', { limit: 10 })).map((r) => r.id)).toEqual([run.id]);
+      expect(await second.api.getRun(run.id)).toMatchObject({ id: run.id, status: 'succeeded', dryRun: true });
       expect(second.board.state('epsilon').lastRun?.id).toBe(run.id);
-      expect((await second.readiness()).checks.store).toEqual({ ok: true });
+      expect((await second.api.readiness()).checks.store).toEqual({ ok: true });
     } finally {
       await second.stop();
     }

@@ -83,7 +83,17 @@ describe('db-refresher CLI', () => {
     expect(text.stdout).toMatch(/3\. teardown\s+\[changes the target\]/);
     const json = await cli(['plan', 'qa', '-o', 'json', '--config', configFile], harness.env);
     const plan = JSON.parse(json.stdout) as { steps: Array<{ phase: string }> };
-    expect(plan.steps.map((s) => s.phase)).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify']);
+    expect(plan.steps.map((s) => s.phase)).toEqual([
+      'preflight',
+      'snapshot',
+      'teardown',
+      'clone',
+      'start',
+      'neutralise',
+      'prepare',
+      'open',
+      'verify',
+    ]);
     const yaml = await cli(['plan', 'qa', '-o', 'yaml', '--config', configFile], harness.env);
     expect(yaml.stdout).toContain('job: qa');
     for (const out of [text.stdout, json.stdout, yaml.stdout]) expect(out).not.toContain(harness.replicationPassword);

@@ -34,7 +34,16 @@ afterAll(async () => {
 async function expectUntouched(run: RunRecord): Promise<void> {
   expect(run.status).toBe('failed');
   expect(run.error?.phase).toBe('preflight');
-  expect(run.phases.filter((p) => p.status === 'skipped').map((p) => p.name)).toEqual(['snapshot', 'teardown', 'clone', 'start', 'verify']);
+  expect(run.phases.filter((p) => p.status === 'skipped').map((p) => p.name)).toEqual([
+    'snapshot',
+    'teardown',
+    'clone',
+    'start',
+    'neutralise',
+    'prepare',
+    'open',
+    'verify',
+  ]);
   expect(postmasterPid(dataDir)).toBe(pid);
   const rows = await queryCopy<{ n: string }>(
     targetPort,

@@ -30,6 +30,9 @@ describe('local target, password authentication', () => {
       ['teardown', 'succeeded'],
       ['clone', 'succeeded'],
       ['start', 'succeeded'],
+      ['neutralise', 'succeeded'],
+      ['prepare', 'succeeded'],
+      ['open', 'succeeded'],
       ['verify', 'succeeded'],
     ]);
     for (const phase of run.phases) {
@@ -48,6 +51,9 @@ describe('local target, password authentication', () => {
     expect(run.verification?.checks.map((c) => [c.name, c.ok])).toEqual([
       ['owner can log in', true],
       ['database owner', true],
+      ['no synchronous standby', true],
+      ['no enabled subscription', true],
+      ['no active cron job', true],
     ]);
 
     const marker = JSON.parse(readFileSync(path.join(dataDirOf(config), MARKER_FILE), 'utf8'));
@@ -96,7 +102,15 @@ describe('local target, password authentication', () => {
     const run = await harness.run(config, 'qa', { dryRun: true });
     expect(run.status).toBe('succeeded');
     expect(run.dryRun).toBe(true);
-    expect(run.phases.filter((p) => p.status === 'skipped').map((p) => p.name)).toEqual(['teardown', 'clone', 'start', 'verify']);
+    expect(run.phases.filter((p) => p.status === 'skipped').map((p) => p.name)).toEqual([
+      'teardown',
+      'clone',
+      'start',
+      'neutralise',
+      'prepare',
+      'open',
+      'verify',
+    ]);
     expect(run.snapshot?.databases.map((d) => d.database)).toEqual(['app']);
     expect(postmasterPid(dataDir)).toBe(pidBefore);
   });
@@ -122,12 +136,14 @@ describe('local target, password authentication', () => {
     expect(checks.find((c) => c.name === 'app: table counts')?.ok).toBe(true);
   });
 
-  it("fails verification when the owner's password does not work on the copy", async () => {
-    const config = harness.config(harness.jobYaml({ targetPort }), { ...harness.env, OWNER_PASSWORD: 'not-the-password' });
+  it("gives the copy's owner the job's password (local copies), and verification logs in with it", async () => {
+    const config = harness.config(harness.jobYaml({ targetPort }), { ...harness.env, OWNER_PASSWORD: 'the-test-password' });
     const run = await harness.run(config);
-    expect(run.status).toBe('failed');
-    expect(run.error?.phase).toBe('verify');
-    expect(run.verification?.checks.find((c) => c.name === 'owner can log in')?.message).toMatch(/password authentication failed/);
+    expect(run.status, JSON.stringify(run.error)).toBe('succeeded');
+    expect(run.phases.find((p) => p.name === 'prepare')?.detail).toMatchObject({ roles: { ownerPassword: 'app' } });
+    expect(run.verification?.checks.find((c) => c.name === 'owner can log in')?.ok).toBe(true);
+    expect(await queryCopy(targetPort, 'the-test-password', 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    await expect(queryCopy(targetPort, harness.ownerPassword, 'SELECT 1')).rejects.toThrow(/password authentication failed/);
   });
 
   it('verifies every connectable database when none are listed', async () => {

@@ -188,7 +188,7 @@ describe('HTTP API over a real socket, with real refreshes', () => {
     expect(runs.body.runs.map((r: { id: string }) => r.id)).toEqual([id]);
 
     // Authentication and errors over the socket.
-    expect((await api(base, 'wrong-token').get('/api/v1/jobs')).status).toBe(403);
+    expect((await api(base, 'wrong-token').get('/api/v1/jobs')).status).toBe(401);
     expect((await fetch(`${base}/api/v1/jobs`)).status).toBe(401);
     expect((await api(base, VIEWER).post('/api/v1/jobs/api/runs')).status).toBe(403);
     expect((await api(base, VIEWER).get(`/api/v1/runs/${id}`)).status).toBe(200);
@@ -398,7 +398,7 @@ describe('restarts', () => {
     const t0 = Date.parse('2030-01-01T03:00:00Z');
     const seedClock = { now: () => new Date(t0) };
     const seeding = await startService(config, { clock: seedClock, ticks: false });
-    seeding.service.fire(seeding.service.job('late') as never, new Date(t0), false);
+    seeding.service.dispatch.fire(seeding.service.api.job('late') as never, new Date(t0), false);
     await waitFor('the seeded run to settle', async () => {
       const runs = await store.list('late');
       return runs[0] && finished(runs[0]) ? true : undefined;

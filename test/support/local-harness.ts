@@ -78,7 +78,11 @@ ${
     return parseConfig(`stateDir: state\njobs:${jobsYaml}`, { source: 'test.yaml', baseDir: this.sandbox.root, env });
   }
 
-  async run(config: Config, jobName = config.jobs[0]?.name ?? 'qa', options: { dryRun?: boolean } = {}): Promise<RunRecord> {
+  async run(
+    config: Config,
+    jobName = config.jobs[0]?.name ?? 'qa',
+    options: { dryRun?: boolean; operation?: 'refresh' | 'rollback'; reason?: string } = {},
+  ): Promise<RunRecord> {
     const log = pino(
       { level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
       new Writable({
@@ -91,7 +95,8 @@ ${
     const { runner } = buildRunner(config, log);
     const job = config.jobs.find((j) => j.name === jobName);
     if (!job) throw new Error(`no job ${jobName}`);
-    return runner.run(job, { kind: 'cli', by: 'test' }, options);
+    const { reason, ...runOptions } = options;
+    return runner.run(job, { kind: 'cli', by: 'test', ...(reason ? { reason } : {}) }, runOptions);
   }
 
   async destroy(): Promise<void> {

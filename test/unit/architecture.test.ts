@@ -70,7 +70,10 @@ function importCircles(files: readonly string[], importsOf: (file: string) => st
 
 const PURE = [
   'config/schema.ts',
+  'run/target-down.ts',
+  'targets/local/room.ts',
   'config/schema-notify.ts',
+  'config/schema-mask.ts',
   'notify/render/message.ts',
   'notify/render/slack.ts',
   'notify/render/generic.ts',
@@ -78,6 +81,17 @@ const PURE = [
   'notify/sign.ts',
   'notify/scrub.ts',
   'config/schema-cnpg.ts',
+  'config/schema-cnpg-cluster.ts',
+  'config/structural-schema.ts',
+  'config/cnpg-cluster-spec.schema.json',
+  'config/schema-safe-copy.ts',
+  'safe-copy/sql-text.ts',
+  'safe-copy/neutralise-sql.ts',
+  'safe-copy/roles-sql.ts',
+  'safe-copy/step-error.ts',
+  'safe-copy/plan.ts',
+  'targets/local/private-start.ts',
+  'targets/cnpg/private-window.ts',
   'config/schema-service.ts',
   'config/secret-ref.ts',
   'config/validate.ts',
@@ -93,14 +107,20 @@ const PURE = [
   'errors.ts',
   'run/record.ts',
   'run/facts.ts',
+  'kube/labels.ts',
+  'duration.ts',
   'run/events.ts',
   'checks/compare.ts',
   'checks/queries.ts',
   'targets/local/commands.ts',
   'config/schema-strategy.ts',
+  'config/schema-mask.ts',
   'targets/local/swap-plan.ts',
   'targets/cnpg/blue-green.ts',
   'targets/cnpg/manifests.ts',
+  'targets/cnpg/readiness.ts',
+  'targets/cnpg/pod-log.ts',
+  'targets/cnpg/guard.ts',
   'cli/render.ts',
 ];
 
@@ -150,6 +170,13 @@ describe('architecture', () => {
       if (imports.includes('pg')) expect(rel(file)).toBe('postgres/sql.ts');
       if (imports.includes('node:child_process')) expect(['postgres/command.ts', 'postgres/binaries.ts']).toContain(rel(file));
     }
+  });
+
+  it('only src/kube imports @kubernetes/client-node, type-only imports included', () => {
+    const importers = sourceFiles(src)
+      .filter((file) => importsOf(file).includes('@kubernetes/client-node'))
+      .map(rel);
+    expect(importers).toEqual(['kube/client.ts']);
   });
 
   it('only src/notify/outbox.ts and the CLI service client call fetch', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CnpgTargetConfig } from '../../src/config/types.js';
 import { configRefusals, ownershipRefusal, sourceResolvesToTarget } from '../../src/targets/cnpg/guard.js';
-import { classifyPodLog, isWaitingForSource, readableLine } from '../../src/targets/cnpg/pod-log.js';
+import { classifyPodLog, currentOutage, readableLine } from '../../src/targets/cnpg/pod-log.js';
 
 const target = (over: Partial<CnpgTargetConfig> = {}) =>
   ({ kind: 'cnpg', namespace: 'qa', clusterName: 'qa-db', protectedNamePattern: 'prod', adopt: false, ...over }) as CnpgTargetConfig;
@@ -73,32 +73,57 @@ describe('ownershipRefusal and GitOps', () => {
 });
 
 describe('configRefusals', () => {
+  const at = (host: string) => [{ host, where: 'values.externalClusters[0].connectionParameters.host' }];
   it('refuses namespaces outside the allowlist and protected names', () => {
-    expect(configRefusals({ target: target({ allowedNamespaces: ['staging'] }), sourceHost: 'db', sourceClusterName: 'p' })[0]).toContain(
-      'not in this job',
-    );
-    expect(configRefusals({ target: target({ clusterName: 'prod-copy' }), sourceHost: 'db', sourceClusterName: 'p' })[0]).toContain(
-      'protected pattern',
-    );
-    expect(
-      configRefusals({ target: target({ clusterName: 'PRODUCTION' as string }), sourceHost: 'db', sourceClusterName: 'p' }),
-    ).toHaveLength(1);
-    expect(configRefusals({ target: target(), sourceHost: 'db', sourceClusterName: 'p' })).toEqual([]);
+    expect(configRefusals({ target: target({ allowedNamespaces: ['staging'] }), sourceHosts: at('db') })[0]).toContain('not in this job');
+    expect(configRefusals({ target: target({ clusterName: 'prod-copy' }), sourceHosts: at('db') })[0]).toContain('protected pattern');
+    expect(configRefusals({ target: target({ clusterName: 'PRODUCTION' as string }), sourceHosts: at('db') })).toHaveLength(1);
+    expect(configRefusals({ target: target(), sourceHosts: at('db') })).toEqual([]);
   });
-  it.each(['qa-db-rw', 'qa-db-rw.qa', 'qa-db-rw.qa.svc', 'QA-DB-RW.qa.svc.cluster.local.', 'qa-db-r.qa.svc'])(
-    'refuses the source host %s: it is the target',
+  it.each([
+    'qa-db-rw',
+    'qa-db-rw.qa',
+    'qa-db-rw.qa.svc',
+    'qa-db-rw.qa.svc.cluster.local',
+    'QA-DB-RW.qa.svc.cluster.local.',
+    'qa-db-rw.qa.svc.corp.example',
+    ' qa-db-r.qa.svc ',
+    'qa-db-ro.QA',
+    'qa-db-any.qa.svc.',
+  ])('refuses the host %s: it is the target', (host) => {
+    const reasons = configRefusals({ target: target(), sourceHosts: at(host) });
+    expect(reasons.join()).toContain("is the target Cluster's own Service");
+    expect(reasons.join()).toContain('values.externalClusters[0].connectionParameters.host');
+  });
+  it('checks every host: the source override and the externalClusters entry', () => {
+    const reasons = configRefusals({
+      target: target(),
+      sourceHosts: [
+        { host: 'prod-rw.production.svc', where: 'source.host' },
+        { host: 'qa-db-rw.qa.svc.cluster.local', where: 'values.externalClusters[0].connectionParameters.host' },
+      ],
+    });
+    expect(reasons).toHaveLength(1);
+    expect(reasons[0]).toContain('values.externalClusters[0]');
+  });
+  it.each(['qa-db-rw.production.svc', 'qa-db-rwx.qa.svc', 'qa-db.qa.svc', 'qa-db-rw.qa.cluster.local', 'other-rw'])(
+    "accepts %s: another cluster's service, or not a service name",
     (host) => {
-      expect(configRefusals({ target: target(), sourceHost: host, sourceClusterName: 'p' }).join()).toContain(
-        "target Cluster's own service",
-      );
+      expect(configRefusals({ target: target(), sourceHosts: at(host) })).toEqual([]);
     },
   );
-  it("accepts another cluster's service with a similar name", () => {
-    expect(configRefusals({ target: target(), sourceHost: 'qa-db-rw.production.svc', sourceClusterName: 'p' })).toEqual([]);
-  });
-  it('flags a source address that is a target service IP', () => {
-    expect(sourceResolvesToTarget(['10.0.0.5'], ['10.0.0.5', '10.0.0.6'])).toContain('10.0.0.5');
-    expect(sourceResolvesToTarget(['10.0.0.9'], ['10.0.0.5'])).toBeUndefined();
+  it('flags a source address that is a target Service ClusterIP, naming the Service', () => {
+    const services = [
+      { name: 'qa-db-rw', ips: ['10.0.0.5'] },
+      { name: 'qa-db-r', ips: ['10.0.0.6'] },
+    ];
+    expect(sourceResolvesToTarget({ host: '10.0.0.6', where: 'source.host' }, ['10.0.0.6'], services)).toContain(
+      'source.host "10.0.0.6" is the ClusterIP of the target Cluster\'s own Service qa-db-r',
+    );
+    expect(sourceResolvesToTarget({ host: 'db.example', where: 'source.host' }, ['10.0.0.5'], services)).toContain(
+      'resolves to 10.0.0.5, the ClusterIP',
+    );
+    expect(sourceResolvesToTarget({ host: 'db.example', where: 'source.host' }, ['10.0.0.9'], services)).toBeUndefined();
   });
 });
 
@@ -109,10 +134,26 @@ describe('CNPG pod logs', () => {
     err: 'failed to connect to `user=streaming_replica database=postgres`: 10.0.0.1:5432: FATAL: password authentication failed for user "streaming_replica" (SQLSTATE 28P01)',
   });
   it('sees the source-wait loop and classifies its cause', () => {
-    expect(isWaitingForSource([waiting, waiting])).toBe(true);
-    expect(isWaitingForSource(['{"msg":"Waiting for server to be available"}'])).toBe(false);
+    expect(currentOutage([waiting, waiting])?.retries).toBe(2);
+    expect(currentOutage(['{"msg":"Waiting for server to be available"}'])).toBeUndefined();
     expect(classifyPodLog([waiting]).class).toBe('authentication-failed');
     expect(readableLine(waiting)).toMatch(/^DB not available, will retry: failed to connect/);
+  });
+  it('counts an outage from its own first retry line, and forgets it once the clone makes progress', () => {
+    const retry = (ts: string) => JSON.stringify({ level: 'info', ts, msg: 'DB not available, will retry', err: 'connection refused' });
+    const log = [
+      '{"level":"info","ts":"2026-01-01T10:00:00.000000001Z","msg":"Waiting for server to be available"}',
+      retry('2026-01-01T10:00:01.123456789Z'),
+      retry('2026-01-01T10:00:06.123456789Z'),
+      '{"level":"info","ts":"2026-01-01T10:00:07Z","logger":"pg_basebackup","msg":"pg_basebackup: initiating base backup","pipe":"stderr"}',
+      '{"level":"info","ts":"2026-01-01T10:00:36Z","msg":"Waiting for server to be available"}',
+      retry('2026-01-01T10:00:36.500Z'),
+      retry('2026-01-01T10:00:40.900Z'),
+    ];
+    expect(currentOutage(log)).toEqual({ firstLine: log[5], retries: 2, loggedMs: 4400 });
+    expect(currentOutage(log.slice(0, 4))).toBeUndefined();
+    expect(currentOutage(log.slice(0, 3))).toMatchObject({ firstLine: log[1], loggedMs: 5000 });
+    expect(currentOutage(['DB not available, will retry (plain text)'])).toMatchObject({ retries: 1, loggedMs: undefined });
   });
   it.each([
     [

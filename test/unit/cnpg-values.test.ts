@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { CnpgTargetConfig } from '../../src/config/types.js';
 import { ConfigError } from '../../src/errors.js';
-import { buildCluster, buildClusterSpec, imageMajorVersion, quantityToBytes } from '../../src/targets/cnpg/manifests.js';
+import { buildCluster, buildClusterSpec, imageMajorVersion, quantityToBytes, renderCluster } from '../../src/targets/cnpg/manifests.js';
 
 const guide = path.resolve(import.meta.dirname, '../fixtures/guide');
 const EXAMPLES = ['example-1-same-namespace.yaml', 'example-2-external-postgres.yaml', 'example-3-weekly-test-refresh.yaml'];
@@ -166,7 +166,7 @@ describe('manifest helpers', () => {
     const cluster = buildCluster({
       name: 'qa-db',
       namespace: 'qa',
-      values: target.values,
+      spec: renderCluster(target.values).spec,
       metadata: { job: 'qa', runId: 'r1', refreshedAt: '2026-11-24T00:00:00Z', sourceSnapshotAt: '2026-11-23T23:59:00Z' },
     });
     expect(cluster.metadata.labels).toEqual({ 'app.kubernetes.io/managed-by': 'db-refresher', 'db-refresher.io/job': 'qa' });

@@ -44,6 +44,33 @@ describe('classifyLog', () => {
   });
 });
 
+describe('faults in the middle of a clone', () => {
+  it('a source that stops or goes away mid-copy is source-unreachable, not unknown', () => {
+    for (const line of [
+      'pg_basebackup: error: could not read COPY data: server closed the connection unexpectedly',
+      'pg_basebackup: error: could not receive data from WAL stream: server closed the connection unexpectedly',
+      'pg_basebackup: error: FATAL:  terminating connection due to administrator command',
+      'pg_basebackup: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  the database system is shutting down',
+    ]) {
+      expect(classifyLog(['pg_basebackup: initiating base backup, waiting for checkpoint to complete', line]).class, line).toBe(
+        'source-unreachable',
+      );
+    }
+  });
+
+  it('a target port taken while the copy was made is target-port-in-use', () => {
+    const log = [
+      '2026-12-02 10:00:00.000 UTC [123] LOG:  starting PostgreSQL 15.18',
+      '2026-12-02 10:00:00.001 UTC [123] LOG:  could not bind IPv4 address "127.0.0.1": Address already in use',
+      '2026-12-02 10:00:00.001 UTC [123] HINT:  Is another postmaster already running on port 5433? If not, wait a few seconds and retry.',
+      '2026-12-02 10:00:00.001 UTC [123] WARNING:  could not create listen socket for "127.0.0.1"',
+      '2026-12-02 10:00:00.001 UTC [123] FATAL:  could not create any TCP/IP sockets',
+      'pg_ctl: could not start server',
+    ];
+    expect(classifyLog(log).class).toBe('target-port-in-use');
+  });
+});
+
 describe('classifyError', () => {
   it('reads errno codes and SQLSTATEs', () => {
     expect(classifyError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toBe(

@@ -71,7 +71,13 @@ class MemoryBackend implements ApiBackend {
       .slice(0, options.limit);
   getRun = async (id: string) => this.runs.find((r) => r.id === id);
   trigger = async (job: JobConfig, input: { by: string; reason?: string; dryRun: boolean }) => {
-    if (this.busy.has(job.name)) throw new RefresherError('JOB_BUSY', `job "${job.name}" is already running`);
+    if (this.busy.has(job.name)) {
+      // As the lock words it: with the holding process's id.
+      throw new RefresherError(
+        'JOB_BUSY',
+        `job "${job.name}" is already running (run ${this.busy.get(job.name)}, process 4242, since 2030-01-01T03:00:00.000Z)`,
+      );
+    }
     this.triggered.push({ job: job.name, ...input });
     const run = record(job.name, new Date(), 'running');
     this.busy.set(job.name, run.id);
@@ -127,24 +133,27 @@ afterEach(async () => {
 const auth = (token = ALICE) => ({ authorization: `Bearer ${token}` });
 
 describe('authentication', () => {
-  it('401 without a token (with WWW-Authenticate), 401 for a malformed header, 403 for a wrong token', async () => {
+  it('401 without a token (with WWW-Authenticate), 401 for a malformed header, 401 invalid_token for a wrong token (RFC 6750)', async () => {
     const none = await app.inject({ method: 'GET', url: '/api/v1/jobs' });
     expect(none.statusCode).toBe(401);
     expect(none.headers['www-authenticate']).toBe('Bearer realm="db-refresher"');
     expect(none.json()).toMatchObject({ error: 'unauthenticated' });
     expect((await app.inject({ method: 'GET', url: '/api/v1/jobs', headers: { authorization: `Basic ${ALICE}` } })).statusCode).toBe(401);
     const wrong = await app.inject({ method: 'GET', url: '/api/v1/jobs', headers: auth(`${ALICE}x`) });
-    expect(wrong.statusCode).toBe(403);
-    expect(wrong.json()).toEqual({ error: 'forbidden', message: 'the token is not valid for this service' });
-    expect((await app.inject({ method: 'POST', url: '/api/v1/jobs/qa/runs', headers: auth('nope') })).statusCode).toBe(403);
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.headers['www-authenticate']).toMatch(/^Bearer realm="db-refresher", error="invalid_token"/);
+    expect(wrong.headers['x-request-id']).toBeDefined();
+    expect(wrong.json()).toEqual({ error: 'invalid-token', message: expect.stringContaining('the token is not valid for this service') });
+    expect((await app.inject({ method: 'POST', url: '/api/v1/jobs/qa/runs', headers: auth('nope') })).statusCode).toBe(401);
     expect(backend.triggered).toEqual([]);
   });
 
-  it('a read-only token may read but not trigger', async () => {
+  it('a read-only token may read but not trigger: 403 insufficient_scope', async () => {
     expect((await app.inject({ method: 'GET', url: '/api/v1/jobs/qa', headers: auth(VIEWER) })).statusCode).toBe(200);
     const post = await app.inject({ method: 'POST', url: '/api/v1/jobs/qa/runs', headers: auth(VIEWER) });
     expect(post.statusCode).toBe(403);
-    expect(post.json().message).toContain('read-only');
+    expect(post.headers['www-authenticate']).toBe('Bearer realm="db-refresher", error="insufficient_scope"');
+    expect(post.json()).toMatchObject({ error: 'forbidden', message: expect.stringContaining('read-only') });
     expect(backend.triggered).toEqual([]);
   });
 
@@ -161,10 +170,10 @@ describe('authentication', () => {
   it('compares tokens by hash, whatever their length', () => {
     const tokens = new TokenAuth([{ name: 'a', token: new Secret('x'.repeat(40), 'env:A'), readOnly: false }]);
     expect(tokens.check(`Bearer ${'x'.repeat(40)}`)).toEqual({ ok: true, principal: { name: 'a', readOnly: false } });
-    expect(tokens.check('Bearer x')).toMatchObject({ ok: false, status: 403 });
+    expect(tokens.check('Bearer x')).toMatchObject({ ok: false, code: 'INVALID_TOKEN' });
     expect(tokens.check(`bearer   ${'x'.repeat(40)}  `)).toMatchObject({ ok: true });
-    expect(tokens.check('Bearer')).toMatchObject({ ok: false, status: 401 });
-    expect(tokens.check(undefined)).toMatchObject({ ok: false, status: 401 });
+    expect(tokens.check('Bearer')).toMatchObject({ ok: false, code: 'UNAUTHENTICATED' });
+    expect(tokens.check(undefined)).toMatchObject({ ok: false, code: 'UNAUTHENTICATED' });
   });
 });
 
@@ -183,16 +192,59 @@ describe('POST /api/v1/jobs/{job}/runs', () => {
     expect(backend.triggered).toEqual([{ job: 'qa', by: 'alice', reason: 'QA asked for fresh data', dryRun: true }]);
   });
 
+  it('a JSON body of null is not an object: 400, and no run starts', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/v1/jobs/qa/runs',
+      headers: { ...auth(), 'content-type': 'application/json' },
+      payload: 'null',
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: 'bad-request', message: expect.stringContaining('must be a JSON object') });
+    expect(backend.triggered).toEqual([]);
+  });
+
+  it('a body with a "__proto__" key is refused, saying why (not "not valid JSON")', async () => {
+    for (const [payload, key] of [
+      ['{"__proto__": {"dryRun": true}}', '__proto__'],
+      ['{"reason": "x", "nested": {"constructor": {"prototype": {}}}}', 'constructor.prototype'],
+    ] as const) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/jobs/qa/runs',
+        headers: { ...auth(), 'content-type': 'application/json' },
+        payload,
+      });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toEqual({
+        error: 'malformed-body',
+        message: expect.stringContaining(`the body has a "${key}" key, which is refused`),
+      });
+    }
+    const broken = await app.inject({
+      method: 'POST',
+      url: '/api/v1/jobs/qa/runs',
+      headers: { ...auth(), 'content-type': 'application/json' },
+      payload: '{"reason": ',
+    });
+    expect(broken.json()).toMatchObject({ error: 'malformed-body', message: expect.stringContaining('not valid JSON') });
+    expect(backend.triggered).toEqual([]);
+  });
+
   it('accepts no body at all', async () => {
     const res = await app.inject({ method: 'POST', url: '/api/v1/jobs/qa/runs', headers: auth() });
     expect(res.statusCode).toBe(202);
     expect(backend.triggered).toEqual([{ job: 'qa', by: 'alice', dryRun: false }]);
   });
 
-  it('409 with the running run when the job is busy', async () => {
+  it('409 with the running run when the job is busy, without the process id', async () => {
     backend.busy.set('qa', '20300101T030000000Z-abcdef');
     const res = await app.inject({ method: 'POST', url: '/api/v1/jobs/qa/runs', headers: auth() });
     expect(res.statusCode).toBe(409);
+    expect(res.body).not.toMatch(/4242|process|pid/);
+    expect(res.json().message).toBe(
+      'job "qa" is already running (run 20300101T030000000Z-abcdef); wait for that run to finish, one refresh per job runs at a time',
+    );
     expect(res.json()).toMatchObject({
       error: 'job-busy',
       runId: '20300101T030000000Z-abcdef',
@@ -362,5 +414,30 @@ describe('request ids and logging', () => {
     expect(res.json().error).toBe('internal');
     expect(res.body).not.toContain('disk on fire');
     expect(res.json().message).toContain(res.headers['x-request-id']);
+  });
+});
+
+describe('framework-level errors in the API shape', () => {
+  it('a wrong method on an existing route is 405 with Allow', async () => {
+    const del = await app.inject({ method: 'DELETE', url: '/api/v1/jobs/qa', headers: auth() });
+    expect(del.statusCode).toBe(405);
+    expect(del.headers.allow).toBe('GET, HEAD');
+    expect(del.headers['x-request-id']).toBeDefined();
+    expect(del.json()).toEqual({ error: 'method-not-allowed', message: '/api/v1/jobs/qa does not answer DELETE; it answers GET, HEAD' });
+    const put = await app.inject({ method: 'PUT', url: '/api/v1/jobs/qa/runs?limit=1' });
+    expect(put.statusCode).toBe(405);
+    expect(put.headers.allow).toBe('GET, HEAD, POST');
+    expect((await app.inject({ method: 'GET', url: '/api/v1/nothing', headers: auth() })).statusCode).toBe(404);
+  });
+
+  it('a URL that does not decode is 400 and an over-long path segment 414, both as {error, message} with X-Request-Id', async () => {
+    const bad = await app.inject({ method: 'GET', url: '/api/v1/jobs/%E0%A4%A', headers: { ...auth(), 'x-request-id': 'req-bad-url' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.headers['x-request-id']).toBe('req-bad-url');
+    expect(bad.json()).toEqual({ error: 'bad-request', message: expect.stringContaining('the URL is not valid') });
+    const long = await app.inject({ method: 'GET', url: `/api/v1/jobs/${'a'.repeat(300)}`, headers: auth() });
+    expect(long.statusCode).toBe(414);
+    expect(long.headers['x-request-id']).toBeDefined();
+    expect(long.json()).toEqual({ error: 'uri-too-long', message: expect.stringContaining('too long') });
   });
 });

@@ -32,12 +32,12 @@ function problems(notifications: string): string[] {
 }
 
 describe('notifications config', () => {
-  it('defaults: the four run events, 30 minutes lead time; secrets are Secret values', () => {
+  it('defaults: the five run events, 30 minutes lead time; secrets are Secret values', () => {
     const config = load(`
   chat: { kind: slack, url: { env: CHAT_URL } }
   hooks: { kind: generic, url: { env: HOOK_URL }, secret: { env: HOOK_SECRET }, events: [failed, upcoming], upcomingLeadMinutes: 90 }
 `);
-    expect(config.notifications.chat?.events).toEqual(['started', 'succeeded', 'failed', 'skipped']);
+    expect(config.notifications.chat?.events).toEqual(['queued', 'started', 'succeeded', 'failed', 'skipped']);
     expect(config.notifications.chat?.upcomingLeadMinutes).toBe(30);
     expect(config.notifications.hooks?.upcomingLeadMinutes).toBe(90);
     expect(config.notifications.hooks?.url.reveal()).toBe(env.HOOK_URL);

@@ -30,12 +30,16 @@ import {
 const PUBLIC_URL = 'https://db-refresher.example.com/';
 const target = { kind: TARGET.kind, summary: TARGET.summary };
 
-function fromRun(event: 'started' | 'succeeded' | 'failed', run: RunRecord): MessageFacts {
+function fromRun(event: 'queued' | 'started' | 'succeeded' | 'failed', run: RunRecord): MessageFacts {
   return runFacts({ event, run, job: JOB, publicUrl: PUBLIC_URL, now: at(999) });
 }
 
 /** Every event the formats render, from fixed inputs and a fixed clock. */
 const CASES: Record<string, () => MessageFacts> = {
+  queued: () => {
+    const { startedAt: _startedAt, ...run } = started();
+    return fromRun('queued', { ...run, status: 'queued' });
+  },
   started: () => fromRun('started', started()),
   'started-manual': () => fromRun('started', started(MANUAL)),
   succeeded: () => fromRun('succeeded', succeeded()),
@@ -147,7 +151,7 @@ describe('what a message says', () => {
     expect(slack.text).toContain('qa refreshed in 3 min 30 s');
     expect(slack.text).toContain('Target: local data directory /var/lib/db-refresher/qa, served on 127.0.0.1:5433');
     expect(slack.text).toContain('Trigger: schedule 0 3 * * 0 (Europe/Berlin), run due 2025-01-05 03:00 Europe/Berlin');
-    // Downtime runs from teardown start (3 s) to start end (206 s).
+    // Downtime runs from teardown start (3 s) to open end (206 s).
     expect(slack.text).toContain('Downtime: 3 min 23 s');
     expect(slack.text).toContain('• app: 5 tables (source 5), 1.2 GiB (source 1.2 GiB)');
     expect(slack.text).toContain('https://db-refresher.example.com/api/v1/runs/20250105T020000000Z-a1b2c3');

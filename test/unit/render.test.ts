@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { buildPlan, formatDuration, renderPlanText, renderRunText, serialize } from '../../src/cli/render.js';
+import { buildPlan, renderPlanText, renderRunText, serialize } from '../../src/cli/render.js';
 import { parseConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import type { JobConfig } from '../../src/config/types.js';
+import { formatDuration } from '../../src/duration.js';
 import { FAILURE_HINTS } from '../../src/failures.js';
-import { failRun, newRun, PHASES, startPhase, succeedPhase } from '../../src/run/record.js';
+import { failRun, newRun, RECREATE_PHASES as PHASES, startPhase, succeedPhase } from '../../src/run/record.js';
 import { planSteps } from '../../src/runner/phases/index.js';
 import { asLocalJob, LocalTarget } from '../../src/targets/local/index.js';
 
@@ -44,19 +45,28 @@ function planFor(yamlJob: string) {
 }
 
 describe('buildPlan and renderPlanText', () => {
-  it('lists the six phases in order, and only teardown, clone and start change the target', () => {
+  it('lists the phases in order, and only teardown, clone, start and the private window change the target', () => {
     const { plan } = planFor(manualJob);
     expect(plan.steps.map((s) => s.phase)).toEqual([...PHASES]);
-    expect(plan.steps.filter((s) => s.destructive).map((s) => s.phase)).toEqual(['teardown', 'clone', 'start']);
+    expect(plan.steps.filter((s) => s.destructive).map((s) => s.phase)).toEqual([
+      'teardown',
+      'clone',
+      'start',
+      'neutralise',
+      'prepare',
+      'open',
+    ]);
 
     const text = renderPlanText(plan);
     const lines = text.split('\n');
     const start = lines.indexOf('Steps:');
     expect(start).toBeGreaterThan(0);
-    const steps = lines.slice(start + 1, start + 7);
+    const steps = lines.slice(start + 1, start + 1 + PHASES.length);
     PHASES.forEach((phase, i) => {
       expect(steps[i]).toMatch(new RegExp(`^  ${i + 1}\\. ${phase}\\b`));
-      expect(steps[i]?.includes('[changes the target]')).toBe(['teardown', 'clone', 'start'].includes(phase));
+      expect(steps[i]?.includes('[changes the target]')).toBe(
+        ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open'].includes(phase),
+      );
     });
   });
 
@@ -95,7 +105,28 @@ describe('buildPlan and renderPlanText', () => {
     const { plan } = planFor(manualJob);
     expect(plan.verify.databases).toBe('all connectable databases on the source');
     expect(plan.steps.find((s) => s.phase === 'snapshot')?.action).toContain('all connectable databases on the source');
+    expect(plan.steps.find((s) => s.phase === 'snapshot')?.action).not.toContain('on the source on the source');
     expect(plan.steps.find((s) => s.phase === 'verify')?.action).toContain('within 10%');
+  });
+
+  it('a cnpg job without a source says which Kubernetes Secret the password comes from, not "no secret configured"', () => {
+    const job = jobFrom(`
+  - name: qa
+    target:
+      kind: cnpg
+      namespace: qa
+      clusterName: qa-db
+      values:
+        storage: { size: 1Gi }
+        bootstrapDB: { pg_basebackup: { source: prod } }
+        externalClusters:
+          - name: prod
+            connectionParameters: { host: prod-rw.production.svc, user: streaming_replica }
+            password: { name: prod-replica, key: password }
+`);
+    expect(buildPlan(job, { kind: 'cnpg', summary: '', details: {}, steps: { teardown: '', clone: '', start: '' } }, []).source.auth).toBe(
+      'password from Secret qa/prod-replica key password, read at run time',
+    );
   });
 
   it('shows a schedule with its time zone and suspension, the listed databases and the tolerance', () => {
@@ -176,7 +207,9 @@ describe('formatDuration', () => {
     [60_000, '1 min 0 s'],
     [61_000, '1 min 1 s'],
     [125_000, '2 min 5 s'],
-    [3_600_000, '60 min 0 s'],
+    [3_540_000, '59 min 0 s'],
+    [3_600_000, '1 h 0 min'],
+    [3_900_000, '1 h 5 min'],
   ])('%s ms → %j', (ms, expected) => {
     expect(formatDuration(ms)).toBe(expected);
   });

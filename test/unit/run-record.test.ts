@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { FAILURE_HINTS } from '../../src/failures.js';
 import {
+  PHASES as ALL_PHASES,
   currentPhase,
   failRun,
   interruptRun,
   newRun,
   newRunId,
-  PHASES,
+  RECREATE_PHASES as PHASES,
   type PhaseName,
   type RunError,
   type RunRecord,
@@ -17,6 +18,7 @@ import {
   type TargetDescription,
   TransitionError,
 } from '../../src/run/record.js';
+import { TARGET_DOWN } from '../../src/run/target-down.js';
 
 const T0 = new Date('2024-03-01T10:00:00.000Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);
@@ -75,9 +77,24 @@ const cloneError: RunError = {
 };
 
 describe('newRun', () => {
-  it('has the six phases in order, all pending, and a running status', () => {
+  it('has the phases of a recreate refresh in order, all pending, and a running status', () => {
     const run = fresh();
-    expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify']);
+    expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify']);
+    expect(ALL_PHASES).toEqual([
+      'preflight',
+      'snapshot',
+      'teardown',
+      'clone',
+      'clone-beside',
+      'start',
+      'neutralise',
+      'prepare',
+      'open',
+      'verify',
+      'swap',
+      'cleanup-previous',
+      'rollback',
+    ]);
     expect(run.phases.map((p) => p.name)).toEqual([...PHASES]);
     expect(run.phases.every((p) => p.status === 'pending')).toBe(true);
     expect(run.status).toBe('running');
@@ -153,11 +170,15 @@ describe('finishing a run', () => {
   it('succeedRun refuses while phases are pending, naming them', () => {
     const run = through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone']);
     expect(() => succeedRun(run, at(60_000))).toThrow(TransitionError);
-    expect(() => succeedRun(run, at(60_000))).toThrow(/start, verify/);
+    expect(() => succeedRun(run, at(60_000))).toThrow(/start, neutralise, prepare, open, verify/);
   });
 
   it('succeedRun refuses while a phase is running', () => {
-    const run = startPhase(through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start']), 'verify', at(20_000));
+    const run = startPhase(
+      through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open']),
+      'verify',
+      at(20_000),
+    );
     expect(() => succeedRun(run, at(60_000))).toThrow(/verify/);
   });
 
@@ -170,7 +191,8 @@ describe('finishing a run', () => {
 
   it('a dry run with its destructive phases skipped can succeed', () => {
     let run = through(fresh(), ['preflight', 'snapshot']);
-    for (const name of ['teardown', 'clone', 'start', 'verify'] as const) run = skipPhase(run, name, 'dry run');
+    for (const name of ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify'] as const)
+      run = skipPhase(run, name, 'dry run');
     expect(succeedRun(run, at(5000)).status).toBe('succeeded');
   });
 
@@ -193,7 +215,8 @@ describe('finishing a run', () => {
     run = failRun(run, cloneError, at(12_000), { copiedBytes: 42 });
 
     expect(run.status).toBe('failed');
-    expect(run.error).toEqual(cloneError);
+    // Teardown ran and no copy started: the error says the target has no copy.
+    expect(run.error).toEqual({ ...cloneError, targetDown: TARGET_DOWN });
     expect(run.finishedAt).toBe('2024-03-01T10:00:12.000Z');
     expect(run.durationMs).toBe(12_000);
 
@@ -225,6 +248,7 @@ describe('finishing a run', () => {
       class: 'interrupted',
       message: 'db-refresher restarted while the run was under way',
       hint: FAILURE_HINTS.interrupted,
+      targetDown: TARGET_DOWN,
     });
     expect(phase(run, 'teardown')).toMatchObject({
       status: 'failed',
@@ -298,5 +322,21 @@ describe('newRunId', () => {
 
   it('two ids from the same instant differ', () => {
     expect(newRunId(T0)).not.toBe(newRunId(T0));
+  });
+});
+
+describe('a run that ends after teardown says the target has no copy', () => {
+  it('not when it fails before teardown', () => {
+    let run = through(fresh(), ['preflight']);
+    run = startPhase(run, 'snapshot', at(3000));
+    run = failRun(run, { ...cloneError, phase: 'snapshot' }, at(4000));
+    expect(run.error?.targetDown).toBeUndefined();
+  });
+
+  it('not when the new copy started and verification failed', () => {
+    let run = through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start']);
+    run = startPhase(run, 'verify', at(20_000));
+    run = failRun(run, { ...cloneError, phase: 'verify', class: 'verification-failed' }, at(21_000));
+    expect(run.error?.targetDown).toBeUndefined();
   });
 });

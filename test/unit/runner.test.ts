@@ -16,9 +16,10 @@ import { silentLogger } from '../../src/observe/logger.js';
 import type { Clock, JobSuspension, PhaseContext, RunStore, SqlConnector, SqlSession, Target } from '../../src/ports.js';
 import type { RunEvent } from '../../src/run/events.js';
 import type { Check, SourceFacts } from '../../src/run/facts.js';
-import { PHASES, type PhaseName, type RunRecord } from '../../src/run/record.js';
+import { RECREATE_PHASES as PHASES, type PhaseName, type RunRecord } from '../../src/run/record.js';
 import { JobLocks } from '../../src/runner/lock.js';
 import { Runner } from '../../src/runner/runner.js';
+import { ConcurrencyGate } from '../../src/service/gate.js';
 
 /**
  * The runner on its own: a fake target, a fake SQL connector that answers the
@@ -97,6 +98,7 @@ class FakeSql implements SqlConnector {
         return rows as Row[];
       },
       execute: async () => 0,
+      script: async () => [],
       backendPid: () => undefined,
     };
     return fn(session);
@@ -235,8 +237,8 @@ describe('Runner with a fake target and a fake clock', () => {
     expect(run.status).toBe('succeeded');
     expect(statuses(run)).toEqual(Object.fromEntries(PHASES.map((p) => [p, 'succeeded'])));
     expect(target.calls).toEqual(['resolveSource', 'preflight:16', 'teardown', 'clone', 'start', 'outcome:succeeded']);
-    // Timings come from the fake clock: preflight 1 s, each target phase 10 s.
-    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0]);
+    // Timings come from the fake clock: preflight 1 s, each target phase 10 s; the fake has no private window.
+    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0, 0, 0, 0]);
     expect(run.durationMs).toBe(31_000);
     expect(run.snapshot?.takenAt).toBe(new Date(T0 + 1000).toISOString());
     expect(run.preflight?.every((c) => c.ok)).toBe(true);
@@ -295,7 +297,7 @@ describe('Runner with a fake target and a fake clock', () => {
     expect((await store.get(run.id))?.status).toBe('failed');
   });
 
-  it.each(['start', 'verify'] as const)(
+  it.each(['start', 'neutralise'] as const)(
     'pauses at the boundary before %s on shutdown, and a restarted service resumes there',
     async (resumeAt) => {
       const before = PHASES[PHASES.indexOf(resumeAt) - 1] as TargetPhase;
@@ -362,15 +364,54 @@ describe('Runner with a fake target and a fake clock', () => {
       teardown: 'skipped',
       clone: 'skipped',
       start: 'skipped',
+      neutralise: 'skipped',
+      prepare: 'skipped',
+      open: 'skipped',
       verify: 'skipped',
     });
     expect(run.phases.find((p) => p.name === 'clone')?.reason).toBe('dry run: nothing is changed');
     expect(target.calls).toEqual(['resolveSource', 'preflight:16']);
   });
 
+  it('a run that waits for a slot announces itself queued, records the wait as queuedMs, and keeps it out of durationMs', async () => {
+    const gate = new ConcurrencyGate({ global: 1, perSource: 1 });
+    const r = new Runner({
+      store,
+      locks: new JobLocks(stateDir),
+      sql,
+      clock,
+      log: silentLogger(),
+      targetFor: () => target,
+      gate,
+      onEvent: (event) => events.push(event),
+    });
+    const hold = target.hold('clone');
+    const first = await r.start(job, { kind: 'cli' });
+    await hold.entered;
+    const second = await r.start({ ...job, name: 'other' }, { kind: 'cli' });
+    expect(second.run.status).toBe('queued');
+    expect(events.filter((e) => e.run.job === 'other').map((e) => e.type)).toEqual(['run-queued']);
+    clock.advance(100);
+    hold.release();
+    await first.done;
+    const run = await second.done;
+    expect(run.status).toBe('succeeded');
+    // It waited while the first run finished its clone and start (10 s each, after the 100 s hold).
+    expect(run.queuedMs).toBe(120_000);
+    expect(Date.parse(run.startedAt ?? '') - Date.parse(run.createdAt)).toBe(120_000);
+    expect(run.durationMs).toBe(31_000);
+    expect(Date.parse(run.finishedAt ?? '') - Date.parse(run.createdAt)).toBe(151_000);
+    expect(events.filter((e) => e.run.job === 'other' && e.type.startsWith('run-')).map((e) => e.type)).toEqual([
+      'run-queued',
+      'run-started',
+      'run-finished',
+    ]);
+    expect((await first.done).queuedMs).toBe(0);
+  });
+
   it('refuses a manual run of a suspended job, and a second run while one holds the job', async () => {
     await expect(runner().run({ ...job, suspend: true, allowManualWhenSuspended: false }, { kind: 'cli' })).rejects.toMatchObject({
-      code: 'USAGE',
+      code: 'JOB_SUSPENDED',
     });
     const gate = target.hold('clone');
     const r = runner();

@@ -81,10 +81,14 @@ describe('pause and resume', () => {
     expect(paused.status).toBe('running');
   });
 
-  it('resumes the local target from start or verify, also after a crash in them', () => {
+  it('resumes the local target from start, neutralise, open or verify, also after a crash in them', () => {
     const beforeStart = pauseRun(through(run(), ['preflight', 'snapshot', 'teardown', 'clone']), at(20), 'shutdown');
     expect(resumePoint(beforeStart, local)).toEqual({ ok: true, phase: 'start' });
-    const crashedInVerify = startPhase(through(run(), ['preflight', 'snapshot', 'teardown', 'clone', 'start']), 'verify', at(30));
+    const crashedInVerify = startPhase(
+      through(run(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open']),
+      'verify',
+      at(30),
+    );
     expect(resumePoint(crashedInVerify, local)).toEqual({ ok: true, phase: 'verify' });
 
     const resumed = resumeRun(crashedInVerify, at(100), 'verify');

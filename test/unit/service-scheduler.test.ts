@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { JobConfig } from '../../src/config/types.js';
+import { upcomingLeadMinutes } from '../../src/notify/index.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import type { MissedCount } from '../../src/schedule/fire-times.js';
 import { Scheduler, type SchedulerActions, type Timers } from '../../src/schedule/scheduler.js';
 import { ConcurrencyGate } from '../../src/service/gate.js';
-import { upcomingLeads } from '../../src/service/service.js';
 
 /** The scheduler with a fake clock, fake timers and hand-driven ticks: no node-cron, no waiting. */
 
@@ -170,7 +170,7 @@ describe('Scheduler', () => {
   ops: { kind: generic, url: { env: U }, events: [failed, upcoming] }
   quiet: { kind: slack, url: { env: U }, events: [failed], upcomingLeadMinutes: 5 }`,
     );
-    expect(upcomingLeads(c, c.jobs[0] as JobConfig).sort((x, y) => x - y)).toEqual([15, 30]);
+    expect(upcomingLeadMinutes(c, (c.jobs[0] as JobConfig).name).sort((x, y) => x - y)).toEqual([15, 30]);
   });
 });
 

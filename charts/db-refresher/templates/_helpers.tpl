@@ -73,10 +73,39 @@ JSON: {"<namespace>": ["<cluster name>", ...]}.
 {{- if and (eq (toString $target.kind) "cnpg") (not $target.kubeconfig) -}}
 {{- $ns := toString $target.namespace -}}
 {{- $names := get $targets $ns | default (list) -}}
-{{- $_ := set $targets $ns (append $names (toString $target.clusterName) | uniq) -}}
+{{- if eq (include "db-refresher.strategyKind" .) "blueGreen" -}}
+{{- $names = concat $names (list (printf "%s-a" (toString $target.clusterName)) (printf "%s-b" (toString $target.clusterName))) -}}
+{{- else -}}
+{{- $names = append $names (toString $target.clusterName) -}}
+{{- end -}}
+{{- $_ := set $targets $ns ($names | uniq) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $targets -}}
+{{- end -}}
+
+{{/* A job's strategy kind: `strategy: blueGreen` or `strategy: {kind: blueGreen, ...}`; default recreate. */}}
+{{- define "db-refresher.strategyKind" -}}
+{{- $strategy := .strategy | default "recreate" -}}
+{{- if kindIs "map" $strategy -}}{{- $strategy.kind | default "recreate" -}}{{- else -}}{{- toString $strategy -}}{{- end -}}
+{{- end -}}
+
+{{/*
+The stable Services of blueGreen cnpg jobs reached with this release's service account, as JSON:
+{"<namespace>": ["<service name>", ...]}. The name is strategy.serviceName, default the clusterName.
+*/}}
+{{- define "db-refresher.cnpgServices" -}}
+{{- $services := dict -}}
+{{- range .Values.jobs -}}
+{{- $target := .target | default dict -}}
+{{- if and (eq (toString $target.kind) "cnpg") (not $target.kubeconfig) (eq (include "db-refresher.strategyKind" .) "blueGreen") -}}
+{{- $ns := toString $target.namespace -}}
+{{- $name := toString $target.clusterName -}}
+{{- if kindIs "map" .strategy -}}{{- $name = .strategy.serviceName | default $name | toString -}}{{- end -}}
+{{- $_ := set $services $ns (append (get $services $ns | default (list)) $name | uniq) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $services -}}
 {{- end -}}
 
 {{/*
@@ -102,8 +131,23 @@ when server.history.kind is kubernetes and it uses the service account (no histo
 {{- if or (gt (len $targets) 0) $history.enabled .Values.leaderElection.enabled -}}true{{- end -}}
 {{- end -}}
 
-{{/* The rules of the Role each cnpg target namespace gets; `names` are its Cluster names. */}}
+{{/* The rules of the Role each cnpg target namespace gets; `names` are its Cluster names, `services` its blueGreen Services. */}}
 {{- define "db-refresher.targetRules" -}}
+{{- if .services }}
+# blueGreen: the stable Service clients connect to. get and update (switching its selector to the new
+# Cluster's primary) only the Services the config names; create is granted without names because RBAC
+# cannot limit a create by name. The quota preflight reads the namespace's ResourceQuotas.
+- apiGroups: [""]
+  resources: [services]
+  resourceNames: {{ toJson .services }}
+  verbs: [get, update]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [resourcequotas]
+  verbs: [list]
+{{- end }}
 # The jobs' Clusters: read and watch (preflight, teardown, start), delete (teardown), annotate with the
 # outcome (patch). A list or watch of one Cluster uses fieldSelector metadata.name, which RBAC matches
 # against resourceNames like a get.
@@ -125,6 +169,11 @@ when server.history.kind is kubernetes and it uses the service account (no histo
 - apiGroups: [""]
   resources: [pods, persistentvolumeclaims, services]
   verbs: [list, watch]
+# Preflight: a Lease named after a Cluster that something else controls would stop CloudNativePG 1.30.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: {{ toJson .names }}
+  verbs: [get]
 # The clone Job's log, to explain a failed or stuck clone.
 - apiGroups: [""]
   resources: [pods/log]

@@ -1,8 +1,9 @@
 import { type Command, Option } from 'commander';
+import { formatDuration } from '../../duration.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../../run/record.js';
 import { globals, outputOption, print } from '../context.js';
 import { RemoteClient as Client, type RemoteClient, type RemoteOptions } from '../remote/client.js';
-import { formatDuration, type OutputFormat, renderRunText } from '../render.js';
+import { type OutputFormat, renderRunText } from '../render.js';
 
 /**
  * Verbs that talk to a running `db-refresher serve` over its API: status,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { systemClock } from '../../clock.js';
 import type { JobConfig } from '../../config/types.js';
 import { RefresherError } from '../../errors.js';
 import { buildSchedule, formatInZone, nextFireTimes, scheduleWarnings } from '../../schedule/fire-times.js';
@@ -70,7 +71,7 @@ export function registerSchedule(program: Command): void {
       const config = load(globals(command));
       const jobs = name ? [requireJob(config, name)] : config.jobs;
       // A suspended job still shows the times it would run once resumed.
-      const list = describeSchedules(jobs, count, new Date());
+      const list = describeSchedules(jobs, count, systemClock.now());
       print(name ? list[0] : list, options.output, () => renderText(list));
     });
 }

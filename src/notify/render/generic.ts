@@ -47,7 +47,7 @@ export const genericEnvelopeSchema = z
     event: z
       .enum([...NOTIFY_EVENTS, 'test'])
       .describe(
-        'started, succeeded, failed (including interrupted runs), skipped (a scheduled run did not happen), upcoming (a scheduled run is near), test (db-refresher notify-test)',
+        'queued (waiting for a free slot), started, succeeded, failed (including interrupted runs), skipped (a scheduled run did not happen), upcoming (a scheduled run is near), test (db-refresher notify-test)',
       ),
     occurredAt: timestamp.describe('When the event happened'),
     summary: z.string().describe('One line for people, e.g. "qa refreshed in 4 min 12 s"'),
@@ -72,7 +72,7 @@ export const genericEnvelopeSchema = z
         url: z.url().nullable().describe('The run record in the HTTP API (<publicUrl>/api/v1/runs/<id>), when publicUrl is configured'),
         status: z
           .enum(RUN_STATUSES)
-          .describe('Run status when the event happened: queued or running for started, succeeded, failed or interrupted after'),
+          .describe('Run status when the event happened: queued for queued, running for started, succeeded, failed or interrupted after'),
         dryRun: z.boolean(),
         createdAt: timestamp,
         finishedAt: timestamp.nullable(),
@@ -80,7 +80,7 @@ export const genericEnvelopeSchema = z
         downtimeMs: milliseconds
           .nullable()
           .describe(
-            'How long the copy was unavailable: from the start of teardown to the end of the start phase (or to the end of a run that failed after teardown began); null when teardown did not start',
+            'How long the copy was unavailable: from the start of teardown to the end of the open phase (when users may connect again) (or to the end of a run that failed after teardown began); null when teardown did not start',
           ),
         targetDown: z.boolean().describe('True when the old copy was removed and no new copy is running'),
         phases: z.array(

@@ -1,6 +1,7 @@
 import { tables, totalTables } from '../../checks/compare.js';
 import { formatBytes } from '../../config/byte-size.js';
 import type { NotifyEvent } from '../../config/types.js';
+import { formatDuration } from '../../duration.js';
 import type { FailureClass } from '../../failures.js';
 import type { DatabaseFigures } from '../../run/facts.js';
 import type { PhaseName, PhaseStatus, RunRecord, RunStatus, SkipReason, Trigger } from '../../run/record.js';
@@ -56,7 +57,7 @@ export interface MessageFacts {
         createdAt: string;
         finishedAt?: string | undefined;
         durationMs?: number | undefined;
-        /** From the start of teardown to the end of the start phase: how long the copy was unavailable. */
+        /** From the start of teardown to the end of the open phase: how long the copy was unavailable to its users. */
         downtimeMs?: number | undefined;
         /** The old copy was removed and no new copy is running (a failure after teardown began). */
         targetDown: boolean;
@@ -76,15 +77,6 @@ export interface MessageFacts {
 export function runUrl(publicUrl: string | undefined, runId: string): string | undefined {
   if (!publicUrl) return undefined;
   return `${publicUrl.replace(/\/+$/, '')}/api/v1/runs/${encodeURIComponent(runId)}`;
-}
-
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined) return 'unknown';
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
-  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
 }
 
 /** `30 min`, `2 h 5 min`: a lead time, rounded to minutes. */
@@ -136,11 +128,12 @@ const SKIP_REASONS: Readonly<Record<SkipReason, string>> = {
 /** How long the copy was unavailable, and whether it still is. */
 export function downtimeOf(run: RunRecord): { downtimeMs?: number; targetDown: boolean } {
   const teardown = run.phases.find((p) => p.name === 'teardown');
-  const start = run.phases.find((p) => p.name === 'start');
+  // Users get the copy back when it opens (the end of the private window).
+  const open = run.phases.find((p) => p.name === 'open');
   if (!teardown?.startedAt) return { targetDown: false };
   const from = Date.parse(teardown.startedAt);
-  if (start?.status === 'succeeded' && start.finishedAt) return { downtimeMs: Date.parse(start.finishedAt) - from, targetDown: false };
-  // Teardown began and no copy was started: the target is down (still, or since the run ended).
+  if (open?.status === 'succeeded' && open.finishedAt) return { downtimeMs: Date.parse(open.finishedAt) - from, targetDown: false };
+  // Teardown began and no copy was opened: the target is down (still, or since the run ended).
   const until = run.finishedAt ? Date.parse(run.finishedAt) : undefined;
   return { ...(until !== undefined ? { downtimeMs: until - from } : {}), targetDown: run.status !== 'running' };
 }
@@ -165,13 +158,15 @@ export function databasesOf(run: RunRecord): MessageFacts['verification'] {
 function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
   const dry = run.dryRun ? ' (dry run)' : '';
   switch (event) {
+    case 'queued':
+      return `Refresh of ${job} queued: waiting for a free slot${dry}`;
     case 'started': {
       const resumed = run.resumed?.at(-1);
       if (resumed) return `Refresh of ${job} resumed at ${resumed.fromPhase} after the service restarted${dry}`;
-      return run.status === 'queued' ? `Refresh of ${job} queued: waiting for a free slot${dry}` : `Refresh of ${job} started${dry}`;
+      return `Refresh of ${job} started${dry}`;
     }
     case 'succeeded':
-      return `${job} refreshed in ${formatDuration(run.durationMs)}${dry}`;
+      return `${job} refreshed in ${formatDuration(run.durationMs, 'unknown')}${dry}`;
     default:
       if (run.status === 'cancelled') return `Refresh of ${job} cancelled by ${run.cancelled?.by ?? 'someone'}${dry}`;
       if (run.status === 'interrupted') return `Refresh of ${job} interrupted in ${run.error?.phase ?? 'an unknown phase'}${dry}`;
@@ -179,9 +174,9 @@ function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
   }
 }
 
-/** Facts for a run event: `started` for a new run, `succeeded` or `failed` for a finished one. */
+/** Facts for a run event: `queued` or `started` for a new run, `succeeded` or `failed` for a finished one. */
 export function runFacts(input: {
-  event: 'started' | 'succeeded' | 'failed';
+  event: 'queued' | 'started' | 'succeeded' | 'failed';
   run: RunRecord;
   job: JobFacts;
   publicUrl?: string | undefined;
@@ -194,7 +189,12 @@ export function runFacts(input: {
   return {
     id: resumes > 0 ? `${run.id}.started.resumed-${resumes}` : `${run.id}.${event}`,
     event,
-    occurredAt: (event === 'started' ? (run.resumed?.at(-1)?.at ?? run.createdAt) : run.finishedAt) ?? input.now.toISOString(),
+    occurredAt:
+      (event === 'queued'
+        ? run.createdAt
+        : event === 'started'
+          ? (run.resumed?.at(-1)?.at ?? run.startedAt ?? run.createdAt)
+          : run.finishedAt) ?? input.now.toISOString(),
     title: runTitle(event, run, job.name),
     job,
     target: { kind: run.target.kind, summary: run.target.summary },
@@ -212,7 +212,7 @@ export function runFacts(input: {
       targetDown,
       phases: run.phases.map((p) => ({ name: p.name, status: p.status, durationMs: p.durationMs })),
     },
-    verification: event === 'started' ? undefined : databasesOf(run),
+    verification: event === 'started' || event === 'queued' ? undefined : databasesOf(run),
     error: run.error
       ? {
           phase: run.error.phase,
@@ -310,11 +310,13 @@ export function describeDatabase(db: DatabaseFacts): string {
 export function statusLine(facts: MessageFacts): string {
   const run = facts.run;
   switch (facts.event) {
+    case 'queued':
+      return `Queued: waiting for a free slot${run?.dryRun ? ' (dry run)' : ''}`;
     case 'started':
       return `Started${run?.dryRun ? ' (dry run)' : ''}`;
     case 'succeeded': {
-      const parts = [`Succeeded in ${formatDuration(run?.durationMs)}`];
-      if (run?.downtimeMs !== undefined) parts.push(`downtime ${formatDuration(run.downtimeMs)}`);
+      const parts = [`Succeeded in ${formatDuration(run?.durationMs, 'unknown')}`];
+      if (run?.downtimeMs !== undefined) parts.push(`downtime ${formatDuration(run.downtimeMs, 'unknown')}`);
       const dbs = facts.verification?.databases.length;
       if (dbs) parts.push(`${dbs} ${dbs === 1 ? 'database' : 'databases'} verified`);
       return parts.join(' · ');
@@ -336,6 +338,7 @@ export function statusLine(facts: MessageFacts): string {
 
 /** One emoji per event, at the start of every format's headline. */
 export const EVENT_ICONS: Readonly<Record<MessageEvent, string>> = {
+  queued: '⏳',
   started: '🔄',
   succeeded: '✅',
   failed: '❌',
@@ -344,7 +347,7 @@ export const EVENT_ICONS: Readonly<Record<MessageEvent, string>> = {
   test: '🔔',
 };
 
-export const TARGET_DOWN = 'The old copy was removed and no new copy is running: the target stays down until a refresh succeeds.';
+export { TARGET_DOWN } from '../../run/target-down.js';
 
 export interface Fact {
   label: string;
@@ -363,10 +366,14 @@ export function factsList(facts: MessageFacts): Fact[] {
   if (facts.skipped) list.push({ label: 'Reason', value: facts.skipped.reason });
   if (facts.upcoming) list.push({ label: 'Announced', value: `${formatMinutes(facts.upcoming.leadMinutes * 60_000)} ahead` });
   if (run) {
-    if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
-    else list.push({ label: 'Duration', value: formatDuration(run.durationMs) });
+    if (facts.event === 'queued') list.push({ label: 'Queued', value: formatTime(run.createdAt, job.timezone) });
+    else if (facts.event === 'started') list.push({ label: 'Started', value: formatTime(run.createdAt, job.timezone) });
+    else list.push({ label: 'Duration', value: formatDuration(run.durationMs, 'unknown') });
     if (facts.event !== 'started' && run.downtimeMs !== undefined) {
-      list.push({ label: 'Downtime', value: `${formatDuration(run.downtimeMs)}${run.targetDown ? ' (target still down)' : ''}` });
+      list.push({
+        label: 'Downtime',
+        value: `${formatDuration(run.downtimeMs, 'unknown')}${run.targetDown ? ' (target still down)' : ''}`,
+      });
     }
   }
   return list;

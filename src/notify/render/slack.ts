@@ -32,6 +32,7 @@ export const SLACK_LIMITS = {
 
 /** Status bar colours (Slack's own palette). */
 export const SLACK_COLORS: Readonly<Record<MessageEvent | 'interrupted', string>> = {
+  queued: '#868686',
   started: '#1d9bd1',
   succeeded: '#2eb67d',
   failed: '#e01e5a',

@@ -32,6 +32,7 @@ export const TEAMS_LIMITS = {
 
 /** Container styles of the Adaptive Card host config: the card's colour. */
 const STYLES: Readonly<Record<MessageEvent | 'interrupted', 'good' | 'attention' | 'warning' | 'accent' | 'emphasis'>> = {
+  queued: 'emphasis',
   started: 'accent',
   succeeded: 'good',
   failed: 'attention',

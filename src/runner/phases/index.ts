@@ -25,16 +25,42 @@
  * checks that the two agree.
  */
 import type { JobConfig } from '../../config/types.js';
-import type { PhaseName, ResumePolicy, TargetDescription } from '../../run/record.js';
+import type { PhaseName, ResumePolicy, RunOperation, TargetDescription } from '../../run/record.js';
+import { cleanupPrevious } from './cleanup-previous.js';
 import { clone } from './clone.js';
+import { cloneBeside } from './clone-beside.js';
+import { neutralise } from './neutralise.js';
+import { open } from './open.js';
 import type { Phase, TargetKind } from './phase.js';
 import { preflight } from './preflight.js';
+import { prepare } from './prepare.js';
+import { rollback } from './rollback.js';
 import { snapshot } from './snapshot.js';
 import { start } from './start.js';
+import { swap } from './swap.js';
 import { teardown } from './teardown.js';
 import { verify } from './verify.js';
 
-export const PHASE_TABLE: readonly Phase[] = [preflight, snapshot, teardown, clone, start, verify];
+export const PHASE_TABLE: readonly Phase[] = [
+  preflight,
+  snapshot,
+  teardown,
+  clone,
+  cloneBeside,
+  start,
+  neutralise,
+  prepare,
+  open,
+  verify,
+  swap,
+  cleanupPrevious,
+  rollback,
+];
+
+/** The phases a run of this job goes through, in order. */
+export function phasesFor(job: JobConfig, operation: RunOperation = 'refresh'): PhaseName[] {
+  return PHASE_TABLE.filter((p) => (p.appliesTo ? p.appliesTo(job, operation) : operation === 'refresh')).map((p) => p.name);
+}
 
 /** Which phases a run on this kind of target may be taken up again at, and which ones change the target. */
 export function resumePolicy(kind: TargetKind): ResumePolicy {
@@ -46,5 +72,10 @@ export function resumePolicy(kind: TargetKind): ResumePolicy {
 
 /** What each phase will do, in words, for `plan`. */
 export function planSteps(job: JobConfig, target: TargetDescription): Array<{ phase: PhaseName; action: string; destructive: boolean }> {
-  return PHASE_TABLE.map((p) => ({ phase: p.name, action: p.plan(job, target), destructive: p.changesTarget }));
+  const applies = new Set(phasesFor(job));
+  return PHASE_TABLE.filter((p) => applies.has(p.name)).map((p) => ({
+    phase: p.name,
+    action: p.plan(job, target),
+    destructive: p.changesTarget,
+  }));
 }

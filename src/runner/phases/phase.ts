@@ -3,7 +3,7 @@ import { PhaseFailure } from '../../errors.js';
 import type { FailureClass } from '../../failures.js';
 import type { PhaseContext } from '../../ports.js';
 import type { Check } from '../../run/facts.js';
-import type { PhaseDetail, PhaseName, RunRecord, TargetDescription } from '../../run/record.js';
+import type { PhaseDetail, PhaseName, RunOperation, RunRecord, TargetDescription } from '../../run/record.js';
 import type { Learned, RunContext } from '../context.js';
 
 export type TargetKind = JobConfig['target']['kind'];
@@ -38,6 +38,12 @@ export interface Phase {
    * running it died or stopped.
    */
   readonly resumable: Readonly<Record<TargetKind, boolean>>;
+  /**
+   * Whether a run of this job goes through the phase; default: every refresh. The record lists only
+   * the phases that apply (strategy recreate: teardown and clone; blueGreen: clone-beside, swap,
+   * cleanup-previous; a rollback run: rollback alone).
+   */
+  appliesTo?(job: JobConfig, operation: RunOperation): boolean;
   /** What the phase will do, in words, for `plan`. */
   plan(job: JobConfig, target: TargetDescription): string;
   run(ctx: PhaseRun): Promise<PhaseResult>;

@@ -10,9 +10,9 @@ export const snapshot: Phase = {
   resumable: { local: false, cnpg: false },
   plan: (job) => {
     const databases = job.verify.databases.length
-      ? job.verify.databases.map((d) => d.name).join(', ')
+      ? `${job.verify.databases.map((d) => d.name).join(', ')} on the source`
       : 'all connectable databases on the source';
-    return `record size, owner and table counts per schema of ${databases} on the source`;
+    return `record size, owner and table counts per schema of ${databases}`;
   },
   async run(ctx) {
     const unavailable = sourceUnavailable(ctx);

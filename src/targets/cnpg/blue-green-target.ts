@@ -3,7 +3,7 @@ import type { PgEndpoint, SourceConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import type { Kube } from '../../kube/client.js';
 import { loadKube } from '../../kube/load.js';
-import type { BlueGreenTarget, PhaseContext, SqlConnector } from '../../ports.js';
+import type { BlueGreenTarget, OwnerLogin, PhaseContext, SqlConnector } from '../../ports.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
 import {
@@ -104,10 +104,20 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
     };
   }
 
-  endpoint(database: string): PgEndpoint {
-    // Verification runs between start and swap, when the Service does not select the new Cluster yet;
-    // endpoint() is synchronous, so the slot is the one start() recorded on this object, else read back below.
-    return this.#slotTarget(this.#endpointSlot ?? 'a').endpoint(database);
+  endpoint(database: string, login?: OwnerLogin): PgEndpoint {
+    // Verification runs between start and swap, when the Service does not select the new Cluster yet.
+    // endpoint() is synchronous: the slot was read from the Service by resolveSource(), which every
+    // run (fresh or resumed) calls before its first phase.
+    return this.#slotTarget(this.#endpointSlot ?? 'a').endpoint(database, login);
+  }
+
+  async defaultOwner(): Promise<OwnerLogin | undefined> {
+    return this.#slotTarget(this.#endpointSlot ?? (await this.#newSlot())).defaultOwner();
+  }
+
+  async recordOutcome(run: RunRecord): Promise<void> {
+    if (run.operation === 'rollback' || !this.#endpointSlot) return;
+    await this.#slotTarget(this.#endpointSlot).recordOutcome(run);
   }
 
   #endpointSlot: CnpgSlot | undefined;
@@ -220,6 +230,13 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
     const slot = plan.name.endsWith('-a') ? 'a' : 'b';
     await this.#slotTarget(slot).teardown(ctx);
     return { deleted: plan.name, why: plan.why };
+  }
+
+  async reap(ctx: PhaseContext): Promise<PhaseDetail> {
+    const plan = planCleanup(await (await this.#service()).view(), this.#strategy.keepPreviousSeconds, new Date());
+    if (plan.action !== 'delete') return { removed: [] };
+    await this.#slotTarget(plan.name.endsWith('-a') ? 'a' : 'b').teardown(ctx);
+    return { removed: [`Cluster ${plan.name} (${plan.why})`] };
   }
 
   async afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined> {

@@ -62,21 +62,38 @@ export function ownershipRefusal(input: {
 }
 
 function normalizeHost(host: string): string {
-  return host.toLowerCase().replace(/\.$/, '');
+  return host.trim().toLowerCase().replace(/\.+$/, '');
 }
 
-/** Host names under which the target Cluster's own services answer. */
-export function targetServiceHosts(name: string, namespace: string): string[] {
-  const hosts: string[] = [];
-  for (const suffix of ['rw', 'ro', 'r', 'any']) {
-    const service = `${name}-${suffix}`;
-    hosts.push(service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`);
-  }
-  return hosts;
+/** CloudNativePG's Services for Cluster X (BEHAVIOUR.md §4.1); `-any` exists only with CREATE_ANY_SERVICE. */
+export const SERVICE_SUFFIXES = ['rw', 'ro', 'r', 'any'] as const;
+
+export function targetServiceNames(name: string): string[] {
+  return SERVICE_SUFFIXES.map((suffix) => `${name}-${suffix}`);
+}
+
+/**
+ * Whether `host` names one of the target Cluster's own Services, in any form a
+ * resolver inside Kubernetes accepts: `X-rw`, `X-rw.ns`, `X-rw.ns.svc`,
+ * `X-rw.ns.svc.cluster.local` or another cluster domain, a trailing dot, any
+ * case. A short name counts: the clone Job resolves it in the target namespace.
+ */
+export function isTargetServiceHost(host: string, name: string, namespace: string): boolean {
+  const [first, ...rest] = normalizeHost(host).split('.');
+  if (!first || !targetServiceNames(name).includes(first)) return false;
+  if (rest.length === 0) return true;
+  return rest[0] === namespace && (rest.length === 1 || rest[1] === 'svc');
+}
+
+/** Every host something clones from or connects to as the source, with where it is configured. */
+export interface SourceHost {
+  host: string;
+  /** e.g. `source.host` or `values.externalClusters[0].connectionParameters.host`. */
+  where: string;
 }
 
 /** Static refusals that need no API call: names, namespaces, and a source that is the target. */
-export function configRefusals(input: { target: CnpgTargetConfig; sourceHost: string; sourceClusterName: string }): string[] {
+export function configRefusals(input: { target: CnpgTargetConfig; sourceHosts: readonly SourceHost[] }): string[] {
   const { target } = input;
   const reasons: string[] = [];
   if (target.allowedNamespaces && !target.allowedNamespaces.includes(target.namespace)) {
@@ -87,19 +104,30 @@ export function configRefusals(input: { target: CnpgTargetConfig; sourceHost: st
       `Cluster name ${target.clusterName} matches the protected pattern /${target.protectedNamePattern}/i; db-refresher never replaces such Clusters. Rename the target, or set target.protectedNamePattern if this is a false alarm`,
     );
   }
-  const host = normalizeHost(input.sourceHost);
-  const selfHosts = targetServiceHosts(target.clusterName, target.namespace).map(normalizeHost);
-  // A short name like "qa-db-rw" resolves inside the target's own namespace.
-  if (selfHosts.includes(host)) {
-    reasons.push(
-      `the source host ${input.sourceHost} is the target Cluster's own service; refreshing would clone the copy from itself and destroy it first`,
-    );
-  }
+  reasons.push(...selfCloneRefusals(input.sourceHosts, target.clusterName, target.namespace));
   return reasons;
 }
 
+export function selfCloneRefusals(hosts: readonly SourceHost[], name: string, namespace: string): string[] {
+  return hosts
+    .filter((h) => isTargetServiceHost(h.host, name, namespace))
+    .map(
+      (h) =>
+        `${h.where} "${h.host}" is the target Cluster's own Service (${namespace}/${normalizeHost(h.host).split('.')[0]}); refreshing would delete Cluster ${namespace}/${name} and then clone it from itself. Point it at the source's primary`,
+    );
+}
+
 /** A resolved address of the source that equals one of the target's Service cluster IPs. */
-export function sourceResolvesToTarget(sourceAddresses: readonly string[], targetServiceIps: readonly string[]): string | undefined {
-  const hit = sourceAddresses.find((address) => targetServiceIps.includes(address));
-  return hit ? `the source host resolves to ${hit}, an address of the target Cluster's own Services` : undefined;
+export function sourceResolvesToTarget(
+  source: SourceHost,
+  sourceAddresses: readonly string[],
+  targetServices: ReadonlyArray<{ name: string; ips: readonly string[] }>,
+): string | undefined {
+  for (const address of sourceAddresses) {
+    const service = targetServices.find((s) => s.ips.includes(address));
+    if (service) {
+      return `${source.where} "${source.host}" ${source.host === address ? 'is' : `resolves to ${address},`} the ClusterIP of the target Cluster's own Service ${service.name}; refreshing would delete the Cluster and then clone it from itself. Point it at the source's primary`;
+    }
+  }
+  return undefined;
 }

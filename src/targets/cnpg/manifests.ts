@@ -1,4 +1,5 @@
 import type { CnpgValues } from '../../config/schema-cnpg.js';
+import { LABELS, MANAGED_BY_VALUE } from '../../kube/labels.js';
 
 /**
  * Pure builders for the Kubernetes objects db-refresher writes, in the manner
@@ -9,12 +10,8 @@ export const CLUSTER_GROUP = 'postgresql.cnpg.io';
 export const CLUSTER_VERSION = 'v1';
 export const CLUSTER_PLURAL = 'clusters';
 
-/** db-refresher's own metadata keys on the Clusters it creates. */
-export const LABELS = {
-  managedBy: 'app.kubernetes.io/managed-by',
-  job: 'db-refresher.io/job',
-} as const;
-export const MANAGED_BY_VALUE = 'db-refresher';
+// db-refresher's own label keys, defined once for everything it writes to Kubernetes.
+export { LABELS, MANAGED_BY_VALUE };
 
 export const ANNOTATIONS = {
   job: 'db-refresher.io/job',
@@ -72,10 +69,58 @@ export function buildClusterSpec(values: CnpgValues): Record<string, unknown> {
   };
 }
 
+/** Plain objects merge key by key; anything else (lists, strings, numbers) replaces what was there. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function mergeSpec(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? mergeSpec(current, value) : value;
+  }
+  return out;
+}
+
+/** The Cluster spec and the facts preflight and verification read from it. */
+export interface RenderedCluster {
+  spec: Record<string, unknown>;
+  image: string;
+  /** True when neither the values nor `cluster:` name an image, so CloudNativePG's default applies. */
+  imageIsDefault: boolean;
+  storageSize: string;
+  instances: number;
+  database: string;
+  owner: string;
+}
+
+/**
+ * The spec of the copy: what the values render to, with each layer merged
+ * over it in order (the job's `cluster:` partial spec, and whatever later
+ * features add). Pure, so `plan` shows exactly what `run` creates.
+ */
+export function renderCluster(values: CnpgValues, ...layers: ReadonlyArray<Record<string, unknown> | undefined>): RenderedCluster {
+  let spec = buildClusterSpec(values);
+  for (const layer of layers) if (layer) spec = mergeSpec(spec, layer);
+  const imageName = typeof spec.imageName === 'string' ? spec.imageName : undefined;
+  const storage = isPlainObject(spec.storage) ? spec.storage : {};
+  const { pg_basebackup: basebackup } = values.bootstrapDB;
+  return {
+    spec,
+    image: imageName ?? CNPG_DEFAULT_IMAGE,
+    imageIsDefault: imageName === undefined,
+    storageSize: typeof storage.size === 'string' ? storage.size : values.storage.size,
+    instances: typeof spec.instances === 'number' ? spec.instances : values.instances,
+    database: basebackup.database,
+    owner: basebackup.owner,
+  };
+}
+
 export function buildCluster(input: {
   name: string;
   namespace: string;
-  values: CnpgValues;
+  spec: Record<string, unknown>;
   metadata?: ClusterMetadataInput;
 }): ClusterManifest {
   const { metadata } = input;
@@ -97,7 +142,7 @@ export function buildCluster(input: {
           }
         : {}),
     },
-    spec: buildClusterSpec(input.values),
+    spec: input.spec,
   };
 }
 

@@ -1,5 +1,4 @@
-import type { V1Service } from '@kubernetes/client-node';
-import type { Kube } from '../../kube/client.js';
+import type { Kube, V1Service } from '../../kube/client.js';
 import { isConflict, isNotFound, withRetry } from '../../kube/retry.js';
 import {
   BLUE_GREEN_ANNOTATIONS,

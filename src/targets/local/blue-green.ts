@@ -304,6 +304,19 @@ export class BlueGreenLocalTarget implements BlueGreenTarget {
     };
   }
 
+  async reap(ctx: PhaseContext): Promise<PhaseDetail> {
+    const journal = this.#slots.journal();
+    const finished = journal ? await this.#slots.run({ ...ctx, drainSeconds: 0, now: () => new Date() }) : undefined;
+    const removed = await this.#slots.cleanup({
+      keepPreviousSeconds: this.#strategy.keepPreviousSeconds,
+      now: new Date(),
+      makeRoom: false,
+      log: ctx.log,
+      signal: ctx.signal,
+    });
+    return { ...(finished ? { finished: `${journal?.kind} of run ${journal?.runId}` } : {}), removed };
+  }
+
   /** Client sessions on a copy, for draining before its fast shutdown (the job's SQL role sees every session's pid). */
   async #countClients(port: number): Promise<number | undefined> {
     if (!this.#sql) return undefined;

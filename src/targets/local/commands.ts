@@ -10,8 +10,38 @@ export const MARKER_FILE = 'db-refresher-marker.json';
 export const STAGING_MARKER_FILE = 'db-refresher-staging.json';
 export const SERVER_LOG_FILE = 'db-refresher-server.log';
 
+export const TRASH_MARKER_FILE = 'db-refresher-trash.json';
+const TRASH_INFIX = '.db-refresher-trash-';
+
 export function stagingDirFor(dataDir: string): string {
   return `${dataDir}.db-refresher-staging`;
+}
+
+/**
+ * Where the clone's credentials (passfile, TLS key) live while pg_basebackup
+ * runs: beside the copy, outside the staging directory, so every run and every
+ * service start removes what a crash left there before anything else.
+ */
+export function authDirFor(dataDir: string): string {
+  return `${dataDir}.db-refresher-auth`;
+}
+
+/** An old copy is renamed here (atomically, same parent) before it is deleted. */
+export function trashDirFor(dataDir: string, runId: string): string {
+  return `${dataDir}${TRASH_INFIX}${runId}`;
+}
+
+/** Whether `name` (a sibling of dataDir) is one of dataDir's trash directories. */
+export function isTrashNameFor(dataDir: string, name: string): boolean {
+  return name.startsWith(`${path.basename(dataDir)}${TRASH_INFIX}`);
+}
+
+export interface TrashMarker {
+  managedBy: 'db-refresher';
+  job: string;
+  /** Where the directory was before it was moved aside. */
+  dataDir: string;
+  runId: string;
 }
 
 export interface Marker {

@@ -1,18 +1,23 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { systemClock } from '../../clock.js';
 import { formatBytes } from '../../config/byte-size.js';
 import type { JobConfig, LocalTargetConfig, PgEndpoint } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import { classifyLog } from '../../failures.js';
-import type { PhaseContext, Target } from '../../ports.js';
+import type { Logger } from '../../observe/logger.js';
+import type { Clock, PhaseContext, PrivateAccess, SqlConnector, Target } from '../../ports.js';
 import { describeSearch, discoverPgBinDirs, type PgBinDir } from '../../postgres/binaries.js';
-import { runCommand } from '../../postgres/command.js';
+import { childEnv } from '../../postgres/child-env.js';
+import { CommandNotStarted, runCommand } from '../../postgres/command.js';
 import { type OsUser, serverOsUser } from '../../postgres/os-user.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
-import type { PhaseDetail, TargetDescription } from '../../run/record.js';
+import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
+import { needsPrivateWindow } from '../../safe-copy/plan.js';
 import {
+  authDirFor,
   buildConninfo,
   copyOverrides,
   DEFAULT_HBA,
@@ -28,9 +33,10 @@ import {
   stagingDirFor,
 } from './commands.js';
 import { directorySize, inspectDataDir, overlaps, readMarker, refusalReason, runningServer } from './data-dir.js';
-
-/** Room kept free beyond the source's size: WAL streamed during the copy lands on the target too. */
-const ROOM_FACTOR = 1.1;
+import { endCloneProcesses } from './orphans.js';
+import { closePrivately, type PrivateWindowDeps, privateEndpoint, runsPrivately, startPrivately } from './private-window.js';
+import { emptyTrash, moveToTrash, removeMarkedLast } from './removal.js';
+import { roomNeeded } from './room.js';
 
 export type LocalJob = JobConfig & { target: LocalTargetConfig };
 
@@ -45,6 +51,9 @@ export interface LocalTargetOptions {
   /** `jobs[3]`, so messages can name the config key to change. */
   jobPath: string;
   env?: NodeJS.ProcessEnv;
+  clock?: Clock;
+  /** Reaches the copy through its private socket during the private window. */
+  sql?: SqlConnector;
 }
 
 export class LocalTarget implements Target {
@@ -52,12 +61,16 @@ export class LocalTarget implements Target {
   readonly #config: LocalTargetConfig;
   readonly #jobPath: string;
   readonly #env: NodeJS.ProcessEnv;
+  readonly #clock: Clock;
+  readonly #sql: SqlConnector | undefined;
 
   constructor(options: LocalTargetOptions) {
     this.#job = options.job;
     this.#config = options.job.target;
     this.#jobPath = options.jobPath;
     this.#env = options.env ?? process.env;
+    this.#clock = options.clock ?? systemClock;
+    this.#sql = options.sql;
   }
 
   describe(): TargetDescription {
@@ -67,9 +80,11 @@ export class LocalTarget implements Target {
       summary: `local data directory ${dataDir}, served on ${host}:${port}`,
       details: { dataDir, host, port, adopt: this.#config.adopt },
       steps: {
-        teardown: `stop the copy in ${dataDir} (fast shutdown) and remove the directory, only if db-refresher created it for this job${this.#config.adopt ? ' (or adopt it: adopt is on)' : ''}`,
+        teardown: `stop the copy in ${dataDir} (fast shutdown), move the directory aside in one step and delete it, only if db-refresher created it for this job${this.#config.adopt ? ' (or adopt it: adopt is on)' : ''}`,
         clone: `pg_basebackup -X stream -c fast into ${stagingDirFor(dataDir)}, then move it to ${dataDir}`,
-        start: `pg_ctl start on ${host}:${port} (archiving off, no Unix socket) and wait until it accepts connections`,
+        start: needsPrivateWindow(this.#job)
+          ? `pg_ctl start with no TCP listener, on a private Unix socket only db-refresher reaches (archiving off, no logical replication workers, no pg_cron jobs); open it on ${host}:${port} once the copy is prepared`
+          : `pg_ctl start on ${host}:${port} (archiving off, no Unix socket) and wait until it accepts connections`,
       },
     };
   }
@@ -228,9 +243,10 @@ export class LocalTarget implements Target {
         message: `cannot read the source's size (the SQL role lacks CONNECT on every database or pg_read_all_stats); ${formatBytes(free)} free at ${probe}`,
       };
     }
-    const needed = Math.ceil(source.totalSizeBytes * ROOM_FACTOR);
+    const room = roomNeeded({ totalSizeBytes: source.totalSizeBytes, walSegmentBytes: source.walSegmentBytes });
+    const needed = room.bytes;
     const available = free + reclaimed;
-    const text = `needs about ${formatBytes(needed)} (source ${formatBytes(source.totalSizeBytes)} plus WAL), ${formatBytes(available)} available at ${probe}${reclaimed ? ` counting ${formatBytes(reclaimed)} freed by removing the old copy` : ''}`;
+    const text = `needs about ${formatBytes(needed)} (databases ${formatBytes(room.databases)}, WAL ${formatBytes(room.wal)}, plus 10%), ${formatBytes(available)} available at ${probe}${reclaimed ? ` counting ${formatBytes(reclaimed)} freed by removing the old copy` : ''}`;
     return available >= needed
       ? { name: 'room for the copy', ok: true, message: text }
       : { name: 'room for the copy', ok: false, failureClass: 'insufficient-space', message: text };
@@ -256,21 +272,30 @@ export class LocalTarget implements Target {
     const refusal = this.#refusal();
     if (refusal) throw new PhaseFailure('unsafe-target', refusal);
     const state = inspectDataDir(dataDir, this.#job.name);
-    if (state.kind === 'missing' || state.kind === 'empty') return { removed: false, reason: 'nothing to remove' };
+    if (state.kind === 'missing' || state.kind === 'empty') {
+      const leftovers = await emptyTrash(dataDir, this.#job.name);
+      return { removed: false, reason: 'nothing to remove', ...(leftovers.length ? { removedLeftovers: leftovers } : {}) };
+    }
 
     let stopped = false;
     const running = runningServer(dataDir);
     if (running) {
       ctx.log.info({ dataDir, pid: running.pid }, 'stopping the current copy (fast shutdown)');
-      const result = await runCommand(this.#binary('pg_ctl', ctx), pgCtlStopArgs(dataDir), { runAs: this.#runAs(), signal: ctx.signal });
+      const result = await runCommand(this.#binary('pg_ctl', ctx), pgCtlStopArgs(dataDir), {
+        env: childEnv(this.#env),
+        runAs: this.#runAs(),
+        signal: ctx.signal,
+      });
       if (result.exitCode !== 0 && runningServer(dataDir)) {
         throw new PhaseFailure('unknown', `pg_ctl stop failed for ${dataDir} (exit ${result.exitCode})`, { details: result.tail });
       }
       stopped = true;
     }
     const bytes = directorySize(dataDir);
-    await rm(dataDir, { recursive: true, force: true });
-    ctx.log.info({ dataDir, bytes }, 'removed the old copy');
+    // One atomic rename: the data directory path holds the whole old copy or nothing, whenever a kill comes.
+    const trash = await moveToTrash({ dataDir, job: this.#job.name, runId: ctx.runId });
+    await emptyTrash(dataDir, this.#job.name);
+    ctx.log.info({ dataDir, bytes, via: trash }, 'removed the old copy');
     return { stopped, removed: true, bytesFreed: bytes, previousRun: state.kind === 'ours' ? state.marker.runId : undefined };
   }
 
@@ -279,12 +304,8 @@ export class LocalTarget implements Target {
     const { source } = this.#job;
     const runAs = this.#runAs();
     const staging = stagingDirFor(dataDir);
-    if (existsSync(staging)) {
-      if (!existsSync(path.join(staging, STAGING_MARKER_FILE))) {
-        throw new PhaseFailure('unsafe-target', `${staging} exists and was not created by db-refresher; move it away`);
-      }
-      await rm(staging, { recursive: true, force: true });
-    }
+    await this.#clearStaging();
+    if (ctx.signal.aborted) throw new CommandNotStarted(`clone not started: ${String(ctx.signal.reason?.message ?? ctx.signal.reason)}`);
     if (existsSync(dataDir) && inspectDataDir(dataDir, this.#job.name).kind !== 'empty') {
       throw new PhaseFailure('unsafe-target', `${dataDir} is not empty; the teardown phase should have removed it`);
     }
@@ -294,8 +315,9 @@ export class LocalTarget implements Target {
     await writeFile(path.join(staging, STAGING_MARKER_FILE), JSON.stringify({ job: this.#job.name, runId: ctx.runId }));
     if (runAs) await chown(staging, runAs.uid, runAs.gid);
 
-    // Credentials live inside the staging directory, which is removed whether the clone succeeds or fails.
-    const secrets = path.join(staging, 'auth');
+    // Credentials live beside the copy, removed when the clone ends and, after a crash, by the next run or service start.
+    const secrets = authDirFor(dataDir);
+    await rm(secrets, { recursive: true, force: true });
     await mkdir(secrets, { mode: 0o700 });
     try {
       const conn: Record<string, string | number | undefined> = {
@@ -306,7 +328,7 @@ export class LocalTarget implements Target {
         application_name: `db-refresher-${this.#job.name}`,
         connect_timeout: 10,
       };
-      const env: NodeJS.ProcessEnv = { ...this.#env, PGAPPNAME: `db-refresher-${this.#job.name}` };
+      const env = childEnv(this.#env, { PGAPPNAME: `db-refresher-${this.#job.name}` });
       const writeSecret = async (name: string, value: string) => {
         const file = path.join(secrets, name);
         // libpq refuses a key readable by others; mounted secrets often are (0644), so always copy.
@@ -322,7 +344,7 @@ export class LocalTarget implements Target {
 
       const pgdata = path.join(staging, 'pgdata');
       let lastPercent = -1;
-      const started = Date.now();
+      const started = this.#clock.now().getTime();
       const result = await runCommand(this.#binary('pg_basebackup', ctx), pgBasebackupArgs({ pgdata, conninfo: buildConninfo(conn) }), {
         env,
         runAs,
@@ -352,10 +374,10 @@ export class LocalTarget implements Target {
 
       const written = await this.#prepareCopy(pgdata, ctx);
       await rename(pgdata, dataDir);
-      await rm(staging, { recursive: true, force: true });
+      await removeMarkedLast(staging, STAGING_MARKER_FILE);
       return {
         copiedBytes: directorySize(dataDir),
-        basebackupMs: Date.now() - started,
+        basebackupMs: this.#clock.now().getTime() - started,
         binDir: this.#binDir(ctx).dir,
         walMethod: 'stream',
         checkpoint: 'fast',
@@ -363,7 +385,7 @@ export class LocalTarget implements Target {
       };
     } catch (error) {
       // pg_basebackup removes its partial copy itself; the staging directory holds nothing worth keeping.
-      await rm(staging, { recursive: true, force: true });
+      await removeMarkedLast(staging, STAGING_MARKER_FILE);
       throw error;
     } finally {
       await rm(secrets, { recursive: true, force: true });
@@ -403,7 +425,7 @@ export class LocalTarget implements Target {
       job: this.#job.name,
       dataDir: this.#config.dataDir,
       runId,
-      createdAt: new Date().toISOString(),
+      createdAt: this.#clock.now().toISOString(),
       source: { host: this.#job.source.host, port: this.#job.source.port, systemIdentifier: ctx.facts?.systemIdentifier },
     };
     const markerFile = path.join(pgdata, MARKER_FILE);
@@ -414,15 +436,57 @@ export class LocalTarget implements Target {
   }
 
   async start(ctx: PhaseContext): Promise<PhaseDetail> {
-    const { dataDir, host, port, startTimeoutSeconds } = this.#config;
+    const { dataDir } = this.#config;
     const marker = readMarker(dataDir);
     if (!marker || marker.job !== this.#job.name) {
       throw new PhaseFailure('unsafe-target', `${dataDir} is not a copy made by this job; refusing to start it`);
     }
+    const notOurs = this.#madeByAnotherRun(ctx.runId);
+    if (notOurs) throw new PhaseFailure('unsafe-target', notOurs);
+    if (needsPrivateWindow(this.#job)) {
+      return startPrivately(this.#window(ctx), { noLogicalWorkers: this.#job.neutralise.subscriptions }, ctx);
+    }
+    return this.#startOpen(ctx);
+  }
+
+  #window(ctx: PhaseContext): PrivateWindowDeps {
+    const { dataDir, startTimeoutSeconds } = this.#config;
+    return { dataDir, pgCtl: this.#binary('pg_ctl', ctx), runAs: this.#runAs(), startTimeoutSeconds };
+  }
+
+  async privateAccess(ctx: PhaseContext): Promise<PrivateAccess> {
+    if (!this.#sql) throw new Error('the local target was built without a SQL connector');
+    const { source } = this.#job;
+    const endpoint = await privateEndpoint(
+      this.#window(ctx),
+      this.#sql,
+      { user: source.sql.user, database: source.dbname },
+      this.#config.port,
+    );
+    return { endpoint, maintenanceDatabase: source.dbname };
+  }
+
+  async open(ctx: PhaseContext): Promise<PhaseDetail> {
+    const window = this.#window(ctx);
+    if (!runsPrivately(window) && runningServer(this.#config.dataDir)) return { alreadyOpen: true };
+    const closed = await closePrivately(window, ctx);
+    const started = await this.#startOpen(ctx);
+    return { ...closed, ...started };
+  }
+
+  reservedRoles(): string[] {
+    // db-refresher verifies the copy with the source's credentials.
+    return [this.#job.source.user, this.#job.source.sql.user];
+  }
+
+  async #startOpen(ctx: PhaseContext): Promise<PhaseDetail> {
+    const { dataDir, host, port, startTimeoutSeconds } = this.#config;
     const running = runningServer(dataDir);
     if (running) return { alreadyRunning: true, pid: running.pid, port: running.port };
-    const started = Date.now();
+    const started = this.#clock.now().getTime();
     const result = await runCommand(this.#binary('pg_ctl', ctx), pgCtlStartArgs({ dataDir, timeoutSeconds: startTimeoutSeconds }), {
+      // The postmaster inherits this environment for as long as the copy runs.
+      env: childEnv(this.#env),
       runAs: this.#runAs(),
       signal: ctx.signal,
     });
@@ -434,7 +498,69 @@ export class LocalTarget implements Target {
         details: [...result.tail, ...log].slice(-15),
       });
     }
-    return { startMs: Date.now() - started, host, port, logFile: path.join(dataDir, SERVER_LOG_FILE) };
+    return { startMs: this.#clock.now().getTime() - started, host, port, logFile: path.join(dataDir, SERVER_LOG_FILE) };
+  }
+
+  /** Why the copy in dataDir is not the one run `runId` made, or undefined when it is. */
+  #madeByAnotherRun(runId: string): string | undefined {
+    const marker = readMarker(this.#config.dataDir);
+    if (!marker || marker.runId === runId) return undefined;
+    return `${this.#config.dataDir} holds the copy made by run ${marker.runId}, not by run ${runId}; a newer run replaced it, so this run cannot go on with it`;
+  }
+
+  async resumeRefusal(run: RunRecord): Promise<string | undefined> {
+    // Only a run whose clone finished has a copy of its own to go on with.
+    if (run.phases.find((p) => p.name === 'clone')?.status !== 'succeeded') return undefined;
+    return this.#madeByAnotherRun(run.id);
+  }
+
+  /**
+   * Finishes what a killed run of this job left: pg_basebackup processes still
+   * copying into the staging directory (they hold walsenders and a slot on the
+   * source), the clone's credentials, a half-deleted old copy and the staging
+   * directory. Only what carries db-refresher's marker is deleted. The caller
+   * holds the job's lock, so no live run of the job is using any of it.
+   */
+  async recover(log: Logger): Promise<PhaseDetail> {
+    const { dataDir } = this.#config;
+    const ended = await endCloneProcesses(path.join(stagingDirFor(dataDir), 'pgdata'));
+    const auth = authDirFor(dataDir);
+    const hadAuth = existsSync(auth);
+    await rm(auth, { recursive: true, force: true });
+    const trash = await emptyTrash(dataDir, this.#job.name);
+    const staging = await this.#clearStaging().then(
+      (removed) => removed,
+      () => false,
+    );
+    const done = {
+      ...(ended.length ? { endedProcesses: ended } : {}),
+      ...(hadAuth ? { removedCredentials: auth } : {}),
+      ...(trash.length ? { removedOldCopies: trash } : {}),
+      ...(staging ? { removedStaging: stagingDirFor(dataDir) } : {}),
+    };
+    if (Object.keys(done).length > 0) log.warn({ job: this.#job.name, ...done }, 'cleaned up after an earlier run that did not finish');
+    return done;
+  }
+
+  /** Removes this job's staging directory when it carries the staging marker (or is empty); refuses anything else. */
+  async #clearStaging(): Promise<boolean> {
+    const staging = stagingDirFor(this.#config.dataDir);
+    if (!existsSync(staging)) return false;
+    await endCloneProcesses(path.join(staging, 'pgdata'));
+    const empty = readdirSafe(staging).length === 0;
+    if (!empty && !existsSync(path.join(staging, STAGING_MARKER_FILE))) {
+      throw new PhaseFailure('unsafe-target', `${staging} exists and was not created by db-refresher; move it away`);
+    }
+    await removeMarkedLast(staging, STAGING_MARKER_FILE);
+    return true;
+  }
+}
+
+function readdirSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 
