@@ -19,7 +19,7 @@
 # Kubernetes the probes on /healthz and /readyz do that job.
 
 # --- build: compile TypeScript with the dev dependencies ------------------------------------------------
-FROM node:20.20.2-bookworm-slim AS build
+FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
@@ -33,14 +33,14 @@ RUN echo '{ "extends": "./tsconfig.build.json", "include": ["src"] }' >tsconfig.
  && mkdir -p dist/src/http/ui && cp src/http/ui/*.js src/http/ui/*.css dist/src/http/ui/
 
 # --- production dependencies only ------------------------------------------------------------------------
-FROM node:20.20.2-bookworm-slim AS prod-deps
+FROM node:24.21.0-bookworm-slim AS prod-deps
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts \
  && npm cache clean --force
 
 # --- runtime ----------------------------------------------------------------------------------------------
-FROM node:20.20.2-bookworm-slim AS runtime
+FROM node:24.21.0-bookworm-slim AS runtime
 ARG PG_MAJORS=15
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Debian's packages follow security updates within a release, so they are not pinned to a version.

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS } from '../config/schema.js';
 import { isRefresherError } from '../errors.js';
+import { packageVersion } from '../version.js';
 import { registerNotifyTest } from './commands/notify-test.js';
 import { registerPlan } from './commands/plan.js';
 import { registerRemote } from './commands/remote.js';
@@ -17,15 +17,6 @@ import { registerValidate } from './commands/validate.js';
  * 0 success, 1 a refresh failed (or the job was busy), 2 config or usage error.
  * bin.ts is the only place that sets it on the process.
  */
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-    return pkg.version;
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** Each command lives in commands/<name>.ts and registers itself here. */
 const COMMANDS: ReadonlyArray<(program: Command) => void> = [
@@ -43,7 +34,7 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
 export function buildProgram(): Command {
   const program = new Command('db-refresher')
     .description('Refresh test, QA and reporting PostgreSQL databases from a live source, verified and reported.')
-    .version(version())
+    .version(packageVersion())
     .option('-c, --config <path>', 'config file (default: $DB_REFRESHER_CONFIG, else config/db-refresher.yaml)')
     .addOption(new Option('--log-level <level>', 'log level (overrides the config file)').choices(LOG_LEVELS))
     .showHelpAfterError('(run with --help for usage)')

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSeconds, MAX_CONCURRENT_RUNS } from './limits.js';
+import { leaderElectionSchema } from './schema-leader.js';
 import { secretRef } from './secret-ref.js';
 
 /**
@@ -86,6 +87,16 @@ export const serverSchema = z
     shutdownGraceSeconds: durationSeconds(0, 60, 'On SIGTERM, how long a running phase may take to reach its end before it is stopped'),
     bodyLimitBytes: z.number().int().min(256).max(1_048_576).default(16_384).describe('Largest request body the API accepts'),
     history: historySchema.prefault({ kind: 'file' }).describe('Where run records are kept'),
+    leaderElection: leaderElectionSchema.optional(),
+  })
+  .superRefine((server, ctx) => {
+    if (server.leaderElection && server.history.kind !== 'kubernetes') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['leaderElection'],
+        message: 'needs history kind kubernetes: the replicas must share one run history (set server.history.kind: kubernetes)',
+      });
+    }
   })
   .describe('The HTTP API and scheduler of `db-refresher serve`');
 

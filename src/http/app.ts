@@ -11,6 +11,7 @@ import type { Logger } from '../observe/logger.js';
 import { type ApiToken, INSUFFICIENT_SCOPE, type Principal, TokenAuth } from './auth.js';
 import type { ApiBackend } from './backend.js';
 import { registerDocsRoutes } from './docs-routes.js';
+import { registerForwarding } from './forward.js';
 import { clientErrorHandler, frameworkErrors, handleError, RouteMethods, registerJsonParser } from './framework-errors.js';
 import { replyError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
@@ -144,6 +145,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
         }
         request.principal = result.principal;
       });
+      registerForwarding(api, backend);
       registerApiRoutes(api, backend, closing);
       registerLiveRoutes(api, backend, closing);
       registerActionRoutes(api, backend, () => capabilities);

@@ -32,4 +32,6 @@ export interface ApiBackend {
   setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension>;
   /** Hears every live change (SSE, long polls); returns the unsubscribe function. */
   subscribe(listener: LiveListener): () => void;
+  /** With leader election: where writes go (see forward.ts); without, every write is handled here. */
+  forwardTo?(): 'self' | { url: string; leader: string } | 'none';
 }

@@ -7,11 +7,15 @@ import {
   PatchStrategy,
   setHeaderOptions,
   type V1ConfigMap,
+  type V1Lease,
+  V1MicroTime,
   type V1Service,
   Watch,
 } from '@kubernetes/client-node';
 
-export type { V1ConfigMap, V1Service };
+export type { V1ConfigMap, V1Lease, V1Service };
+/** Lease times need exactly six fractional digits; a plain Date is refused with 400. */
+export { V1MicroTime };
 
 /**
  * The Kubernetes clients: the only importer of @kubernetes/client-node (a

@@ -56,6 +56,8 @@ export class Scheduler {
   readonly #upcoming = new Set<unknown>();
   readonly #next = new Map<string, Date | undefined>();
   readonly #missed = new Map<string, { newest: Date; count: number }>();
+  /** Per job, the fire time last handled (or when scheduling started): the pending fire is the next one after it. */
+  readonly #handledUpTo = new Map<string, Date>();
   #running = false;
 
   constructor(deps: SchedulerDeps) {
@@ -97,6 +99,18 @@ export class Scheduler {
     return next;
   }
 
+  /**
+   * The fire time the scheduler is waiting for: the first after the last one
+   * it handled. Unlike nextRun() it does not move on by itself, so one in the
+   * past means a tick never came (the db_refresher_next_run_timestamp_seconds
+   * alert). Undefined while not scheduling.
+   */
+  pendingFire(job: string): Date | undefined {
+    const s = this.#schedules.get(job);
+    const from = this.#handledUpTo.get(job);
+    return this.#running && s && from ? nextFireTime(s, from) : undefined;
+  }
+
   nextRuns(job: JobConfig, count: number): Date[] {
     const s = this.#schedules.get(job.name);
     if (!s || job.suspend) return [];
@@ -112,6 +126,8 @@ export class Scheduler {
     if (this.#running) return;
     this.#running = true;
     const startTicker = this.#deps.startTicker ?? startCronTicker;
+    const now = this.#deps.clock.now();
+    for (const job of this.#schedules.keys()) this.#handledUpTo.set(job, now);
     const groups = new Map<string, { schedule: Schedule; tolerance: number; jobs: JobConfig[] }>();
     for (const job of this.#deps.jobs) {
       const schedule = this.#schedules.get(job.name);
@@ -156,6 +172,7 @@ export class Scheduler {
 
   #fire(job: JobConfig, scheduledFor: Date): void {
     if (!this.#running) return;
+    this.#handled(job.name, scheduledFor);
     const lateMs = this.#deps.clock.now().getTime() - scheduledFor.getTime();
     this.#deps.onTick?.(lateMs);
     this.#deps.log.debug({ job: job.name, scheduledFor, lateMs }, 'tick');
@@ -169,6 +186,7 @@ export class Scheduler {
   /** node-cron reports each missed slot on its own; they are collected and passed on as one. */
   #noteMissed(job: JobConfig, scheduledFor: Date): void {
     if (!this.#running) return;
+    this.#handled(job.name, scheduledFor);
     const seen = this.#missed.get(job.name);
     if (seen) {
       seen.count += 1;
@@ -181,6 +199,11 @@ export class Scheduler {
       this.#missed.delete(job.name);
       if (batch && this.#running) this.#deps.actions.missed(job, batch.newest, { count: batch.count, atLeast: false });
     });
+  }
+
+  #handled(job: string, at: Date): void {
+    const seen = this.#handledUpTo.get(job);
+    if (!seen || at > seen) this.#handledUpTo.set(job, at);
   }
 
   /** Arms a timer for the first fire time more than `lead` minutes away; when it goes off, announces it and arms the next. */

@@ -114,12 +114,18 @@ export class ServiceApi implements ApiBackend {
     } catch (error) {
       store = { ok: false, message: `run store not reachable: ${error instanceof Error ? error.message : String(error)}` };
     }
+    const { leadership } = this.#parts;
     const checks = {
       config: { ok: true },
       store,
       stateDir: await stateDirWritable(config.stateDir),
-      scheduler: scheduler.running ? { ok: true } : { ok: false, message: accepting ? 'starting' : 'stopped' },
+      // Only the leader schedules; a follower is ready to serve the API.
+      scheduler:
+        scheduler.running || !leadership.leading
+          ? { ok: true, ...(scheduler.running ? {} : { message: 'not leading: the leader schedules' }) }
+          : { ok: false, message: accepting ? 'starting' : 'stopped' },
       accepting: accepting ? { ok: true } : { ok: false, message: 'shutting down' },
+      leader: leadership.readiness(),
     };
     return { ready: Object.values(checks).every((c) => c.ok), checks };
   }
@@ -171,6 +177,10 @@ export class ServiceApi implements ApiBackend {
           ? { phase: event.phase }
           : {};
     feed.publish({ type: 'run', data: runUpdate(event.run, event.type, extra) });
+  }
+
+  forwardTo(): 'self' | { url: string; leader: string } | 'none' {
+    return this.#parts.leadership.forwardTo();
   }
 
   async metricsText(): Promise<{ contentType: string; body: string }> {

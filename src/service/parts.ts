@@ -8,6 +8,7 @@ import type { JobLocks } from '../runner/lock.js';
 import type { Runner } from '../runner/runner.js';
 import type { Scheduler } from '../schedule/scheduler.js';
 import type { JobBoard } from './job-board.js';
+import type { Leadership } from './leadership.js';
 
 /**
  * What the service's roles (start-up recovery, tick dispatch, the API
@@ -28,6 +29,8 @@ export interface ServiceParts {
   readonly locks: JobLocks;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Whether this replica schedules and runs (always, without leader election). */
+  readonly leadership: Leadership;
   /** False once shutdown began. */
   accepting(): boolean;
   /** Work the service waits for before it stops; its failure is logged. */

@@ -7,7 +7,7 @@ import { RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
 import { buildApp } from '../http/app.js';
 import { LiveFeed } from '../http/live-feed.js';
-import { upcomingLeadMinutes } from '../notify/index.js';
+import { type DeliveringNotifier, upcomingLeadMinutes } from '../notify/index.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
 import type { Clock, Notifier, RunStore } from '../ports.js';
@@ -18,10 +18,13 @@ import type { Runner } from '../runner/runner.js';
 import type { startCronTicker } from '../schedule/cron-ticker.js';
 import { Scheduler, type Timers } from '../schedule/scheduler.js';
 import { createTarget } from '../targets/create.js';
+import { packageVersion } from '../version.js';
 import { ServiceApi } from './api-backend.js';
 import { TickDispatcher } from './dispatch.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
+import { createLeadership, fencedStore, type Leadership, soleReplica } from './leadership.js';
+import { jobInfo } from './metrics-info.js';
 import type { ServiceParts } from './parts.js';
 import { PreviousReaper } from './previous-reaper.js';
 import { StartupRecovery } from './recovery.js';
@@ -56,6 +59,8 @@ export interface ServiceOptions {
   startTicker?: typeof startCronTicker;
   /** Process metrics (memory, CPU) on /metrics; on in `serve`. */
   processMetrics?: boolean;
+  /** Overrides what server.leaderElection chooses (tests). */
+  leadership?: Leadership;
 }
 
 /**
@@ -78,6 +83,7 @@ export class RefresherService implements ServiceParts {
   readonly log: Logger;
   readonly dispatch: TickDispatcher;
   readonly api: ServiceApi;
+  readonly leadership: Leadership;
   readonly #recovery: StartupRecovery;
   readonly #gate: ConcurrencyGate;
   readonly #env: NodeJS.ProcessEnv;
@@ -90,14 +96,24 @@ export class RefresherService implements ServiceParts {
 
   static async create(options: ServiceOptions): Promise<RefresherService> {
     checkServerConfig(options.config);
+    const leadership =
+      options.leadership ??
+      (await createLeadership({
+        config: options.config,
+        clock: options.clock ?? systemClock,
+        log: options.log,
+        env: options.env ?? process.env,
+        port: options.config.server.port,
+      }));
     const store = options.store ?? (await createRunStore(options.config, options.log, options.env));
-    return new RefresherService(options, store);
+    return new RefresherService(options, fencedStore(store, leadership), leadership);
   }
 
-  private constructor(options: ServiceOptions, store: RunStore) {
+  private constructor(options: ServiceOptions, store: RunStore, leadership: Leadership) {
     const { config, log } = options;
     this.config = config;
     this.store = store;
+    this.leadership = leadership;
     this.log = log;
     this.clock = options.clock ?? systemClock;
     // The board's changes and the runner's events go to the live feed through the API backend (built below).
@@ -111,6 +127,14 @@ export class RefresherService implements ServiceParts {
       running: () => this.#gate.running,
       queued: () => this.#gate.queued,
       processMetrics: options.processMetrics ?? false,
+      jobInfo: jobInfo(config, this.clock.now()),
+      nextRun: (job) => this.scheduler.pendingFire(job),
+      notifications: () => {
+        const stats = (this.notifier as Partial<DeliveringNotifier>).stats?.();
+        return stats?.destinations ?? {};
+      },
+      leader: () => leadership.metric(),
+      version: packageVersion(),
     });
     const built = buildRunner(config, log, {
       env: this.#env,
@@ -163,15 +187,32 @@ export class RefresherService implements ServiceParts {
         jobs.length > 10 ? { jobs: jobs.slice(0, 10), moreJobs: jobs.length - 10 } : jobs.length === 1 ? { job: jobs[0] } : { jobs };
       this.log.warn(named, `schedule: ${warning}`);
     }
+    if (this.leadership === soleReplica) {
+      await this.#lead();
+      return;
+    }
+    // Several replicas: the one holding the Lease recovers, schedules and runs, exactly as a restarted
+    // service would; one that loses it stops scheduling and stops its runs (their records are the new
+    // leader's to settle: fencedStore refuses this replica's writes from then on).
+    this.leadership.start({
+      gained: () => this.track(this.#lead()),
+      lost: (reason) => {
+        void this.scheduler.stop();
+        void this.#reaper.stop();
+        this.runner.abortAll(`this replica lost the leader lease (${reason})`);
+      },
+    });
+  }
+
+  async #lead(): Promise<void> {
     const jobs = this.config.jobs;
     await this.#recovery.recoverAll(jobs);
-    if (this.#accepting) {
-      this.scheduler.start();
-      this.#sweeper = setInterval(() => this.#recovery.sweepStaleLocks(), STALE_LOCK_SWEEP_MS);
-      this.#sweeper.unref();
-      // After recovery: a resumed run holds its job's lock, so the clean-up never races it.
-      this.#reaper.start();
-    }
+    if (!this.#accepting || !this.leadership.leading) return;
+    this.scheduler.start();
+    this.#sweeper ??= setInterval(() => this.#recovery.sweepStaleLocks(), STALE_LOCK_SWEEP_MS);
+    this.#sweeper.unref();
+    // After recovery: a resumed run holds its job's lock, so the clean-up never races it.
+    this.#reaper.start();
     this.log.info(
       {
         jobs: jobs.length,
@@ -223,6 +264,8 @@ export class RefresherService implements ServiceParts {
       await settlesWithin(this.#settled(), 15_000);
     }
     await this.notifier.flush(Math.max(1000, deadline - this.clock.now().getTime()));
+    // Released only now: a successor must not resume runs this replica is still finishing.
+    await this.leadership.stop();
     await this.app.close();
     this.log.info('stopped');
   }

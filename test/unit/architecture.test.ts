@@ -93,6 +93,7 @@ const PURE = [
   'targets/local/private-start.ts',
   'targets/cnpg/private-window.ts',
   'config/schema-service.ts',
+  'config/schema-leader.ts',
   'config/secret-ref.ts',
   'config/validate.ts',
   'config/byte-size.ts',
@@ -179,12 +180,12 @@ describe('architecture', () => {
     expect(importers).toEqual(['kube/client.ts']);
   });
 
-  it('only src/notify/outbox.ts and the CLI service client call fetch', () => {
+  it('only the outbox (webhooks), the leader forwarding (http/forward.ts) and the CLI service client call fetch', () => {
     const callers = sourceFiles(src)
       .filter((file) => /(^|[^.\w])fetch\(/m.test(readFileSync(file, 'utf8')))
       .map(rel);
-    // The CLI's client for a running service is the other home of outgoing HTTP.
-    expect(callers).toEqual(['cli/remote/client.ts', 'notify/outbox.ts']);
+    // The CLI's client for a running service (`--server`) is the third home of outgoing HTTP.
+    expect(callers).toEqual(['cli/remote/client.ts', 'http/forward.ts', 'notify/outbox.ts']);
   });
 
   it('targets and notifications never import each other', () => {

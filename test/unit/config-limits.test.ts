@@ -41,6 +41,9 @@ const maximumOf = (s: JsonSchema): number | undefined =>
 function numericKeys(schema: JsonSchema, at = ''): Array<{ key: string; maximum: number | undefined }> {
   const found: Array<{ key: string; maximum: number | undefined }> = [];
   for (const [name, child] of Object.entries(schema.properties ?? {})) {
+    // target.cluster is CloudNativePG's own Cluster spec (from its CRD): its numbers are CloudNativePG's,
+    // checked by the API server, and none of them reaches a timer of db-refresher's.
+    if (at.endsWith('target(cnpg)') && name === 'cluster') continue;
     if (isNumeric(child)) found.push({ key: `${at}.${name}`, maximum: maximumOf(child) });
     else found.push(...numericKeys(child, `${at}.${name}`));
   }
@@ -66,6 +69,7 @@ function concretePaths(schema: JsonSchema, data: unknown, at: PropertyKey[], pat
   }
   const record = data as Record<string, unknown>;
   for (const [name, child] of Object.entries(schema.properties ?? {})) {
+    if (pattern.endsWith('target(cnpg)') && name === 'cluster') continue;
     if (isNumeric(child)) found.push({ path: [...at, name], key: `${pattern}.${name}` });
     else found.push(...concretePaths(child, record[name], [...at, name], `${pattern}.${name}`));
   }
@@ -101,7 +105,14 @@ const job = (name: string, target: Record<string, unknown>) => ({
 
 /** Valid configs that between them hold every object with a numeric key, each of those keys set. */
 const bases = ['file', 'kubernetes'].map((history) => ({
-  server: { port: 8080, history: { kind: history, keepRuns: 10 } },
+  server: {
+    port: 8080,
+    history: { kind: history, keepRuns: 10 },
+    // Leader election needs the Kubernetes history store.
+    ...(history === 'kubernetes'
+      ? { leaderElection: { leaseName: 'db-refresher', leaseDurationSeconds: 3600, renewDeadlineSeconds: 3599, retryPeriodSeconds: 2 } }
+      : {}),
+  },
   notifications: { team: { kind: 'generic', url: { env: 'HOOK' }, events: ['upcoming'] } },
   jobs: [
     {

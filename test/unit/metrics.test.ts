@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceMetrics } from '../../src/observe/metrics.js';
-import { newRun, PHASES, type RunRecord, skipPhase, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
+import { newRun, RECREATE_PHASES, type RunRecord, skipPhase, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
 
 const T0 = Date.parse('2030-01-01T03:00:00Z');
 
@@ -18,7 +18,7 @@ function finishedRun(job: string, status: 'succeeded' | 'failed', dryRun = false
     target: { kind: 'local', summary: '', details: {}, steps: { teardown: '', clone: '', start: '' } },
   });
   let t = T0;
-  for (const phase of PHASES) {
+  for (const phase of RECREATE_PHASES) {
     // Six timed phases of 10 s each; the private window's phases take no time here.
     if (phase === 'neutralise' || phase === 'prepare' || phase === 'open') {
       run = skipPhase(run, phase, 'nothing to do');
@@ -96,5 +96,51 @@ describe('ServiceMetrics', () => {
     expect(await b.render()).toContain('db_refresher_skipped_runs_total{job="x",reason="overlap"} 0');
     expect(await b.render()).toContain('process_resident_memory_bytes');
     expect(await a.render()).not.toContain('process_resident_memory_bytes');
+  });
+
+  it('exports what alerts need: info, next run, last run per result, never-succeeded as 0, downtime, notifications, leader', async () => {
+    let leading = true;
+    const metrics = new ServiceMetrics({
+      clock: { now: () => new Date(T0 + 120_000) },
+      jobs: ['qa', 'never'],
+      running: () => 0,
+      queued: () => 0,
+      version: '1.2.3',
+      jobInfo: [
+        { job: 'qa', targetKind: 'cnpg', namespace: 'qa', cluster: 'cluster-qa', schedule: '@daily', intervalSeconds: 86_400 },
+        { job: 'never', targetKind: 'local' },
+      ],
+      nextRun: (job) => (job === 'qa' ? new Date(T0 + 86_400_000) : undefined),
+      notifications: () => ({ chat: { delivered: 4, failed: 1, dropped: 0 } }),
+      leader: () => ({ pod: 'db-refresher-0', leading }),
+    });
+    const ok = finishedRun('qa', 'succeeded');
+    metrics.onRunEvent({ type: 'run-finished', run: ok });
+    metrics.seedLastRun(finishedRun('qa', 'failed'));
+    const text = await metrics.render();
+    const value = (series: string) =>
+      text
+        .split('\n')
+        .find((l) => l.startsWith(`${series} `))
+        ?.split(' ')[1];
+    expect(value(`db_refresher_build_info{version="1.2.3",node="${process.versions.node}"}`)).toBe('1');
+    expect(
+      value('db_refresher_job_info{job="qa",target_kind="cnpg",namespace="qa",cluster="cluster-qa",schedule="@daily",strategy="recreate"}'),
+    ).toBe('1');
+    expect(value('db_refresher_schedule_interval_seconds{job="qa"}')).toBe('86400');
+    expect(value('db_refresher_next_run_timestamp_seconds{job="qa"}')).toBe(String((T0 + 86_400_000) / 1000));
+    expect(value('db_refresher_next_run_timestamp_seconds{job="never"}')).toBeUndefined();
+    // A job that never succeeded has a series, at 0: "time() - last success" is then huge, not absent.
+    expect(value('db_refresher_last_success_timestamp_seconds{job="never"}')).toBe('0');
+    expect(value('db_refresher_last_run_timestamp_seconds{job="qa",result="succeeded"}')).toBe(String((T0 + 60_000) / 1000));
+    expect(value('db_refresher_last_run_timestamp_seconds{job="qa",result="failed"}')).toBe(String((T0 + 60_000) / 1000));
+    expect(value('db_refresher_last_run_timestamp_seconds{job="never",result="failed"}')).toBe('0');
+    // recreate: teardown start (T0 + 20 s) to the end of start (T0 + 50 s).
+    expect(value('db_refresher_target_downtime_seconds_sum{job="qa"}')).toBe('30');
+    expect(value('db_refresher_notifications_total{target="chat",outcome="failed"}')).toBe('1');
+    expect(value('db_refresher_notifications_total{target="chat",outcome="delivered"}')).toBe('4');
+    expect(value('db_refresher_leader{pod="db-refresher-0"}')).toBe('1');
+    leading = false;
+    expect((await metrics.render()).includes('db_refresher_leader{pod="db-refresher-0"} 0')).toBe(true);
   });
 });

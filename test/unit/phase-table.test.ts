@@ -34,8 +34,19 @@ describe('phase table', () => {
   it('a recreate refresh goes through teardown and clone; blueGreen clones beside, swaps and cleans up; a rollback only rolls back', () => {
     const job = { strategy: { kind: 'recreate' } } as JobConfig;
     const blueGreen = { strategy: { kind: 'blueGreen', keepPreviousSeconds: 0, keepPrevious: 0, drainSeconds: 0 } } as JobConfig;
-    expect(phasesFor(job)).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'verify']);
-    expect(phasesFor(blueGreen)).toEqual(['preflight', 'snapshot', 'clone-beside', 'start', 'verify', 'swap', 'cleanup-previous']);
+    expect(phasesFor(job)).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify']);
+    expect(phasesFor(blueGreen)).toEqual([
+      'preflight',
+      'snapshot',
+      'clone-beside',
+      'start',
+      'neutralise',
+      'prepare',
+      'open',
+      'verify',
+      'swap',
+      'cleanup-previous',
+    ]);
     expect(phasesFor(blueGreen, 'rollback')).toEqual(['rollback']);
   });
 });

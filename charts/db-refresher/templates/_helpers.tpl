@@ -41,6 +41,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{/* db-refresher's config file: the config keys of the values, unchanged. */}}
 {{- define "db-refresher.config" -}}
 {{- $config := pick .Values "stateDir" "logLevel" "publicUrl" "server" "notifications" "jobs" -}}
+{{- if .Values.leaderElection.enabled -}}
+{{- $le := dict "leaseName" (include "db-refresher.fullname" .) "leaseDurationSeconds" (int .Values.leaderElection.leaseDurationSeconds) "renewDeadlineSeconds" (int .Values.leaderElection.renewDeadlineSeconds) "retryPeriodSeconds" (int .Values.leaderElection.retryPeriodSeconds) -}}
+{{- $server := deepCopy (.Values.server | default dict) -}}
+{{- $_ := set $server "leaderElection" $le -}}
+{{- $_ := set $config "server" $server -}}
+{{- end -}}
 {{- if not .Values.jobs -}}
 {{- fail "jobs: at least one job is required (the same `jobs` list as in db-refresher's config file)" -}}
 {{- end -}}
