@@ -160,6 +160,9 @@ describe('the OpenAPI description', () => {
       'teardown:succeeded',
       'clone:succeeded',
       'start:skipped',
+      'neutralise:skipped',
+      'prepare:skipped',
+      'open:skipped',
       'verify:skipped',
     ]);
     const again = await call('POST', `/api/v1/runs/${secondId}/cancel`, '/api/v1/runs/{id}/cancel');
