@@ -3,6 +3,7 @@ import { tables, totalTables } from '../checks/compare.js';
 import { formatBytes } from '../config/byte-size.js';
 import type { JobConfig } from '../config/types.js';
 import { formatDuration } from '../duration.js';
+import { describeMaskConfig } from '../mask/plan.js';
 import type { Check } from '../run/facts.js';
 import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../run/record.js';
 import { type SafeCopyPlan, safeCopyPlan } from '../safe-copy/plan.js';
@@ -26,6 +27,8 @@ export interface Plan {
   schedule: { expression: string; timezone: string; suspended: boolean } | null;
   verify: { databases: string[] | 'all connectable databases on the source'; sizeTolerancePercent: number; ownerLogin: string | null };
   steps: Array<{ phase: PhaseName; action: string; destructive: boolean }>;
+  /** Every masked column with its strategy (`database: schema.table.column: strategy`); null when the job does not mask. */
+  masking: { columns: string[]; coverage: string; allow: string[]; parallel: number } | null;
   /** What the private window holds: neutralisation items, test roles, prepare steps. */
   safeCopy: SafeCopyPlan;
 }
@@ -68,6 +71,14 @@ export function buildPlan(job: JobConfig, target: TargetDescription, steps: Plan
             ? "the target's owner (another database owner only warns)"
             : null,
     },
+    masking: job.mask
+      ? {
+          columns: describeMaskConfig(job.mask.databases),
+          coverage: job.mask.coverage,
+          allow: [...job.mask.allow],
+          parallel: job.mask.parallel,
+        }
+      : null,
     steps,
     safeCopy: safeCopyPlan(job),
   };
@@ -87,6 +98,14 @@ export function renderPlanText(plan: Plan): string {
   plan.steps.forEach((step, i) => {
     lines.push(`  ${i + 1}. ${step.phase.padEnd(10)} ${step.destructive ? '[changes the target] ' : ''}${step.action}`);
   });
+  if (plan.masking) {
+    lines.push(
+      '',
+      `Masking (${plan.masking.columns.length} columns, up to ${plan.masking.parallel} tables at once; coverage check: ${plan.masking.coverage}):`,
+      ...plan.masking.columns.map((c) => `  ${c}`),
+    );
+    if (plan.masking.allow.length > 0) lines.push(`  allowed unmasked: ${plan.masking.allow.join(', ')}`);
+  }
   const manifest = plan.target.details.manifest;
   if (manifest) {
     lines.push('', 'Cluster manifest (db-refresher adds its labels and run annotations when it creates it):', '');

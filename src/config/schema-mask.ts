@@ -22,7 +22,9 @@ const strategySchema = z
         dateShift: z.number().int().min(1).max(36_500).describe('Shift by a deterministic number of days within ± this many'),
       }),
       z.strictObject({
-        constant: z.union([z.string(), z.number(), z.boolean()]).describe('Every non-NULL value becomes this (cast to the column type)'),
+        constant: z
+          .union([z.string(), z.number().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER), z.boolean()])
+          .describe('Every non-NULL value becomes this (cast to the column type)'),
       }),
       z.strictObject({
         sql: z.string().min(1).describe('An SQL expression over the row; the column may be referenced by name. NULLs stay NULL.'),

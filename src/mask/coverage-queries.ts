@@ -13,14 +13,43 @@ import { quoteIdent, quoteLiteral, quoteQualified } from './sql-text.js';
 
 export const MAX_UNANALYSED_TABLES = 200;
 
+/** Up to $2 values from each of the first three statistics slots that hold most common values (kind 1) or histogram bounds (kind 2). */
+const SLOT_SAMPLES = [1, 2, 3]
+  .map((i) => `coalesce(CASE WHEN st.stakind${i} IN (1, 2) THEN (st.stavalues${i}::text::text[])[1:$2] END, '{}')`)
+  .join(' || ');
+
 /**
- * $1 name prefilter (regex), $2 values per statistics slot, $3 email, $4 email in text,
- * $5 phone, $6 card candidate, $7 IBAN candidate patterns.
+ * Where the samples come from. pg_statistic, joined by table oid and column
+ * number, is fast but readable by superusers only; the pg_stats view works
+ * for any role that may read the tables, joined by names, and is slower.
  */
-export const COVERAGE_COLUMNS = `
+const STATS_FROM = {
+  pg_statistic: `
+  SELECT cols.relid, cols.attnum, (array_remove(${SLOT_SAMPLES}, NULL))[1:$8] AS samples
+  FROM cols JOIN pg_statistic st ON st.starelid = cols.relid AND st.staattnum = cols.attnum AND st.stainherit = cols.partitioned
+  WHERE cols.sampleable`,
+  pg_stats: `
+  SELECT cols.relid, cols.attnum,
+         (array_remove(coalesce((st.most_common_vals::text::text[])[1:$2], '{}') || coalesce((st.histogram_bounds::text::text[])[1:$2], '{}'), NULL))[1:$8] AS samples
+  FROM cols JOIN pg_stats st ON st.schemaname = cols.schema AND st.tablename = cols."table" AND st.attname = cols."column"
+                             AND st.inherited = cols.partitioned
+  WHERE cols.sampleable`,
+} as const;
+
+export type StatsSource = keyof typeof STATS_FROM;
+
+/**
+ * Every user column with a name hint or a value that matches a pattern, plus
+ * sampleable columns of tables without statistics; then one row of totals.
+ * $1 name prefilter (LIKE patterns), $2 values per statistics slot, $3 email, $4 email
+ * in text, $5 phone, $6 card candidate, $7 IBAN candidate patterns, $8 values per column.
+ * The patterns run in one grouped pass over all sampled values.
+ */
+export function coverageColumnsQuery(source: StatsSource): string {
+  return `
 WITH cols AS MATERIALIZED (
-  SELECT n.nspname AS schema, c.relname AS "table", a.attname AS "column", c.relkind = 'p' AS partitioned, c.reltuples,
-         coalesce(bt.typname, t.typname) AS typname, coalesce(bt.typcategory, t.typcategory) AS category
+  SELECT c.oid AS relid, a.attnum, n.nspname AS schema, c.relname AS "table", a.attname AS "column", c.relkind = 'p' AS partitioned,
+         c.reltuples, (coalesce(bt.typcategory, t.typcategory) = 'S' OR coalesce(bt.typname, t.typname) IN ('int8', 'numeric')) AS sampleable
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -28,43 +57,38 @@ WITH cols AS MATERIALIZED (
   LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-), sampled AS (
-  SELECT cols.*, (cols.category = 'S' OR cols.typname IN ('int8', 'numeric')) AS sampleable,
-         CASE WHEN st.attname IS NOT NULL THEN array_remove(
-           coalesce((st.most_common_vals::text::text[])[1:$2], '{}') || coalesce((st.histogram_bounds::text::text[])[1:$2], '{}'), NULL) END AS samples
-  FROM cols
-  LEFT JOIN pg_stats st ON st.schemaname = cols.schema AND st.tablename = cols."table" AND st.attname = cols."column"
-                       AND st.inherited = cols.partitioned AND (cols.category = 'S' OR cols.typname IN ('int8', 'numeric'))
-), counted AS (
-  SELECT schema, "table", "column", typname, category, reltuples, sampleable, samples IS NOT NULL AS has_stats,
-         lower("column") ~ $1 AS name_hint,
-         coalesce(cardinality(samples), 0) AS sampled,
-         (SELECT count(*) FROM unnest(samples) v WHERE v ~ $3)::int AS email_values,
-         (SELECT count(*) FROM unnest(samples) v WHERE v ~ $4 AND v !~ $3)::int AS email_in_text,
-         (SELECT count(*) FROM unnest(samples) v WHERE v ~ $5)::int AS phone_values,
-         (SELECT coalesce(array_agg(v), '{}') FROM unnest(samples) v WHERE v ~ $6) AS card_candidates,
-         (SELECT coalesce(array_agg(v), '{}') FROM unnest(samples) v WHERE v ~ $7) AS iban_candidates
-  FROM sampled
+), stats AS MATERIALIZED (${STATS_FROM[source]}
+), matched AS (
+  SELECT relid, attnum, count(*)::int AS sampled,
+         (count(*) FILTER (WHERE at AND v ~ $3))::int AS email_values,
+         (count(*) FILTER (WHERE at AND v ~ $4 AND v !~ $3))::int AS email_in_text,
+         (count(*) FILTER (WHERE lead IN ('+', '0', '(') AND v ~ $5))::int AS phone_values,
+         coalesce(array_agg(v) FILTER (WHERE lead BETWEEN '0' AND '9' AND len BETWEEN 13 AND 23 AND v ~ $6), '{}') AS card_candidates,
+         coalesce(array_agg(v) FILTER (WHERE len BETWEEN 15 AND 42 AND NOT (lead BETWEEN '0' AND '9') AND v ~ $7), '{}') AS iban_candidates
+  -- Cheap guards first (an @, the first character, the length), so most values never reach a regular expression.
+  FROM stats, LATERAL (SELECT v, strpos(v, '@') > 0 AS at, left(v, 1) AS lead, length(v) AS len FROM unnest(stats.samples) AS v) AS u
+  GROUP BY relid, attnum
 )
-SELECT schema, "table", "column", typname, category, has_stats, sampleable, reltuples <> 0 AS has_rows, name_hint, sampled,
-       email_values, email_in_text, phone_values, card_candidates, iban_candidates,
-       (SELECT count(*) FROM cols)::int AS total_columns,
-       (SELECT count(DISTINCT (schema, "table")) FROM cols)::int AS total_tables
-FROM counted
-WHERE name_hint OR email_values > 0 OR email_in_text > 0 OR phone_values > 0
-   OR cardinality(card_candidates) > 0 OR cardinality(iban_candidates) > 0
-   OR (sampleable AND NOT has_stats AND reltuples <> 0)
+SELECT cols.schema, cols."table", cols."column", cols.sampleable, stats.relid IS NOT NULL AS has_stats, cols.reltuples <> 0 AS has_rows,
+       lower(cols."column") LIKE ANY ($1::text[]) AS name_hint, coalesce(m.sampled, 0) AS sampled,
+       coalesce(m.email_values, 0) AS email_values, coalesce(m.email_in_text, 0) AS email_in_text, coalesce(m.phone_values, 0) AS phone_values,
+       coalesce(m.card_candidates, '{}') AS card_candidates, coalesce(m.iban_candidates, '{}') AS iban_candidates,
+       NULL::int AS total_columns, NULL::int AS total_tables
+FROM cols
+LEFT JOIN stats ON stats.relid = cols.relid AND stats.attnum = cols.attnum
+LEFT JOIN matched m ON m.relid = cols.relid AND m.attnum = cols.attnum
+WHERE lower(cols."column") LIKE ANY ($1::text[]) OR m.email_values > 0 OR m.email_in_text > 0 OR m.phone_values > 0
+   OR cardinality(m.card_candidates) > 0 OR cardinality(m.iban_candidates) > 0
+   OR (cols.sampleable AND stats.relid IS NULL AND cols.reltuples <> 0)
 UNION ALL
--- Always one row, so the totals arrive even when no column is worth a look.
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       (SELECT count(*) FROM cols)::int, (SELECT count(DISTINCT (schema, "table")) FROM cols)::int`;
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       (SELECT count(*) FROM cols)::int, (SELECT count(DISTINCT relid) FROM cols)::int`;
+}
 
 export interface CoverageColumnRow extends Record<string, unknown> {
   schema: string | null;
   table: string | null;
   column: string | null;
-  typname: string | null;
-  category: string | null;
   has_stats: boolean | null;
   sampleable: boolean | null;
   has_rows: boolean | null;
@@ -75,8 +99,8 @@ export interface CoverageColumnRow extends Record<string, unknown> {
   phone_values: number | null;
   card_candidates: string[] | null;
   iban_candidates: string[] | null;
-  total_columns: number;
-  total_tables: number;
+  total_columns: number | null;
+  total_tables: number | null;
 }
 
 /**

@@ -85,9 +85,15 @@ export function isValidIban(value: string): boolean {
   return remainder === 1;
 }
 
-/** A substring test on column names, so the server returns only columns a name rule may match (or whose values match). */
+/**
+ * Substrings (LIKE patterns, cheaper than one long regular expression) that a
+ * column name must contain for a name rule to possibly match, so the server
+ * returns only those columns (and the ones whose values match).
+ */
 export const NAME_PREFILTER =
-  'mail|phone|tel|mobile|cell|fax|msisdn|name|addr|street|post|zip|iban|bic|swift|card|pan|ccnum|cvv|cvc|ssn|sin|nino|passport|tax|tin|national|social|birth|dob';
+  'mail phone tel mobile cell fax msisdn name addr street post zip iban bic swift card pan ccnum cvv cvc ssn sin nino passport tax tin national social birth dob'
+    .split(' ')
+    .map((word) => `%${word}%`);
 
 /** Counts of sampled values per value pattern, from values read in Node. */
 export function evidenceFromValues(

@@ -1,7 +1,7 @@
 import type { MaskConfig, PgEndpoint } from '../config/types.js';
 import type { SqlConnector } from '../ports.js';
 import type { Check } from '../run/facts.js';
-import { COVERAGE_COLUMNS, type CoverageColumnRow, MAX_UNANALYSED_TABLES, unanalysedSampleQuery } from './coverage-queries.js';
+import { type CoverageColumnRow, coverageColumnsQuery, MAX_UNANALYSED_TABLES, unanalysedSampleQuery } from './coverage-queries.js';
 import {
   type ColumnEvidence,
   classifyColumn,
@@ -60,8 +60,7 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
   let tables = 0;
   for (const database of input.databases) {
     const evidence = await input.sql.withSession(input.endpoint(database), database, async (session) => {
-      queries += 1;
-      const rows = await session.query<CoverageColumnRow>(COVERAGE_COLUMNS, [
+      const params = [
         NAME_PREFILTER,
         Math.max(1, Math.ceil(mask.sampleRows / 2)),
         VALUE_PATTERNS.email,
@@ -69,9 +68,21 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
         VALUE_PATTERNS.phone,
         VALUE_PATTERNS.cardCandidate,
         VALUE_PATTERNS.ibanCandidate,
-      ]);
-      columns += rows[0]?.total_columns ?? 0;
-      tables += rows[0]?.total_tables ?? 0;
+        mask.sampleRows,
+      ];
+      let rows: CoverageColumnRow[];
+      try {
+        queries += 1;
+        rows = await session.query<CoverageColumnRow>(coverageColumnsQuery('pg_statistic'), params);
+      } catch (error) {
+        // pg_statistic is for superusers; any other role reads the same samples through the pg_stats view.
+        if ((error as { code?: unknown }).code !== '42501') throw error;
+        queries += 1;
+        rows = await session.query<CoverageColumnRow>(coverageColumnsQuery('pg_stats'), params);
+      }
+      const totals = rows.find((r) => r.total_columns !== null);
+      columns += totals?.total_columns ?? 0;
+      tables += totals?.total_tables ?? 0;
       const found: ColumnEvidence[] = [];
       const unanalysed: Array<{ schema: string; table: string; column: string }> = [];
       for (const row of rows) {

@@ -1,4 +1,5 @@
 import type { FailureClass } from '../failures.js';
+import type { CoverageRecord } from '../mask/record.js';
 
 /**
  * The facts a run collects: checks (preflight, verification), what preflight
@@ -60,4 +61,6 @@ export interface Verification {
   ok: boolean;
   databases: DatabaseVerification[];
   checks: Check[];
+  /** The masking coverage check, when the job masks (mask.coverage not off). */
+  coverage?: CoverageRecord;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { FAILURE_HINTS, type FailureClass } from '../failures.js';
+import type { MaskingRecord } from '../mask/record.js';
 import type { Check, DatabaseFigures, Verification } from './facts.js';
 import { TARGET_DOWN, targetLeftDown } from './target-down.js';
 
@@ -19,6 +20,7 @@ export const PHASES = [
   'start',
   'neutralise',
   'prepare',
+  'mask',
   'open',
   'verify',
   'swap',
@@ -35,6 +37,7 @@ export const RECREATE_PHASES: readonly PhaseName[] = [
   'start',
   'neutralise',
   'prepare',
+  'mask',
   'open',
   'verify',
 ];
@@ -135,6 +138,8 @@ export interface RunRecord {
   preflight?: Check[];
   /** Source figures taken just before teardown; the age of the copy's data starts at takenAt. */
   snapshot?: { takenAt: string; databases: DatabaseFigures[] };
+  /** What the mask phase changed: per table, rows masked, duration and strategy per column. Never a value. */
+  masking?: MaskingRecord;
   verification?: Verification;
   error?: RunError;
   /** Why a skipped run did not happen. */

@@ -26,12 +26,13 @@ export function safeCopyPlan(job: JobConfig): SafeCopyPlan {
   };
 }
 
-/** Whether the copy must start privately: something runs on it before its users may connect. */
+/** Whether the copy must start privately: something runs on it before its users may connect (masking among them: nobody reads it unmasked). */
 export function needsPrivateWindow(job: JobConfig): boolean {
   return (
     neutralisationEnabled(job.neutralise) ||
     job.roles.length > 0 ||
     job.prepare.length > 0 ||
+    job.mask !== undefined ||
     (job.target.kind === 'local' && job.verify.owner !== undefined)
   );
 }

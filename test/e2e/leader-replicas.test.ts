@@ -96,6 +96,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   }
 }
 
+/** A 202 answer carries the run as `run`. */
+function runIdOf(body: Record<string, unknown> | undefined): string {
+  return String((body?.run as { id?: string } | undefined)?.id);
+}
+
 async function finished(r: Replica, id: string): Promise<Record<string, unknown>> {
   return until(`run ${id} to finish`, async () => {
     const { status, body } = await call(r, 'GET', `/api/v1/runs/${id}`);
@@ -135,8 +140,7 @@ describe('three replicas with leader election', () => {
     // machine, 503 with Retry-After; never a second run.
     expect(answers.filter((a) => a.status !== 202).every((a) => a.status === 409 || a.status === 503)).toBe(true);
     expect(answers.filter((a) => a.status === 409).length).toBeGreaterThan(150);
-    const first = accepted[0]?.body ?? {};
-    const runId = String((first as { id?: string }).id ?? (first.run as { id?: string } | undefined)?.id);
+    const runId = runIdOf(accepted[0]?.body);
     const run = await finished(leader, runId);
     expect(run.status).toBe('succeeded');
     // Every replica reads the same history: one run.
@@ -174,7 +178,7 @@ describe('three replicas with leader election', () => {
       30_000,
     );
     expect(status).toBe(202);
-    const run = await finished(next, String(body.id ?? (body.run as { id?: string })?.id));
+    const run = await finished(next, runIdOf(body));
     expect(run.status).toBe('succeeded');
   }, 300_000);
 });

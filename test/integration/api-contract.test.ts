@@ -162,6 +162,7 @@ describe('the OpenAPI description', () => {
       'start:skipped',
       'neutralise:skipped',
       'prepare:skipped',
+      'mask:skipped',
       'open:skipped',
       'verify:skipped',
     ]);

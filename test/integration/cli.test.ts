@@ -91,6 +91,7 @@ describe('db-refresher CLI', () => {
       'start',
       'neutralise',
       'prepare',
+      'mask',
       'open',
       'verify',
     ]);

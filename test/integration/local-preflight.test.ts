@@ -41,6 +41,7 @@ async function expectUntouched(run: RunRecord): Promise<void> {
     'start',
     'neutralise',
     'prepare',
+    'mask',
     'open',
     'verify',
   ]);

@@ -32,6 +32,7 @@ describe('local target, password authentication', () => {
       ['start', 'succeeded'],
       ['neutralise', 'succeeded'],
       ['prepare', 'succeeded'],
+      ['mask', 'succeeded'],
       ['open', 'succeeded'],
       ['verify', 'succeeded'],
     ]);
@@ -108,6 +109,7 @@ describe('local target, password authentication', () => {
       'start',
       'neutralise',
       'prepare',
+      'mask',
       'open',
       'verify',
     ]);

@@ -122,6 +122,7 @@ describe('a neutralised local copy', () => {
       'start',
       'neutralise',
       'prepare',
+      'mask',
       'open',
       'verify',
     ]);

@@ -192,9 +192,9 @@ describe('the status page', () => {
     await page.locator('#job-qa td[data-label="Last run"] a').click();
     await page.getByRole('heading', { name: /^Run / }).waitFor();
     const timeline = page.locator('table.timeline tbody tr');
-    // preflight, snapshot, teardown, clone, start, neutralise, prepare, open, verify
-    expect(await timeline.count()).toBe(9);
-    expect(await timeline.locator('.badge').allInnerTexts()).toEqual(Array(9).fill('succeeded'));
+    // preflight, snapshot, teardown, clone, start, neutralise, prepare, mask, open, verify
+    expect(await timeline.count()).toBe(10);
+    expect(await timeline.locator('.badge').allInnerTexts()).toEqual(Array(10).fill('succeeded'));
     expect(await page.locator('.facts').innerText()).toContain('fresh data for the release test');
     expect(await page.locator('table.verify tbody tr th').allInnerTexts()).toContain('app');
     await page.screenshot({ path: path.join(artifacts, 'run-page.png'), fullPage: true });

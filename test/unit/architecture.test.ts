@@ -123,6 +123,16 @@ const PURE = [
   'targets/cnpg/pod-log.ts',
   'targets/cnpg/guard.ts',
   'cli/render.ts',
+  'config/schema-mask.ts',
+  'mask/catalog.ts',
+  'mask/coverage-queries.ts',
+  'mask/coverage-rules.ts',
+  'mask/fake-names.ts',
+  'mask/key.ts',
+  'mask/plan.ts',
+  'mask/record.ts',
+  'mask/sql-text.ts',
+  'mask/strategies.ts',
 ];
 
 const IO_MODULES = [

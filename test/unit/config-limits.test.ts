@@ -118,7 +118,12 @@ const bases = ['file', 'kubernetes'].map((history) => ({
     {
       ...job('local', { kind: 'local', dataDir: 'data/local', port: 5433 }),
       strategy: { kind: 'blueGreen', keepPrevious: 60, drainSeconds: 1, sparePort: 6000 },
-      mask: { key: { env: 'PW' }, databases: { app: { 'public.users': { email: { keepLast: 4 }, born: { dateShift: 30 } } } } },
+      mask: {
+        key: { env: 'PW' },
+        databases: { app: { 'public.users': { email: { keepLast: 4 }, born: { dateShift: 30 }, c: { constant: 1 } } } },
+        parallel: 2,
+        sampleRows: 10,
+      },
       prepare: [{ name: 'step', database: 'app', sql: 'SELECT 1', timeoutSeconds: 60 }],
     },
     {

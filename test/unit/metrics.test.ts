@@ -19,8 +19,8 @@ function finishedRun(job: string, status: 'succeeded' | 'failed', dryRun = false
   });
   let t = T0;
   for (const phase of RECREATE_PHASES) {
-    // Six timed phases of 10 s each; the private window's phases take no time here.
-    if (phase === 'neutralise' || phase === 'prepare' || phase === 'open') {
+    // Six timed phases of 10 s each; the private window's phases (masking among them) take no time here.
+    if (phase === 'neutralise' || phase === 'prepare' || phase === 'mask' || phase === 'open') {
       run = skipPhase(run, phase, 'nothing to do');
       continue;
     }

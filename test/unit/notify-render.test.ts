@@ -146,6 +146,32 @@ describe('notification payloads', () => {
 });
 
 describe('what a message says', () => {
+  it('a masked refresh: how many columns in how many tables, and the coverage result', () => {
+    const base = succeeded();
+    const masking = { databases: [], tables: 3, columns: 9, rows: 6000, parallel: 3, sessionSettings: [] };
+    const coverage = { mode: 'warn' as const, ok: false, columns: 40, tables: 6, queries: 2, durationMs: 30, findings: [] };
+    const finding = {
+      database: 'app',
+      table: 'public.leads',
+      column: 'contact',
+      rules: ['values:email'],
+      sampled: 20,
+      matched: 20,
+      evidence: '',
+    };
+    const run: RunRecord = {
+      ...base,
+      masking,
+      ...(base.verification ? { verification: { ...base.verification, coverage: { ...coverage, findings: [finding, finding] } } } : {}),
+    };
+    const facts = fromRun('succeeded', run);
+    expect(facts.masking).toBe('masked 9 columns in 3 tables; coverage: 2 findings');
+    expect(renderSlack(facts).text).toContain('Masking: masked 9 columns in 3 tables; coverage: 2 findings');
+    expect(renderGeneric(facts).masking).toBe('masked 9 columns in 3 tables; coverage: 2 findings');
+    expect(JSON.stringify(renderTeams(facts))).toContain('masked 9 columns in 3 tables');
+    expect(fromRun('succeeded', succeeded()).masking).toBeUndefined();
+  });
+
   it('a success: job, target, trigger, duration, downtime, figures against the source, link', () => {
     const slack = renderSlack(fromRun('succeeded', succeeded()));
     expect(slack.text).toContain('qa refreshed in 3 min 30 s');

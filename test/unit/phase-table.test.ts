@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { JobConfig } from '../../src/config/types.js';
-import { PHASES } from '../../src/run/record.js';
+import { PHASES, RECREATE_PHASES } from '../../src/run/record.js';
 import { PHASE_TABLE, phasesFor, resumePolicy } from '../../src/runner/phases/index.js';
 
 describe('phase table', () => {
@@ -12,13 +12,15 @@ describe('phase table', () => {
     for (const kind of ['local', 'cnpg'] as const) {
       const policy = resumePolicy(kind);
       // Neutralising again finds nothing left to do and opening is idempotent; the user's prepare steps may not be.
-      expect([...policy.resumable]).toEqual(['start', 'neutralise', 'open', 'verify', 'swap', 'cleanup-previous', 'rollback']);
+      // A run paused before mask may go on there (mask itself refuses a masking that was cut off).
+      expect([...policy.resumable]).toEqual(['start', 'neutralise', 'mask', 'open', 'verify', 'swap', 'cleanup-previous', 'rollback']);
       expect([...policy.changesTarget]).toEqual([
         'teardown',
         'clone',
         'start',
         'neutralise',
         'prepare',
+        'mask',
         'open',
         'swap',
         'cleanup-previous',
@@ -34,15 +36,15 @@ describe('phase table', () => {
   it('a recreate refresh goes through teardown and clone; blueGreen clones beside, swaps and cleans up; a rollback only rolls back', () => {
     const job = { strategy: { kind: 'recreate' } } as JobConfig;
     const blueGreen = { strategy: { kind: 'blueGreen', keepPreviousSeconds: 0, keepPrevious: 0, drainSeconds: 0 } } as JobConfig;
-    expect(phasesFor(job)).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify']);
+    const privateWindow = ['neutralise', 'prepare', 'mask', 'open'];
+    expect(phasesFor(job)).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', ...privateWindow, 'verify']);
+    expect(phasesFor(job)).toEqual([...RECREATE_PHASES]);
     expect(phasesFor(blueGreen)).toEqual([
       'preflight',
       'snapshot',
       'clone-beside',
       'start',
-      'neutralise',
-      'prepare',
-      'open',
+      ...privateWindow,
       'verify',
       'swap',
       'cleanup-previous',

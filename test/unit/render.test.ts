@@ -45,7 +45,7 @@ function planFor(yamlJob: string) {
 }
 
 describe('buildPlan and renderPlanText', () => {
-  it('lists the phases in order, and only teardown, clone, start and the private window change the target', () => {
+  it('lists the phases in order, and only teardown, clone, start and the private window (masking included) change the target', () => {
     const { plan } = planFor(manualJob);
     expect(plan.steps.map((s) => s.phase)).toEqual([...PHASES]);
     expect(plan.steps.filter((s) => s.destructive).map((s) => s.phase)).toEqual([
@@ -54,6 +54,7 @@ describe('buildPlan and renderPlanText', () => {
       'start',
       'neutralise',
       'prepare',
+      'mask',
       'open',
     ]);
 
@@ -65,7 +66,7 @@ describe('buildPlan and renderPlanText', () => {
     PHASES.forEach((phase, i) => {
       expect(steps[i]).toMatch(new RegExp(`^  ${i + 1}\\. ${phase}\\b`));
       expect(steps[i]?.includes('[changes the target]')).toBe(
-        ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open'].includes(phase),
+        ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'mask', 'open'].includes(phase),
       );
     });
   });

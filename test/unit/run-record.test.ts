@@ -79,7 +79,7 @@ const cloneError: RunError = {
 describe('newRun', () => {
   it('has the phases of a recreate refresh in order, all pending, and a running status', () => {
     const run = fresh();
-    expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify']);
+    expect(PHASES).toEqual(['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'mask', 'open', 'verify']);
     expect(ALL_PHASES).toEqual([
       'preflight',
       'snapshot',
@@ -89,6 +89,7 @@ describe('newRun', () => {
       'start',
       'neutralise',
       'prepare',
+      'mask',
       'open',
       'verify',
       'swap',
@@ -170,12 +171,12 @@ describe('finishing a run', () => {
   it('succeedRun refuses while phases are pending, naming them', () => {
     const run = through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone']);
     expect(() => succeedRun(run, at(60_000))).toThrow(TransitionError);
-    expect(() => succeedRun(run, at(60_000))).toThrow(/start, neutralise, prepare, open, verify/);
+    expect(() => succeedRun(run, at(60_000))).toThrow(/start, neutralise, prepare, mask, open, verify/);
   });
 
   it('succeedRun refuses while a phase is running', () => {
     const run = startPhase(
-      through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open']),
+      through(fresh(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'mask', 'open']),
       'verify',
       at(20_000),
     );
@@ -191,7 +192,7 @@ describe('finishing a run', () => {
 
   it('a dry run with its destructive phases skipped can succeed', () => {
     let run = through(fresh(), ['preflight', 'snapshot']);
-    for (const name of ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'open', 'verify'] as const)
+    for (const name of ['teardown', 'clone', 'start', 'neutralise', 'prepare', 'mask', 'open', 'verify'] as const)
       run = skipPhase(run, name, 'dry run');
     expect(succeedRun(run, at(5000)).status).toBe('succeeded');
   });

@@ -238,7 +238,7 @@ describe('Runner with a fake target and a fake clock', () => {
     expect(statuses(run)).toEqual(Object.fromEntries(PHASES.map((p) => [p, 'succeeded'])));
     expect(target.calls).toEqual(['resolveSource', 'preflight:16', 'teardown', 'clone', 'start', 'outcome:succeeded']);
     // Timings come from the fake clock: preflight 1 s, each target phase 10 s; the fake has no private window.
-    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0, 0, 0, 0]);
+    expect(run.phases.map((p) => p.durationMs)).toEqual([1000, 0, 10_000, 10_000, 10_000, 0, 0, 0, 0, 0]);
     expect(run.durationMs).toBe(31_000);
     expect(run.snapshot?.takenAt).toBe(new Date(T0 + 1000).toISOString());
     expect(run.preflight?.every((c) => c.ok)).toBe(true);
@@ -366,6 +366,7 @@ describe('Runner with a fake target and a fake clock', () => {
       start: 'skipped',
       neutralise: 'skipped',
       prepare: 'skipped',
+      mask: 'skipped',
       open: 'skipped',
       verify: 'skipped',
     });

@@ -62,6 +62,12 @@ describe('safe-copy config', () => {
       passwords: true,
     });
     expect(needsPrivateWindow(load('    neutralise: false\n'))).toBe(false);
+    // Masking alone needs the window: nobody may read the copy before it is masked.
+    expect(
+      needsPrivateWindow(
+        load('    neutralise: false\n    mask: { key: { env: PW }, databases: { app: { public.users: { email: email } } } }\n'),
+      ),
+    ).toBe(true);
     expect(problems('    neutralise: true\n')[0]).toMatch(/jobs\[0\]\.neutralise: must be false .* or an object/);
   });
 

@@ -85,7 +85,7 @@ describe('pause and resume', () => {
     const beforeStart = pauseRun(through(run(), ['preflight', 'snapshot', 'teardown', 'clone']), at(20), 'shutdown');
     expect(resumePoint(beforeStart, local)).toEqual({ ok: true, phase: 'start' });
     const crashedInVerify = startPhase(
-      through(run(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'open']),
+      through(run(), ['preflight', 'snapshot', 'teardown', 'clone', 'start', 'neutralise', 'prepare', 'mask', 'open']),
       'verify',
       at(30),
     );

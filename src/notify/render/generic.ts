@@ -109,6 +109,12 @@ export const genericEnvelopeSchema = z
       })
       .nullable()
       .describe('Size and table counts per database, copy against source; null when none were taken'),
+    masking: z
+      .string()
+      .optional()
+      .describe(
+        'When the job masks: "masked N columns in M tables; coverage: ok" or "…; coverage: K findings" (the record has the details)',
+      ),
     error: z
       .object({
         phase: z.enum(PHASES).describe('The phase that failed'),
@@ -190,6 +196,7 @@ export function renderGeneric(facts: MessageFacts): GenericEnvelope {
           databases: facts.verification.databases.map((d) => ({ name: d.name, source: orNull(d.source), copy: orNull(d.copy) })),
         }
       : null,
+    ...(facts.masking ? { masking: facts.masking } : {}),
     error: facts.error ? { ...facts.error, details: [...facts.error.details] } : null,
     skipped: facts.skipped
       ? { reason: facts.skipped.reason, scheduledFor: orNull(facts.skipped.scheduledFor), detail: orNull(facts.skipped.detail) }

@@ -3,6 +3,7 @@ import { formatBytes } from '../../config/byte-size.js';
 import type { NotifyEvent } from '../../config/types.js';
 import { formatDuration } from '../../duration.js';
 import type { FailureClass } from '../../failures.js';
+import { maskingSummary } from '../../mask/record.js';
 import type { DatabaseFigures } from '../../run/facts.js';
 import type { PhaseName, PhaseStatus, RunRecord, RunStatus, SkipReason, Trigger } from '../../run/record.js';
 import { localParts } from '../../schedule/fire-times.js';
@@ -66,6 +67,8 @@ export interface MessageFacts {
     | undefined;
   /** Figures per database: source and copy after verification, the source only when the run stopped earlier. */
   verification?: { ok: boolean | undefined; databases: DatabaseFacts[] } | undefined;
+  /** "masked N columns in M tables; coverage: ok / K findings", when the job masks. */
+  masking?: string | undefined;
   error?: { phase: PhaseName; class: FailureClass; message: string; hint: string; details: string[] } | undefined;
   skipped?: { reason: SkipReason; scheduledFor?: string | undefined; detail?: string | undefined } | undefined;
   upcoming?: { at: string; leadMinutes: number } | undefined;
@@ -213,6 +216,7 @@ export function runFacts(input: {
       phases: run.phases.map((p) => ({ name: p.name, status: p.status, durationMs: p.durationMs })),
     },
     verification: event === 'started' || event === 'queued' ? undefined : databasesOf(run),
+    masking: event === 'started' || event === 'queued' ? undefined : maskingSummary(run.masking, run.verification?.coverage),
     error: run.error
       ? {
           phase: run.error.phase,
@@ -376,6 +380,7 @@ export function factsList(facts: MessageFacts): Fact[] {
       });
     }
   }
+  if (facts.masking) list.push({ label: 'Masking', value: facts.masking });
   return list;
 }
 

@@ -29,6 +29,7 @@ import type { PhaseName, ResumePolicy, RunOperation, TargetDescription } from '.
 import { cleanupPrevious } from './cleanup-previous.js';
 import { clone } from './clone.js';
 import { cloneBeside } from './clone-beside.js';
+import { mask } from './mask.js';
 import { neutralise } from './neutralise.js';
 import { open } from './open.js';
 import type { Phase, TargetKind } from './phase.js';
@@ -50,6 +51,7 @@ export const PHASE_TABLE: readonly Phase[] = [
   start,
   neutralise,
   prepare,
+  mask,
   open,
   verify,
   swap,

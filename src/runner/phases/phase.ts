@@ -15,7 +15,7 @@ export interface PhaseRun extends RunContext {
 }
 
 /** The record fields a phase may fill in. */
-export type RecordPatch = Partial<Pick<RunRecord, 'preflight' | 'snapshot' | 'verification'>>;
+export type RecordPatch = Partial<Pick<RunRecord, 'preflight' | 'snapshot' | 'masking' | 'verification'>>;
 
 /**
  * A phase's outcome. A failure keeps its patch: the checks or the verification

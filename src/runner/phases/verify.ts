@@ -1,6 +1,7 @@
 import { databasesToVerify, verifyCopy } from '../../checks/verify.js';
+import { checkCoverage, coverageChecks } from '../../mask/coverage.js';
 import { neutralisedVerification } from '../../safe-copy/phases.js';
-import { checksFailure, type Phase } from './phase.js';
+import { checksFailure, failingChecks, type Phase, type PhaseRun } from './phase.js';
 import { sourceUnavailable } from './source.js';
 
 /** Compares the copy with the snapshot and checks the job's expectations. Read-only, so it can be redone. */
@@ -34,14 +35,40 @@ export const verify: Phase = {
     const neutralised = await neutralisedVerification(ctx, record);
     if (neutralised.length > 0) {
       verification.checks.push(...neutralised);
-      verification.ok = verification.ok && neutralised.every((c) => c.ok || c.severity === 'warning');
+      verification.ok = verification.ok && failingChecks(neutralised).length === 0;
+    }
+    const coverage = await maskingCoverage(
+      ctx,
+      databases.map((d) => d.name),
+    );
+    if (coverage) {
+      verification.coverage = coverage.record;
+      verification.checks.push(...coverage.checks);
+      verification.ok = verification.ok && failingChecks(coverage.checks).length === 0;
     }
     if (!verification.ok) {
-      const failing = [...verification.databases.flatMap((d) => d.checks), ...verification.checks].filter(
-        (c) => !c.ok && c.severity !== 'warning',
-      );
+      const failing = failingChecks([...verification.databases.flatMap((d) => d.checks), ...verification.checks]);
       return { ok: false, patch: { verification }, failure: checksFailure(failing, 'verification-failed') };
     }
     return { ok: true, patch: { verification }, detail: { databases: verification.databases.length } };
   },
 };
+
+/**
+ * The masking coverage check, when the job masks: the verified databases and
+ * the masked ones. Under `warn` its findings are warnings, so they are
+ * recorded and notified without failing the run.
+ */
+async function maskingCoverage(ctx: PhaseRun, verified: readonly string[]) {
+  const { job } = ctx;
+  if (!job.mask || job.mask.coverage === 'off') return undefined;
+  const databases = [...new Set([...verified, ...Object.keys(job.mask.databases)])];
+  const record = await checkCoverage({
+    mask: job.mask,
+    databases,
+    endpoint: (database) => ctx.target.endpoint(database),
+    sql: ctx.sql,
+    masking: ctx.record.masking,
+  });
+  return { record, checks: coverageChecks(record) };
+}

@@ -1,0 +1,193 @@
+import { cpus, totalmem } from 'node:os';
+import { pino } from 'pino';
+import { Sandbox, type SandboxCluster } from '../scripts/pg-sandbox.js';
+import { Secret } from '../src/config/secret.js';
+import type { MaskConfig, PgEndpoint } from '../src/config/types.js';
+import { checkCoverage } from '../src/mask/coverage.js';
+import { maskCopy } from '../src/mask/masker.js';
+import { PgConnector } from '../src/postgres/sql.js';
+
+/**
+ * Masking speed: BENCH_ROWS rows (default 1,000,000) × 3 columns (email, full
+ * name, phone) masked by db-refresher's maskCopy with its deterministic HMAC
+ * fakes, against the peer: a hand-written `UPDATE people SET email =
+ * md5(email), full_name = md5(full_name), phone = md5(phone)` on an identical
+ * copy, alternating which goes first, BENCH_ROUNDS times (default 3). Each
+ * round works on fresh copies (CREATE DATABASE … TEMPLATE).
+ *
+ * Then the coverage check on BENCH_TABLES tables (default 10,000) of 6
+ * columns each, analysed, against nothing: the goal is an absolute < 2 s.
+ *
+ * BENCH_PART=mask or BENCH_PART=coverage runs one part only.
+ */
+
+const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const tables = Number(process.env.BENCH_TABLES ?? 10_000);
+const part = process.env.BENCH_PART ?? 'all';
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+};
+
+function endpoint(cluster: SandboxCluster, database: string): PgEndpoint {
+  return {
+    host: cluster.host,
+    port: cluster.port,
+    user: 'postgres',
+    password: new Secret(cluster.superuserPassword, 'bench'),
+    dbname: database,
+    sslmode: 'disable',
+  };
+}
+
+const log = pino({ level: 'warn' });
+
+async function benchMask(cluster: SandboxCluster): Promise<void> {
+  console.log(`generating ${rows.toLocaleString('en')} rows …`);
+  await cluster.sql('CREATE DATABASE people_source');
+  await cluster.sql(
+    `CREATE TABLE people (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, full_name text NOT NULL, phone text);
+     INSERT INTO people SELECT g, 'person' || g || '@mail.example.org', 'Person Number ' || g, '+49 30 ' || (10000000 + g)
+     FROM generate_series(1, ${rows}) g;`,
+    'people_source',
+  );
+  await cluster.sql('VACUUM ANALYZE people', 'people_source');
+  const mask = (database: string): MaskConfig =>
+    ({
+      key: new Secret('bench-key', 'bench'),
+      databases: { [database]: { 'public.people': { email: 'email', full_name: 'name', phone: 'phone' } } },
+      allow: [],
+      coverage: 'fail',
+      parallel: 4,
+      sampleRows: 20,
+    }) as MaskConfig;
+  const sql = new PgConnector();
+  const ours: number[] = [];
+  const oursUpdate: number[] = [];
+  const peer: number[] = [];
+  let copy = 0;
+  const fresh = async () => {
+    copy += 1;
+    const name = `people_${copy}`;
+    await cluster.sql(`CREATE DATABASE ${name} TEMPLATE people_source`);
+    await cluster.sql('CHECKPOINT');
+    return name;
+  };
+  const runOurs = async () => {
+    const db = await fresh();
+    const started = performance.now();
+    const record = await maskCopy({
+      mask: mask(db),
+      endpoint: (d) => endpoint(cluster, d),
+      sql,
+      log,
+      signal: new AbortController().signal,
+    });
+    const ms = performance.now() - started;
+    ours.push(ms);
+    oursUpdate.push(record.databases[0]?.tables[0]?.durationMs ?? 0);
+    console.log(
+      `  db-refresher maskCopy: ${ms.toFixed(0)} ms (${record.rows} rows, table ${record.databases[0]?.tables[0]?.durationMs} ms)`,
+    );
+    await cluster.sql(`DROP DATABASE ${db}`);
+  };
+  const runPeer = async () => {
+    const db = await fresh();
+    const started = performance.now();
+    await cluster.sql('UPDATE people SET email = md5(email), full_name = md5(full_name), phone = md5(phone)', db);
+    const ms = performance.now() - started;
+    peer.push(ms);
+    console.log(`  hand-written UPDATE … md5: ${ms.toFixed(0)} ms`);
+    await cluster.sql(`DROP DATABASE ${db}`);
+  };
+  for (let round = 0; round < rounds; round += 1) {
+    console.log(`round ${round + 1}`);
+    if (round % 2 === 0) {
+      await runOurs();
+      await runPeer();
+    } else {
+      await runPeer();
+      await runOurs();
+    }
+  }
+  const m = median(ours);
+  const p = median(peer);
+  console.log(
+    JSON.stringify(
+      {
+        rows,
+        columns: 3,
+        rounds,
+        dbRefresherMedianMs: Math.round(m),
+        dbRefresherTableMedianMs: Math.round(median(oursUpdate)),
+        peerMedianMs: Math.round(p),
+        ratio: Number((m / p).toFixed(2)),
+        dbRefresherRowsPerSecond: Math.round(rows / (m / 1000)),
+        peerRowsPerSecond: Math.round(rows / (p / 1000)),
+        ours: ours.map(Math.round),
+        peer: peer.map(Math.round),
+      },
+      null,
+      2,
+    ),
+  );
+}
+
+async function benchCoverage(cluster: SandboxCluster): Promise<void> {
+  console.log(`creating ${tables.toLocaleString('en')} tables …`);
+  await cluster.sql('CREATE DATABASE many');
+  // In batches: one transaction holding locks on 10,000 new tables runs out of lock slots.
+  for (let from = 1; from <= tables; from += 1000) {
+    await cluster.sql(
+      `DO $$ BEGIN FOR i IN ${from}..${Math.min(tables, from + 999)} LOOP
+       EXECUTE format('CREATE TABLE public.t%s (id int PRIMARY KEY, label text, amount numeric, created date, contact_mail text, note text)', i);
+       EXECUTE format('INSERT INTO public.t%s SELECT g, %L || g, g, date %L + g, %L || g || %L, %L FROM generate_series(1, 5) g', i, 'label ', '2020-01-01', 'someone', '@example.org', 'free text');
+     END LOOP; END $$;`,
+      'many',
+    );
+  }
+  await cluster.sql('ANALYZE', 'many');
+  const sql = new PgConnector();
+  const times: number[] = [];
+  for (let round = 0; round < rounds; round += 1) {
+    const started = performance.now();
+    const coverage = await checkCoverage({
+      mask: {
+        key: new Secret('k', 'bench'),
+        databases: {},
+        allow: [],
+        coverage: 'fail',
+        parallel: 1,
+        sampleRows: 20,
+      } as unknown as MaskConfig,
+      databases: ['many'],
+      endpoint: (d) => endpoint(cluster, d),
+      sql,
+    });
+    const ms = performance.now() - started;
+    times.push(ms);
+    console.log(
+      `  coverage: ${ms.toFixed(0)} ms, ${coverage.tables} tables, ${coverage.columns} columns, ${coverage.queries} queries, ${coverage.findings.length} findings`,
+    );
+  }
+  console.log(JSON.stringify({ tables, columnsPerTable: 6, rounds, medianMs: Math.round(median(times)), times: times.map(Math.round) }));
+}
+
+async function main(): Promise<void> {
+  console.log(`machine: ${cpus().length} × ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+  const sandbox = Sandbox.create('dbr-bench-mask-');
+  try {
+    const cluster = await sandbox.createCluster({
+      name: 'pg',
+      settings: { shared_buffers: "'256MB'", max_wal_size: "'4GB'", checkpoint_timeout: "'30min'", max_locks_per_transaction: '256' },
+    });
+    if (part === 'all' || part === 'mask') await benchMask(cluster);
+    if (part === 'all' || part === 'coverage') await benchCoverage(cluster);
+  } finally {
+    await sandbox.destroy();
+  }
+}
+
+await main();
