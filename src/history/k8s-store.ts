@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { systemClock } from '../clock.js';
-import { Kube, type V1ConfigMap } from '../kube/client.js';
+import { Kube, podNamespace, type V1ConfigMap } from '../kube/client.js';
 import { LABELS, MANAGED_BY_VALUE } from '../kube/labels.js';
 import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
@@ -208,14 +207,6 @@ export class KubernetesRunStore implements RunStore {
       if (isNotFound(error)) return undefined;
       throw error;
     }
-  }
-}
-
-function podNamespace(): string | undefined {
-  try {
-    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -113,7 +113,9 @@ export function frameworkErrors(bodyLimitBytes: number) {
  */
 export function clientErrorHandler(log: Logger) {
   return (error: NodeJS.ErrnoException, socket: Socket) => {
-    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    // Node's parser reports every further chunk of a refused request as a new client
+    // error; the first one has been answered and the socket is draining.
+    if (error.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return;
     const [code, message]: [ErrorCode, string] =
       error.code === 'HPE_HEADER_OVERFLOW'
         ? ['HEADERS_TOO_LARGE', 'the request line and headers are larger than the server accepts (16 KiB); shorten the URL or the headers']
@@ -123,16 +125,30 @@ export function clientErrorHandler(log: Logger) {
     const { slug, httpStatus } = errorInfo(code);
     const id = randomUUID();
     log.debug({ reqId: id, code: error.code, statusCode: httpStatus }, 'client error');
-    if (socket.writable) {
-      const body = JSON.stringify({ error: slug, message });
-      const reason = STATUS_TEXT[httpStatus] ?? 'Error';
-      socket.write(
-        `HTTP/1.1 ${httpStatus} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
-      );
+    if (!socket.writable) {
+      socket.destroy(error);
+      return;
     }
-    socket.destroy(error);
+    const body = JSON.stringify({ error: slug, message });
+    const reason = STATUS_TEXT[httpStatus] ?? 'Error';
+    // Half-close and keep reading (and discarding) what the client still sends: closing a
+    // socket with unread input makes the kernel send a reset, and the client may then lose
+    // the answer and see only "connection reset". The timer bounds a client that never stops.
+    socket.end(
+      `HTTP/1.1 ${httpStatus} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    answered.add(socket);
+    socket.on('error', () => undefined);
+    socket.resume();
+    setTimeout(() => socket.destroy(), DRAIN_MS).unref();
   };
 }
+
+/** Sockets whose refused request has had its answer. */
+const answered = new WeakSet<Socket>();
+
+/** How long a refused client may go on sending before its socket is closed. */
+const DRAIN_MS = 2_000;
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   400: 'Bad Request',

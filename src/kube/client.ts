@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import {
   BatchV1Api,
   CoordinationV1Api,
@@ -31,6 +32,15 @@ export function loadKubeConfig(file?: string, env: NodeJS.ProcessEnv = process.e
   else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
   else kc.loadFromDefault();
   return kc;
+}
+
+/** The pod's own namespace, from its service account; undefined outside a cluster. */
+export function podNamespace(): string | undefined {
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export class Kube {

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Config } from '../config/types.js';
 import type { LeaderElector } from '../kube/leader-elector.js';
@@ -82,7 +81,7 @@ export async function createLeadership(options: {
   const le = options.config.server.leaderElection;
   const history = options.config.server.history;
   if (!le || history.kind !== 'kubernetes') return soleReplica;
-  const [{ Kube }, { LeaderElector }] = await Promise.all([import('../kube/client.js'), import('../kube/leader-elector.js')]);
+  const [{ Kube, podNamespace }, { LeaderElector }] = await Promise.all([import('../kube/client.js'), import('../kube/leader-elector.js')]);
   const kube = Kube.fromFile(history.kubeconfig, options.env);
   const namespace = le.namespace ?? history.namespace ?? podNamespace() ?? kube.contextNamespace ?? 'default';
   // The pod's name is unique among replicas; a random suffix keeps two local processes apart.
@@ -128,12 +127,4 @@ export function fencedStore(store: RunStore, leadership: Leadership): RunStore {
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
   });
-}
-
-function podNamespace(): string | undefined {
-  try {
-    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -27,7 +27,7 @@ export function createTarget(config: Config, job: JobConfig, deps: TargetDeps = 
           jobPath,
           strategy: job.strategy,
           ...(deps.env ? { env: deps.env } : {}),
-          ...(deps.sql ? { sql: deps.sql } : {}),
+          sql: deps.sql ?? new PgConnector(),
         });
       return new LocalTarget({
         job: asLocalJob(job),

@@ -359,13 +359,16 @@ describe('the db-refresher chart with a full set of values', () => {
     const sm = one(manifests, 'ServiceMonitor').object as unknown as {
       apiVersion: string;
       metadata: { labels: Record<string, string> };
-      spec: { selector: { matchLabels: Record<string, string> }; endpoints: Array<Record<string, string>> };
+      spec: { selector: { matchLabels: Record<string, string> }; endpoints: Array<Record<string, string | boolean>> };
     };
     const service = one(manifests, 'Service').object as unknown as { metadata: { labels: Record<string, string> } };
     expect(sm.apiVersion).toBe('monitoring.coreos.com/v1');
     expect(sm.metadata.labels.release).toBe('prometheus');
     for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(service.metadata.labels[k]).toBe(v);
-    expect(sm.spec.endpoints).toEqual([{ port: 'http', path: '/metrics', scheme: 'http', interval: '30s', scrapeTimeout: '10s' }]);
+    // honorLabels keeps db-refresher's own `job` label (the refresh job) instead of renaming it exported_job.
+    expect(sm.spec.endpoints).toEqual([
+      { port: 'http', path: '/metrics', scheme: 'http', interval: '30s', scrapeTimeout: '10s', honorLabels: true },
+    ]);
   });
 
   it("a Role per cnpg target namespace, limited to its Clusters and its own Namespace; the history Role only to the jobs' ConfigMaps", () => {
@@ -482,12 +485,19 @@ jobs:
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['dbr-db-refresher'], verbs: ['get', 'update'] },
     ]);
-    const error = await renderError('db-refresher', {
+    // Two replicas need leader election (and the Kubernetes history, the chart's default).
+    const two = await render('db-refresher', {
       valuesFiles: [valuesFile(minimal('replicaCount: 2\nleaderElection: { enabled: true }\n'))],
       name: 'dbr',
       namespace: releaseNs,
     });
-    expect(error).toMatch(/replicaCount/);
+    expect(two.manifests.some((m) => m.kind === 'PodDisruptionBudget')).toBe(true);
+    const error = await renderError('db-refresher', {
+      valuesFiles: [valuesFile(minimal('replicaCount: 2\n'))],
+      name: 'dbr',
+      namespace: releaseNs,
+    });
+    expect(error).toMatch(/leaderElection/);
   });
 
   it('server.port and shutdownGraceSeconds flow into the container port and the termination grace period', async () => {
@@ -512,7 +522,7 @@ jobs:
     ['port 0', `${minimal()}server: { port: 0 }\n`, /at '\/server\/port'/],
     ['a loopback listen address', `${minimal()}server: { host: 127.0.0.1 }\n`, /server\.host/],
     ['a relative stateDir', `${minimal()}stateDir: state\n`, /at '\/stateDir'/],
-    ['two replicas', `${minimal()}replicaCount: 2\n`, /at '\/replicaCount'/],
+    ['two replicas without leader election', `${minimal()}replicaCount: 2\n`, /leaderElection/],
     ['config.yaml in configFiles', `${minimal()}configFiles: { config.yaml: "x" }\n`, /configFiles: "config.yaml" is the config file/],
   ])('refuses %s', async (_what, text, message) => {
     expect(await renderError('db-refresher', { valuesFiles: [valuesFile(text)], name: 'dbr', namespace: releaseNs })).toMatch(message);

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { KubernetesRunStore } from '../../src/history/k8s-store.js';
+import { Kube } from '../../src/kube/client.js';
 import { createLogger } from '../../src/observe/logger.js';
 import type { RunRecord } from '../../src/run/record.js';
 import { buildRenderer, type PolicyRule, type RbacDecision, rbacCheck, render } from '../charts/helpers.js';
@@ -106,7 +107,7 @@ beforeAll(async () => {
   const log = createLogger({ level: 'silent', pretty: false });
   const proxyKc = new KubeConfig();
   proxyKc.loadFromFile(kubeconfig);
-  const options = { kubeConfig: proxyKc, namespace: releaseNs, keepRuns: 30, configMapPrefix: 'db-refresher-runs', log };
+  const options = { kube: new Kube(proxyKc), namespace: releaseNs, keepRuns: 30, configMapPrefix: 'db-refresher-runs', log };
   const store = await KubernetesRunStore.create(options);
   for (const run of runs) await store.save(run);
   await store.list('qa');

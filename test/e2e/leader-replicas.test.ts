@@ -121,9 +121,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM');
-  await Promise.all(
-    replicas.map((r) => new Promise((resolve) => (r.child.exitCode !== null ? resolve(null) : r.child.once('exit', resolve)))),
-  );
+  // A replica killed earlier (SIGKILL) has exited already: its exit event will not come again.
+  const exited = (r: Replica) => r.child.exitCode !== null || r.child.signalCode !== null;
+  await Promise.all(replicas.map((r) => new Promise((resolve) => (exited(r) ? resolve(null) : r.child.once('exit', resolve)))));
   await harness?.destroy();
   await core?.deleteNamespace({ name: ns }).catch(() => undefined);
 }, 120_000);

@@ -224,7 +224,8 @@ describe('JobLocks', () => {
     const error = busyError(() => new JobLocks(stateDir).acquire('qa', 'run-two', now));
     expect(error.code).toBe('JOB_BUSY');
     expect(error.message).toContain('run-one');
-    expect(new JobLocks(stateDir).holder('qa')).toEqual({ pid: process.pid, runId: 'run-one', since: now.toISOString() });
+    // The lock also stores the holder's process start time (a reused pid is not the holder).
+    expect(new JobLocks(stateDir).holder('qa')).toMatchObject({ pid: process.pid, runId: 'run-one', since: now.toISOString() });
     lock.release();
   });
 
@@ -247,7 +248,7 @@ describe('JobLocks', () => {
     const locks = new JobLocks(stateDir);
     expect(locks.holder('qa')).toBeUndefined();
     const lock = locks.acquire('qa', 'run-new', now);
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ pid: process.pid, runId: 'run-new', since: now.toISOString() });
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({ pid: process.pid, runId: 'run-new', since: now.toISOString() });
     expect(busyError(() => locks.acquire('qa', 'run-third', now)).message).toContain('run-new');
     lock.release();
   });

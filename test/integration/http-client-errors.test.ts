@@ -83,6 +83,29 @@ describe('client errors over a socket', () => {
     }
   });
 
+  it('a client still uploading when refused reads the whole answer, without a reset', async () => {
+    // Closing a socket with unread input makes the kernel reset the connection; a client
+    // still uploading then loses the 431 and sees only ECONNRESET.
+    const result = await new Promise<{ data: string; error?: string }>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let data = '';
+      let error: string | undefined;
+      socket.on('data', (chunk) => {
+        data += chunk.toString();
+      });
+      socket.on('error', (e: NodeJS.ErrnoException) => {
+        error = e.code ?? e.message;
+      });
+      socket.on('close', () => resolve({ data, error }));
+      // Headers over the limit followed by a large upload, all at once: the server refuses
+      // while most of it is still unread in its socket.
+      socket.end(`GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}${'b'.repeat(4 * 1024 * 1024)}`);
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.data).toMatch(/^HTTP\/1\.1 431 /);
+    expect(result.data).toContain('"error":"headers-too-large"');
+  });
+
   it('400 for a request that is not HTTP', async () => {
     const res = await raw('HELLO\r\n\r\n');
     expect(res.status).toBe(400);

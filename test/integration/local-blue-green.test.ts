@@ -44,6 +44,11 @@ describe('strategy blueGreen, local', () => {
       snapshot: 'succeeded',
       'clone-beside': 'succeeded',
       start: 'succeeded',
+      // The new copy goes through the private window on its spare slot before it is verified.
+      neutralise: 'succeeded',
+      prepare: 'succeeded',
+      mask: 'succeeded',
+      open: 'succeeded',
       verify: 'succeeded',
       swap: 'succeeded',
       'cleanup-previous': 'succeeded',

@@ -142,11 +142,11 @@ describe('hostile config files', () => {
 
   it('a data directory at / or overlapping the state directory is a config error', () => {
     const error = configError(() =>
-      parse(`stateDir: state\njobs:${job('a', '/', 5433)}${job('b', 'state/copy', 5434)}${job('c', '.', 5435)}\n`),
+      parse(`stateDir: state\njobs:${job('a', '/', 5433)}${job('b', 'state/runs/copy', 5434)}${job('c', '.', 5435)}\n`),
     );
     expect(error.problems).toEqual([
       expect.stringMatching(/^jobs\[0\]\.target\.dataDir: \/ is the root of the file system/),
-      expect.stringMatching(/^jobs\[1\]\.target\.dataDir: .*state\/copy is inside the state directory/),
+      expect.stringMatching(/^jobs\[1\]\.target\.dataDir: .*state\/runs\/copy is inside the state directory/),
       expect.stringMatching(/^jobs\[2\]\.target\.dataDir: .* contains the state directory/),
     ]);
   });

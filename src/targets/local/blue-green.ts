@@ -6,7 +6,7 @@ import { formatBytes } from '../../config/byte-size.js';
 import type { BlueGreenConfig } from '../../config/schema-strategy.js';
 import type { PgEndpoint } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
-import type { BlueGreenTarget, PhaseContext, SqlConnector } from '../../ports.js';
+import type { BlueGreenTarget, PhaseContext, PrivateAccess, SqlConnector } from '../../ports.js';
 import { serverOsUser } from '../../postgres/os-user.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
@@ -67,7 +67,22 @@ export class BlueGreenLocalTarget implements BlueGreenTarget {
       job: { ...this.#job, target: { ...this.#job.target, dataDir: this.#slots.paths.next, port: spare, adopt: false } },
       jobPath: this.#jobPath,
       env: this.#env,
+      ...(this.#sql ? { sql: this.#sql } : {}),
     });
+  }
+
+  // The new copy goes through the same private window as a recreated one (neutralise, prepare, mask),
+  // on its own socket, and opens on the spare port; the swap then moves it to the job's port.
+  privateAccess(ctx: PhaseContext): Promise<PrivateAccess> {
+    return this.#beside().privateAccess(ctx);
+  }
+
+  open(ctx: PhaseContext): Promise<PhaseDetail> {
+    return this.#beside().open(ctx);
+  }
+
+  reservedRoles(): string[] {
+    return this.#beside().reservedRoles();
   }
 
   describe(): TargetDescription {
