@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS } from '../config/schema.js';
 import { isRefresherError } from '../errors.js';
 import { packageVersion } from '../version.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerNotifyTest } from './commands/notify-test.js';
 import { registerPlan } from './commands/plan.js';
 import { registerRemote } from './commands/remote.js';
@@ -29,6 +30,7 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerSchedule,
   registerNotifyTest,
   registerRemote,
+  registerCompletion,
 ];
 
 export function buildProgram(): Command {

@@ -79,6 +79,9 @@ async function follow(api: RemoteClient, id: string): Promise<RunRecord> {
   }
 }
 
+/** The verbs that talk to a server (shell completion asks the server for their job names). */
+export const REMOTE_VERBS: readonly string[] = ['status', 'runs', 'describe', 'trigger', 'cancel', 'suspend', 'resume'];
+
 const EXAMPLES = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
 
 export function registerRemote(program: Command): void {

@@ -50,11 +50,13 @@ export class RemoteClient {
     return new RemoteClient(server, token);
   }
 
-  async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  /** `timeoutMs` bounds the whole request (shell completion must not hang on a server that does not answer). */
+  async request<T>(method: 'GET' | 'POST', path: string, body?: unknown, options: { timeoutMs?: number } = {}): Promise<T> {
     let res: Response;
     try {
       res = await fetch(`${this.base}${path}`, {
         method,
+        ...(options.timeoutMs ? { signal: AbortSignal.timeout(options.timeoutMs) } : {}),
         headers: {
           authorization: `Bearer ${this.#token}`,
           accept: 'application/json',
