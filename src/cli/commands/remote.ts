@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { formatDuration } from '../../duration.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../../run/record.js';
+import { type Paint, paintFor, plain } from '../color.js';
 import { globals, outputOption, print } from '../context.js';
 import { RemoteClient as Client, type RemoteClient, type RemoteOptions } from '../remote/client.js';
 import { type OutputFormat, renderRunText } from '../render.js';
@@ -33,7 +34,8 @@ function age(iso: string | null): string {
       : `${Math.floor(s / 86_400)}d${Math.floor((s % 86_400) / 3600)}h`;
 }
 
-function statusTable(jobs: JobItem[]): string {
+/** Padded first, coloured after, so escape codes never upset the column widths. */
+export function statusTable(jobs: JobItem[], paint: Paint = plain): string {
   const rows = jobs.map((j) => [
     j.name,
     j.current
@@ -45,19 +47,25 @@ function statusTable(jobs: JobItem[]): string {
   ]);
   const head = ['JOB', 'STATUS', 'DATA AGE', 'LAST RUN', 'NEXT RUN'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  return `${[head, ...rows]
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')}\n`;
+  const pad = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)));
+  const colour = (r: string[], j: JobItem) =>
+    pad(r).map((c, i) =>
+      i === 1
+        ? paint.status(j.current?.status ?? j.lastRun?.status ?? '', c)
+        : i === 3 && j.lastRun
+          ? paint.status(j.lastRun.status, c)
+          : i === 4 && j.suspended
+            ? paint.yellow(c)
+            : c,
+    );
+  const lines = [pad(head).map((c) => paint.bold(c)), ...rows.map((r, k) => colour(r, jobs[k] as JobItem))];
+  return `${lines.map((r) => r.join('  ').trimEnd()).join('\n')}\n`;
 }
 
 /** Follows a run until it ends: a progress line on a terminal, long polls otherwise. */
 async function follow(api: RemoteClient, id: string): Promise<RunRecord> {
   const tty = process.stderr.isTTY;
+  const paint = paintFor(process.stderr, process.env);
   let lastLine = '';
   for (;;) {
     const run = await api.request<RunRecord & { live?: { phase?: string; progress?: { percent?: number } } }>(
@@ -73,7 +81,7 @@ async function follow(api: RemoteClient, id: string): Promise<RunRecord> {
     const elapsed = started ? formatDuration(Date.now() - Date.parse(started)) : '';
     const percent = run.live?.progress?.percent;
     const line = `${phase.padEnd(9)} ${elapsed}${percent !== undefined ? `  ${percent}%` : ''}`;
-    if (tty) process.stderr.write(`\r\x1b[2K… ${line}`);
+    if (tty) process.stderr.write(`\r\x1b[2K${paint.cyan('…')} ${line}`);
     else if (line.split(' ')[0] !== lastLine.split(' ')[0]) process.stderr.write(`${line}\n`);
     lastLine = line;
   }
@@ -112,7 +120,7 @@ export function registerRemote(program: Command): void {
         jobs.push(...page.jobs);
         cursor = page.nextCursor ?? '';
       } while (cursor);
-      print({ jobs }, format(options), () => statusTable(jobs));
+      print({ jobs }, format(options), (paint) => statusTable(jobs, paint));
     });
 
   program
@@ -126,11 +134,11 @@ export function registerRemote(program: Command): void {
       const page = await client(command).request<{
         runs: Array<{ id: string; status: string; trigger: { kind: string; by?: string }; durationMs?: number; error?: { class: string } }>;
       }>('GET', `/api/v1/jobs/${encodeURIComponent(job)}/runs?limit=${encodeURIComponent(options.limit)}`);
-      print(page, format(options), () =>
+      print(page, format(options), (paint) =>
         page.runs
           .map(
             (r) =>
-              `${r.id}  ${r.status.padEnd(11)} ${r.trigger.kind}${r.trigger.by ? ` by ${r.trigger.by}` : ''}  ${formatDuration(r.durationMs)}${r.error ? `  ${r.error.class}` : ''}`,
+              `${r.id}  ${paint.status(r.status, r.status.padEnd(11))} ${r.trigger.kind}${r.trigger.by ? ` by ${r.trigger.by}` : ''}  ${formatDuration(r.durationMs)}${r.error ? `  ${r.error.class}` : ''}`,
           )
           .join('\n')
           .concat('\n'),
@@ -145,7 +153,7 @@ export function registerRemote(program: Command): void {
     .addHelpText('after', EXAMPLES(['db-refresher describe 20261125T101502113Z-3fa2c1']))
     .action(async (id: string, options: { output?: OutputFormat }, command: Command) => {
       const run = await client(command).request<RunRecord>('GET', `/api/v1/runs/${encodeURIComponent(id)}`);
-      print(run, format(options), () => renderRunText(run));
+      print(run, format(options), (paint) => renderRunText(run, paint));
     });
 
   program
@@ -167,7 +175,7 @@ export function registerRemote(program: Command): void {
       }
       process.stderr.write(`run ${started.run.id} of ${job}: ${started.run.status}\n`);
       const run = await follow(api, started.run.id);
-      print(run, format(options), () => renderRunText(run));
+      print(run, format(options), (paint) => renderRunText(run, paint));
       process.exitCode = run.status === 'succeeded' ? 0 : 1;
     });
 

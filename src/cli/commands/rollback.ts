@@ -33,7 +33,7 @@ export function registerRollback(program: Command): void {
       );
       await notifier.flush(10_000);
       const format = options.output ?? (process.stdout.isTTY ? 'text' : 'json');
-      print(run, format, () => renderRunText(run));
+      print(run, format, (paint) => renderRunText(run, paint));
       process.exitCode = run.status === 'succeeded' ? 0 : 1;
     });
 }

@@ -47,7 +47,7 @@ export function registerRun(program: Command): void {
       // Notifications are sent in the background; give them a bounded moment before exiting.
       await notifier.flush(10_000);
       const format = options.output ?? (process.stdout.isTTY ? 'text' : 'json');
-      print(run, format, () => renderRunText(run));
+      print(run, format, (paint) => renderRunText(run, paint));
       process.exitCode = run.status === 'succeeded' ? 0 : 1;
     });
 }
