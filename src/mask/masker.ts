@@ -93,7 +93,7 @@ async function planAll(input: MaskInput, params: unknown[]): Promise<Work[]> {
         for (const table of plan.tables) {
           try {
             // The server parses, type-checks and plans the real statement (constants, sql expressions, casts) without running it.
-            await session.query(`EXPLAIN ${table.statement}`, params);
+            await session.query(`EXPLAIN ${table.statement}`, params.slice(0, table.paramCount));
             work.push({ database, plan: table });
           } catch (error) {
             problems.push(`${database}: ${table.table}: the masking statement is not valid for this table: ${errorText(error)}`);
@@ -149,7 +149,7 @@ async function maskTable(input: MaskInput, item: Work, params: unknown[], runnin
     if (pid !== undefined) running.add(pid);
     let rows: number;
     try {
-      rows = await session.execute(plan.statement, params);
+      rows = await session.execute(plan.statement, params.slice(0, plan.paramCount));
     } finally {
       if (pid !== undefined) running.delete(pid);
     }
