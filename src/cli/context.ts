@@ -31,6 +31,11 @@ export function requireJob(config: Config, name: string): JobConfig {
   return job;
 }
 
+/** The `Examples:` block at the end of a command's --help. */
+export function examples(lines: readonly string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+}
+
 export function outputOption(): Option {
   return new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS);
 }

@@ -116,6 +116,16 @@ jobs:${localJob('billing', port)}${localJob('billing-archive', port + 2)}${local
     expect(refused.offered).toEqual([]);
   });
 
+  it('every verb the completion offers has examples in its --help', async () => {
+    const verbs = (await tab('db-refresher ')).offered;
+    expect(verbs.length).toBeGreaterThan(15);
+    for (const verb of verbs) {
+      const help = await runCli([verb, '--help']);
+      expect(help.code, verb).toBe(0);
+      expect(help.stdout, verb).toMatch(new RegExp(`Examples:\\n  \\$ .*db-refresher .*${verb}`));
+    }
+  });
+
   it('zsh and fish scripts are printed; an unknown shell is a usage error', async () => {
     const zsh = await runCli(['completion', 'zsh']);
     expect(zsh.code).toBe(0);

@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import { formatDuration } from '../../duration.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../../run/record.js';
 import { type Paint, paintFor, plain } from '../color.js';
-import { globals, outputOption, print } from '../context.js';
+import { examples, globals, outputOption, print } from '../context.js';
 import { RemoteClient as Client, type RemoteClient, type RemoteOptions } from '../remote/client.js';
 import { type OutputFormat, renderRunText } from '../render.js';
 
@@ -90,7 +90,7 @@ async function follow(api: RemoteClient, id: string): Promise<RunRecord> {
 /** The verbs that talk to a server (shell completion asks the server for their job names). */
 export const REMOTE_VERBS: readonly string[] = ['status', 'runs', 'describe', 'trigger', 'cancel', 'suspend', 'resume'];
 
-const EXAMPLES = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+const EXAMPLES = examples;
 
 export function registerRemote(program: Command): void {
   program

@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { buildRunner } from '../../composition-root.js';
 import { silentNotifier } from '../../notify/silent.js';
-import { globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
+import { examples, globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
 import { ProgressDisplay } from '../progress.js';
 import { type OutputFormat, renderRunText } from '../render.js';
 
@@ -18,6 +18,14 @@ export function registerRun(program: Command): void {
   program
     .command('run')
     .description('refresh <job> now, in the foreground; exit 0 on success, 1 when the refresh failed')
+    .addHelpText(
+      'after',
+      examples([
+        'db-refresher run qa --reason "fresh data for the release test"',
+        'db-refresher run qa --dry-run',
+        'db-refresher run qa --no-notify -o json > run.json',
+      ]),
+    )
     .argument('<job>', 'job name')
     .option('--dry-run', 'run the read-only phases (preflight, snapshot) and change nothing')
     .option('--reason <text>', 'why this run was started (kept in the run record)')

@@ -4,7 +4,7 @@ import type { JobConfig } from '../../config/types.js';
 import { RefresherError } from '../../errors.js';
 import { buildSchedule, formatInZone, nextFireTimes, scheduleWarnings } from '../../schedule/fire-times.js';
 import type { Paint } from '../color.js';
-import { globals, load, outputOption, print, requireJob } from '../context.js';
+import { examples, globals, load, outputOption, print, requireJob } from '../context.js';
 import type { OutputFormat } from '../render.js';
 
 /**
@@ -61,6 +61,7 @@ export function registerSchedule(program: Command): void {
   program
     .command('schedule')
     .description("show the next fire times of [job] (default: every job) in each job's time zone, with DST and day-field warnings")
+    .addHelpText('after', examples(['db-refresher schedule', 'db-refresher schedule qa --next 10', 'db-refresher schedule -o json']))
     .argument('[job]', 'job name')
     .option('-n, --next <count>', 'how many fire times to show', '5')
     .addOption(outputOption().default('text'))
