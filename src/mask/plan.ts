@@ -32,6 +32,8 @@ export interface TableMaskPlan {
    * refuses a bind with more values than the statement has parameters.
    */
   paramCount: number;
+  /** `ONLY ` for a plain table (its inheritance children have entries of their own), empty for a partitioned one. */
+  only: 'ONLY ' | '';
   /** reltuples, to start the biggest tables first. */
   estimatedRows: number;
   /** Columns of the primary key, used to re-sample masked rows; empty when the table has none. */
@@ -131,6 +133,7 @@ export function planDatabase(input: {
       columns,
       statement,
       paramCount: highestParam(statement),
+      only,
       estimatedRows: Number(rows[0]?.estimated_rows ?? 0),
       keyColumns: rows.filter((r) => r.in_primary_key).map((r) => r.column),
     });

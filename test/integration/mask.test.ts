@@ -222,6 +222,22 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(await cluster.sql('SELECT remark FROM public.remarks', db)).toEqual([{ remark: 'xxxx xxx xx 000-0000' }]);
   });
 
+  it('re-samples tables without a primary key by looking for the sampled source values', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `CREATE TABLE public.contacts_log (email text, note text);
+       INSERT INTO public.contacts_log SELECT 'person' || i || '@corp.test', 'same ' || (i % 3) FROM generate_series(1, 50) i`,
+      db,
+    );
+    const record = await mask(db, 'key-one', { 'public.contacts_log': { email: 'email', note: { sql: 'note' } } });
+    const [table] = record.databases.flatMap((d) => d.tables);
+    // email is masked: none of the 20 sampled addresses is left; the identity "mask" leaves every sampled value.
+    expect(table?.columns.map((c) => c.resampled)).toEqual([
+      { rows: 20, unchanged: 0 },
+      { rows: 20, unchanged: 20 },
+    ]);
+  });
+
   it('reports every wrong table, column and type before any update', async () => {
     const db = await freshCopy();
     const bad: Record<string, Record<string, MaskStrategy>> = {
