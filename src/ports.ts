@@ -135,6 +135,17 @@ export interface RunStore {
   get(id: string): Promise<RunRecord | undefined>;
   /** Newest first. */
   list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]>;
+  /** The suspend or resume last set through the API for a job, if any (it overrides the config's `suspend`). */
+  getSuspension(job: string): Promise<JobSuspension | undefined>;
+  saveSuspension(job: string, suspension: JobSuspension): Promise<void>;
+}
+
+/** A suspend or resume set through the API: who, when and why. */
+export interface JobSuspension {
+  suspended: boolean;
+  by: string;
+  at: string;
+  reason?: string | undefined;
 }
 
 /**
