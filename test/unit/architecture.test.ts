@@ -71,6 +71,7 @@ function importCircles(files: readonly string[], importsOf: (file: string) => st
 const PURE = [
   'config/schema.ts',
   'run/target-down.ts',
+  'run/evidence.ts',
   'targets/local/room.ts',
   'config/schema-notify.ts',
   'config/schema-mask.ts',

@@ -36,7 +36,7 @@ import { directorySize, inspectDataDir, overlaps, readMarker, refusalReason, run
 import { endCloneProcesses } from './orphans.js';
 import { closePrivately, type PrivateWindowDeps, privateEndpoint, runsPrivately, startPrivately } from './private-window.js';
 import { emptyTrash, moveToTrash, removeMarkedLast } from './removal.js';
-import { roomNeeded } from './room.js';
+import { diskFullAdvice, roomNeeded } from './room.js';
 
 export type LocalJob = JobConfig & { target: LocalTargetConfig };
 
@@ -367,6 +367,11 @@ export class LocalTarget implements Target {
       }
       if (result.exitCode !== 0) {
         const { class: failureClass, evidence } = classifyLog(result.tail.filter((l) => !parseBasebackupProgress(l)));
+        if (failureClass === 'disk-full') {
+          // Said once the partial copy is gone, so the free space shown is what the next run finds.
+          await removeMarkedLast(staging, STAGING_MARKER_FILE);
+          throw await this.#diskFull('pg_basebackup', evidence, result.tail.slice(-10), ctx);
+        }
         throw new PhaseFailure(failureClass, `pg_basebackup failed (exit ${result.exitCode ?? result.signal}): ${evidence.join(' | ')}`, {
           details: result.tail.slice(-10),
         });
@@ -390,6 +395,22 @@ export class LocalTarget implements Target {
     } finally {
       await rm(secrets, { recursive: true, force: true });
     }
+  }
+
+  /** A copy that ran out of disk: names the full file system's directory, how full it is, and what the copy needs. */
+  async #diskFull(program: string, evidence: string[], details: string[], ctx: PhaseContext): Promise<PhaseFailure> {
+    const dir = path.dirname(this.#config.dataDir);
+    const space = await statfs(dir).then(
+      (fs) => ({ freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize }),
+      () => undefined,
+    );
+    const facts = ctx.facts;
+    const needed =
+      facts?.totalSizeBytes === undefined
+        ? undefined
+        : roomNeeded({ totalSizeBytes: facts.totalSizeBytes, walSegmentBytes: facts.walSegmentBytes });
+    const { message, hint } = diskFullAdvice({ dir, program, evidence, space, needed });
+    return new PhaseFailure('disk-full', message, { hint, details });
   }
 
   /** Makes the fresh copy safe to start beside its source, and marks it as ours. */
