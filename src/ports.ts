@@ -135,6 +135,11 @@ export interface RunStore {
   get(id: string): Promise<RunRecord | undefined>;
   /** Newest first. */
   list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]>;
+  /**
+   * Every record of the job still queued or running, newest first, however many newer records
+   * there are: start-up recovery settles them all, not only those among the newest it reads.
+   */
+  unfinished?(job: string): Promise<RunRecord[]>;
 }
 
 /**

@@ -43,11 +43,27 @@ export class StartupRecovery {
     board.seed(job.name, records);
     const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun);
     if (lastSuccess) metrics.seedLastSuccess(lastSuccess);
-    const busy = await this.#takeUpUnfinished(job, records);
+    const busy = await this.#takeUpUnfinished(job, [...records, ...(await this.#olderUnfinished(job, records))]);
     // A run that died holding the lock is settled even when it is older than the records read above.
     if (!busy)
       await this.#parts.runner.settleStale(job).catch((error: unknown) => log.warn({ err: error, job: job.name }, 'could not settle'));
     if (!busy) await this.#catchUp(job, records);
+  }
+
+  /**
+   * Unfinished records older than the newest HISTORY_SCAN (skipped ticks and short runs pile up in
+   * front of a run that died): with no lock naming them, nothing else would ever settle them.
+   */
+  async #olderUnfinished(job: JobConfig, newest: readonly RunRecord[]): Promise<RunRecord[]> {
+    const { store, log } = this.#parts;
+    if (!store.unfinished || newest.length < HISTORY_SCAN) return [];
+    const seen = new Set(newest.map((r) => r.id));
+    try {
+      return (await store.unfinished(job.name)).filter((r) => !seen.has(r.id));
+    } catch (error) {
+      log.warn({ err: error, job: job.name }, 'could not look for unfinished runs among older records');
+      return [];
+    }
   }
 
   /** Settles runs of other processes (`db-refresher run`) that died holding a job's lock while the service runs. */

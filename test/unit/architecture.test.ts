@@ -72,6 +72,7 @@ const PURE = [
   'config/schema.ts',
   'run/target-down.ts',
   'run/evidence.ts',
+  'history/retention.ts',
   'targets/local/room.ts',
   'config/schema-notify.ts',
   'config/schema-mask.ts',
