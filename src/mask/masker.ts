@@ -93,7 +93,7 @@ async function planAll(input: MaskInput, params: unknown[]): Promise<Work[]> {
         for (const table of plan.tables) {
           try {
             // The server parses, type-checks and plans the real statement (constants, sql expressions, casts) without running it.
-            await session.query(`EXPLAIN ${table.statement}`, params);
+            await session.query(`EXPLAIN ${table.statement}`, params.slice(0, table.paramCount));
             work.push({ database, plan: table });
           } catch (error) {
             problems.push(`${database}: ${table.table}: the masking statement is not valid for this table: ${errorText(error)}`);
@@ -117,25 +117,68 @@ async function planAll(input: MaskInput, params: unknown[]): Promise<Work[]> {
   return work;
 }
 
-/** Up to `sampleRows` rows by primary key with the masked columns as text, taken before the update. */
+/** Up to `sampleRows` rows with the masked columns as text, taken before the update; `k` is the primary key when there is one. */
 function sampleStatement(plan: TableMaskPlan, limit: number): string {
   const { schema, table } = splitTable(plan.table);
-  const key = `json_build_object(${plan.keyColumns.map((c) => `'${c.replaceAll("'", "''")}', ${quoteIdent(c)}`).join(', ')})::text`;
+  const key =
+    plan.keyColumns.length > 0
+      ? `json_build_object(${plan.keyColumns.map((c) => `'${c.replaceAll("'", "''")}', ${quoteIdent(c)}`).join(', ')})::text`
+      : "''";
   const values = plan.columns.map((c, i) => `${quoteIdent(c.column)}::text AS v${i}`).join(', ');
   const anyValue = plan.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
-  return `SELECT ${key} AS k, ${values} FROM ${quoteQualified(schema, table)} WHERE ${anyValue} LIMIT ${limit}`;
+  return `SELECT ${key} AS k, ${values} FROM ${plan.only}${quoteQualified(schema, table)} WHERE ${anyValue} LIMIT ${limit}`;
 }
 
+/** The sampled rows again, by primary key, after the update. */
 function resampleStatement(plan: TableMaskPlan): string {
   const { schema, table } = splitTable(plan.table);
   const key = `json_build_object(${plan.keyColumns.map((c) => `'${c.replaceAll("'", "''")}', t.${quoteIdent(c)}`).join(', ')})::text`;
   const values = plan.columns.map((c, i) => `t.${quoteIdent(c.column)}::text AS v${i}`).join(', ');
   const join = plan.keyColumns.map((c) => `t.${quoteIdent(c)} = s.${quoteIdent(c)}`).join(' AND ');
   const target = quoteQualified(schema, table);
-  return `SELECT ${key} AS k, ${values} FROM ${target} t JOIN json_populate_recordset(NULL::${target}, $1::json) s ON ${join}`;
+  return `SELECT ${key} AS k, ${values} FROM ${plan.only}${target} t JOIN json_populate_recordset(NULL::${target}, $1::json) s ON ${join}`;
+}
+
+/**
+ * Without a primary key the sampled rows cannot be found again, so the sampled
+ * source values are looked for in the masked columns instead: which of them are
+ * still there, in one scan of the table. ($i is column i's sampled values.)
+ */
+function presenceStatement(plan: TableMaskPlan): string {
+  const { schema, table } = splitTable(plan.table);
+  const present = plan.columns.map(
+    (c, i) =>
+      `coalesce(array_agg(DISTINCT ${quoteIdent(c.column)}::text) FILTER (WHERE ${quoteIdent(c.column)}::text = ANY ($${i + 1}::text[])), '{}') AS v${i}`,
+  );
+  return `SELECT ${present.join(', ')} FROM ${plan.only}${quoteQualified(schema, table)}`;
 }
 
 type SampleRow = Record<string, string | null> & { k: string };
+
+/** Per masked column: sampled values, and how many of them the masked table still holds. */
+async function resample(
+  session: SqlSession,
+  plan: TableMaskPlan,
+  before: SampleRow[],
+): Promise<Array<{ rows: number; unchanged: number }>> {
+  const sampledOf = (i: number) => before.map((r) => r[`v${i}`]).filter((v): v is string => v !== null && v !== undefined);
+  if (plan.keyColumns.length === 0) {
+    const [present = {}] = await session.query<Record<string, string[]>>(
+      presenceStatement(plan),
+      plan.columns.map((_, i) => [...new Set(sampledOf(i))]),
+    );
+    return plan.columns.map((_, i) => {
+      const left = new Set(present[`v${i}`] ?? []);
+      return { rows: sampledOf(i).length, unchanged: sampledOf(i).filter((v) => left.has(v)).length };
+    });
+  }
+  const keys = before.map((r) => JSON.parse(r.k) as unknown);
+  const after = new Map((await session.query<SampleRow>(resampleStatement(plan), [JSON.stringify(keys)])).map((r) => [r.k, r] as const));
+  return plan.columns.map((_, i) => {
+    const sampled = before.filter((r) => r[`v${i}`] !== null);
+    return { rows: sampled.length, unchanged: sampled.filter((r) => after.get(r.k)?.[`v${i}`] === r[`v${i}`]).length };
+  });
+}
 
 async function maskTable(input: MaskInput, item: Work, params: unknown[], running: Set<number>): Promise<MaskedTableRecord> {
   const { plan, database } = item;
@@ -143,13 +186,12 @@ async function maskTable(input: MaskInput, item: Work, params: unknown[], runnin
   const started = now();
   return input.sql.withSession(input.endpoint(database), database, async (session) => {
     await applySessionSettings(session);
-    const canResample = plan.keyColumns.length > 0;
-    const before = canResample ? await session.query<SampleRow>(sampleStatement(plan, input.mask.sampleRows)) : [];
+    const before = await session.query<SampleRow>(sampleStatement(plan, input.mask.sampleRows));
     const pid = session.backendPid();
     if (pid !== undefined) running.add(pid);
     let rows: number;
     try {
-      rows = await session.execute(plan.statement, params);
+      rows = await session.execute(plan.statement, params.slice(0, plan.paramCount));
     } finally {
       if (pid !== undefined) running.delete(pid);
     }
@@ -157,24 +199,13 @@ async function maskTable(input: MaskInput, item: Work, params: unknown[], runnin
     // Fresh statistics: the copy's pg_statistic still held the source's most common values.
     await session.execute(`ANALYZE ${quoteQualified(schema, table)}`);
     const columns: MaskedColumnRecord[] = plan.columns.map((c) => ({ column: c.column, strategy: c.describe }));
-    if (canResample && before.length > 0) {
-      const keys = before.map((r) => JSON.parse(r.k) as unknown);
-      const after = new Map(
-        (await session.query<SampleRow>(resampleStatement(plan), [JSON.stringify(keys)])).map((r) => [r.k, r] as const),
-      );
-      plan.columns.forEach((_, i) => {
-        const sampled = before.filter((r) => r[`v${i}`] !== null);
-        const unchanged = sampled.filter((r) => after.get(r.k)?.[`v${i}`] === r[`v${i}`]).length;
-        (columns[i] as MaskedColumnRecord).resampled = { rows: sampled.length, unchanged };
+    if (before.length > 0) {
+      const counts = await resample(session, plan, before);
+      counts.forEach((resampled, i) => {
+        (columns[i] as MaskedColumnRecord).resampled = resampled;
       });
     }
-    return {
-      table: plan.table,
-      rows,
-      durationMs: now() - started,
-      columns,
-      ...(canResample ? {} : { resampleSkipped: 'no primary key to find the sampled rows again' }),
-    };
+    return { table: plan.table, rows, durationMs: now() - started, columns };
   });
 }
 

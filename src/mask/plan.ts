@@ -26,6 +26,14 @@ export interface TableMaskPlan {
   columns: MaskedColumn[];
   /** One set-based UPDATE over the whole table (and its partitions). */
   statement: string;
+  /**
+   * How many of the key's bind parameters the statement takes: a statement
+   * with only phone or redact columns uses $1–$2 or none, and PostgreSQL
+   * refuses a bind with more values than the statement has parameters.
+   */
+  paramCount: number;
+  /** `ONLY ` for a plain table (its inheritance children have entries of their own), empty for a partitioned one. */
+  only: 'ONLY ' | '';
   /** reltuples, to start the biggest tables first. */
   estimatedRows: number;
   /** Columns of the primary key, used to re-sample masked rows; empty when the table has none. */
@@ -119,10 +127,13 @@ export function planDatabase(input: {
     const only = kind === 'r' ? 'ONLY ' : '';
     // Rows whose masked columns are all NULL stay as they are: nothing to mask, nothing to rewrite.
     const anyValue = columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
+    const statement = `UPDATE ${only}${quoteQualified(schema, name)} SET ${sets.join(', ')} WHERE ${anyValue}`;
     tables.push({
       table,
       columns,
-      statement: `UPDATE ${only}${quoteQualified(schema, name)} SET ${sets.join(', ')} WHERE ${anyValue}`,
+      statement,
+      paramCount: highestParam(statement),
+      only,
       estimatedRows: Number(rows[0]?.estimated_rows ?? 0),
       keyColumns: rows.filter((r) => r.in_primary_key).map((r) => r.column),
     });
@@ -162,4 +173,17 @@ export function describeMaskConfig(databases: Readonly<Record<string, DatabaseMa
     }
   }
   return lines;
+}
+
+/**
+ * The highest $n a statement refers to. Strategies use the key's parameters
+ * in pairs from the start ($1–$2 for the HMAC, $3–$4 for the name seeds), so
+ * the parameters up to it are all referred to. A sql strategy is the user's
+ * expression: a `$` there is not one of ours, since a user's SQL cannot take
+ * bind parameters (and one inside a string literal only overstates the count).
+ */
+export function highestParam(statement: string): number {
+  let highest = 0;
+  for (const match of statement.matchAll(/\$(\d+)::/g)) highest = Math.max(highest, Number(match[1]));
+  return highest;
 }

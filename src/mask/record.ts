@@ -17,8 +17,6 @@ export interface MaskedTableRecord {
   rows: number;
   durationMs: number;
   columns: MaskedColumnRecord[];
-  /** Why a table could not be re-sampled (it has no primary key). */
-  resampleSkipped?: string;
 }
 
 export interface MaskedDatabaseRecord {

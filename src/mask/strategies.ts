@@ -128,7 +128,7 @@ function hmacText(value: string, domain: string): string {
 
 /** An unsigned 32-bit integer from the first four bytes of a bytea. */
 function uint32(bytes: string): string {
-  return `('x' || left(encode(${bytes}, 'hex'), 8))::bit(32)::bigint`;
+  return `('x' || encode(substring(${bytes} from 1 for 4), 'hex'))::bit(32)::bigint`;
 }
 
 function nameList(names: readonly string[], lower: boolean): string {
@@ -157,22 +157,35 @@ const pow10 = (digits: string) => `${POWERS_OF_TEN}[(${digits}) + 1]`;
  * with that many digits. Distinct numbers therefore stay distinct, with no
  * collision odds at all. A leading + is kept; other formatting is dropped.
  * Numbers with fewer than 4 or more than 18 digits get HMAC digits instead.
+ *
+ * PostgreSQL does not share common subexpressions, and each round uses the one
+ * before it twice, so written as one expression the digits would be extracted
+ * dozens of times per value (20× slower than md5 in bench/mask-vs-update.ts).
+ * Instead a scalar subquery computes the digits and each round once, in a
+ * chain of LATERAL steps; OFFSET 0 keeps the planner from folding them back
+ * together.
  */
 function phoneExpression(col: string): string {
-  const digits = `translate(${col}, translate(${col}, '0123456789', ''), '')`;
-  const n = `length(${digits})`;
+  // After the first step the digits are a column (d) of the subquery, so these are cheap.
+  const n = 'length(d)';
   const u = `(${n} / 2)`;
   const w = `(${n} - ${n} / 2)`;
-  const a0 = `left(${digits}, ${u})::bigint`;
-  const b0 = `substr(${digits}, ${u} + 1)::bigint`;
+  // Only numbers the Feistel network takes are cast, so no cast can fail or overflow.
+  const fits = `${n} BETWEEN 4 AND 18`;
+  const a0 = `CASE WHEN ${fits} THEN left(d, ${u})::bigint END`;
+  const b0 = `CASE WHEN ${fits} THEN substr(d, ${u} + 1)::bigint END`;
   const round = (i: number, x: string, mod: string) =>
     `(${uint32(`sha256(${KEY_PARAMS.ipad} || convert_to('phone${i}:' || ${n} || ':' || (${x}), 'UTF8'))`)} % ${mod})`;
-  const c0 = `((${a0} + ${round(0, b0, pow10(u))}) % ${pow10(u)})`;
-  const c1 = `((${b0} + ${round(1, c0, pow10(w))}) % ${pow10(w)})`;
-  const c2 = `((${c0} + ${round(2, c1, pow10(u))}) % ${pow10(u)})`;
-  const feistel = `lpad((${c1})::text, ${w}, '0') || lpad((${c2})::text, ${u}, '0')`;
+  const steps = [
+    `(SELECT translate(${col}, translate(${col}, '0123456789', ''), '') AS d OFFSET 0) AS digits`,
+    `LATERAL (SELECT (${a0} + ${round(0, b0, pow10(u))}) % ${pow10(u)} AS c0 OFFSET 0) AS r0`,
+    `LATERAL (SELECT (${b0} + ${round(1, 'c0', pow10(w))}) % ${pow10(w)} AS c1 OFFSET 0) AS r1`,
+    `LATERAL (SELECT (c0 + ${round(2, 'c1', pow10(u))}) % ${pow10(u)} AS c2 OFFSET 0) AS r2`,
+  ];
+  const feistel = `lpad(c1::text, ${w}, '0') || lpad(c2::text, ${u}, '0')`;
   const fallback = `left(translate(encode(${hmacText(col, 'phone:')}, 'hex'), 'abcdef', '012345'), ${n})`;
-  return `CASE WHEN ${col} IS NULL THEN NULL ELSE CASE WHEN left(${col}, 1) = '+' THEN '+' ELSE '' END || CASE WHEN ${n} BETWEEN 4 AND 18 THEN ${feistel} ELSE ${fallback} END END`;
+  const value = `CASE WHEN left(${col}, 1) = '+' THEN '+' ELSE '' END || CASE WHEN ${fits} THEN ${feistel} ELSE ${fallback} END`;
+  return `CASE WHEN ${col} IS NULL THEN NULL ELSE (SELECT ${value} FROM ${steps.join(', ')}) END`;
 }
 
 /** Letters become x and digits 0; spaces and punctuation stay, so the shape (and length) is kept. */

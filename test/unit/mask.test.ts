@@ -5,7 +5,7 @@ import { maskSchema } from '../../src/config/schema-mask.js';
 import type { CatalogColumnRow } from '../../src/mask/catalog.js';
 import { classifyColumn, isAllowed, isValidIban, nameRules, passesLuhn } from '../../src/mask/coverage-rules.js';
 import { keyParams } from '../../src/mask/key.js';
-import { describeMaskConfig, planDatabase } from '../../src/mask/plan.js';
+import { describeMaskConfig, highestParam, planDatabase } from '../../src/mask/plan.js';
 import { maskingSummary } from '../../src/mask/record.js';
 import { describeStrategy, maskExpression, typeProblem } from '../../src/mask/strategies.js';
 
@@ -109,6 +109,19 @@ describe('strategies', () => {
     expect(sql).toContain('$1::bytea');
     expect(sql).toContain('$2::bytea');
     expect(sql).not.toContain('k3y');
+  });
+
+  it("extract a phone number's digits once per value, not once per use in the Feistel rounds", () => {
+    const sql = maskExpression('phone', 'phone', text);
+    // One translate() pair for the digits, one for the fallback's hex digits.
+    expect(sql.match(/translate\(/g)).toHaveLength(3);
+    expect(sql.match(/sha256\(/g)).toHaveLength(5);
+  });
+
+  it('bind only the key parameters a statement refers to', () => {
+    expect(highestParam(`UPDATE t SET a = ${maskExpression('email', 'a', text)}`)).toBe(4);
+    expect(highestParam(`UPDATE t SET a = ${maskExpression('phone', 'a', text)}`)).toBe(2);
+    expect(highestParam(`UPDATE t SET a = ${maskExpression('redact', 'a', text)}`)).toBe(0);
   });
 
   it('check types and lengths', () => {
