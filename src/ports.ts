@@ -140,6 +140,8 @@ export interface RunStore {
    * there are: start-up recovery settles them all, not only those among the newest it reads.
    */
   unfinished?(job: string): Promise<RunRecord[]>;
+  /** The job's newest successful refresh (not a dry run), however many newer records there are; retention keeps it. */
+  lastSuccess?(job: string): Promise<RunRecord | undefined>;
 }
 
 /**

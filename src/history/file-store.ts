@@ -105,6 +105,25 @@ export class FileRunStore implements RunStore {
     }
   }
 
+  /** The job's newest successful refresh, however many records came after it (read newest first until found). */
+  async lastSuccess(job: string): Promise<RunRecord | undefined> {
+    let ids: string[];
+    try {
+      ids = await this.#ids(job);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    for (const id of ids) {
+      const run = await this.#read(job, id);
+      if (run && isSuccess(run)) {
+        if (id > (this.#newestSuccess.get(job) ?? '')) this.#newestSuccess.set(job, id);
+        return run;
+      }
+    }
+    return undefined;
+  }
+
   /** Every unfinished record of the job, newest first (reads each of its records: used at service start). */
   async unfinished(job: string): Promise<RunRecord[]> {
     let ids: string[];

@@ -5,7 +5,7 @@ import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
-import { mayPrune, newestSuccessId } from './retention.js';
+import { isSuccess, mayPrune, newestSuccessId } from './retention.js';
 
 /**
  * Run history in Kubernetes, for a pod without persistent storage: one
@@ -172,6 +172,11 @@ export class KubernetesRunStore implements RunStore {
   /** Every unfinished record of the job, newest first: one read, the ConfigMap holds them all. */
   async unfinished(job: string): Promise<RunRecord[]> {
     return (await this.list(job, { limit: Number.POSITIVE_INFINITY })).filter((r) => !TERMINAL_RUN_STATUSES.has(r.status));
+  }
+
+  /** The job's newest successful refresh, however many records came after it: one read. */
+  async lastSuccess(job: string): Promise<RunRecord | undefined> {
+    return (await this.list(job, { limit: Number.POSITIVE_INFINITY })).find(isSuccess);
   }
 
   #index(cm: V1ConfigMap): void {

@@ -40,8 +40,8 @@ export class StartupRecovery {
       log.error({ err: error, job: job.name }, 'could not read run history; this job starts without it');
       return;
     }
-    board.seed(job.name, records);
-    const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun);
+    const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun) ?? (await this.#olderSuccess(job, records));
+    board.seed(job.name, lastSuccess ? [...records, lastSuccess] : records);
     if (lastSuccess) metrics.seedLastSuccess(lastSuccess);
     const busy = await this.#takeUpUnfinished(job, [...records, ...(await this.#olderUnfinished(job, records))]);
     // A run that died holding the lock is settled even when it is older than the records read above.
@@ -64,6 +64,16 @@ export class StartupRecovery {
       log.warn({ err: error, job: job.name }, 'could not look for unfinished runs among older records');
       return [];
     }
+  }
+
+  /** The newest success when it is older than the records read (skipped ticks came after it): the data age starts there. */
+  async #olderSuccess(job: JobConfig, newest: readonly RunRecord[]): Promise<RunRecord | undefined> {
+    const { store, log } = this.#parts;
+    if (!store.lastSuccess || newest.length < HISTORY_SCAN) return undefined;
+    return store.lastSuccess(job.name).catch((error: unknown) => {
+      log.warn({ err: error, job: job.name }, 'could not look for the last success among older records');
+      return undefined;
+    });
   }
 
   /** Settles runs of other processes (`db-refresher run`) that died holding a job's lock while the service runs. */

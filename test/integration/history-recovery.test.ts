@@ -5,7 +5,7 @@ import { FileRunStore } from '../../src/history/file-store.js';
 import { newRunId, newSkippedRun, type RunRecord } from '../../src/run/record.js';
 import { records, startCli } from '../support/crash.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
-import { killServes, serve } from '../support/serve.js';
+import { api, killServes, serve } from '../support/serve.js';
 
 /**
  * What start-up recovery and history retention do with records that real runs
@@ -115,6 +115,11 @@ describe('start-up recovery', () => {
     expect(readdirSync(path.join(stateDir, 'locks')).filter((n) => n.endsWith('.lock'))).toEqual([]);
 
     const served = await serve(file, env());
+    // The last success is older than the 25 newest records too: still the job's last success, and the data age starts there.
+    const state = (await api(served.base, TOKEN, 'GET', `/api/v1/jobs/${job}`)).body as { lastSuccess: { id: string } | null };
+    expect(state.lastSuccess?.id).toBe(done.id);
+    const metrics = await (await fetch(`${served.base}/metrics`)).text();
+    expect(metrics).toContain(`db_refresher_last_success_timestamp_seconds{job="${job}"} ${Date.parse(done.finishedAt ?? '') / 1000}`);
     await served.stop();
     const settled = await store.get(buried.id);
     expect(settled?.status).toBe('interrupted');
