@@ -1,9 +1,7 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { appendFile, chmod, chown, mkdir, readFile, rename, rm, statfs, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock } from '../../clock.js';
-import { formatBytes } from '../../config/byte-size.js';
 import type { JobConfig, LocalTargetConfig, PgEndpoint } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import { classifyLog } from '../../failures.js';
@@ -11,32 +9,18 @@ import type { Logger } from '../../observe/logger.js';
 import type { Clock, PhaseContext, PrivateAccess, SqlConnector, Target } from '../../ports.js';
 import { describeSearch, discoverPgBinDirs, type PgBinDir } from '../../postgres/binaries.js';
 import { childEnv } from '../../postgres/child-env.js';
-import { CommandNotStarted, runCommand } from '../../postgres/command.js';
+import { runCommand } from '../../postgres/command.js';
 import { type OsUser, serverOsUser } from '../../postgres/os-user.js';
 import type { Check, SourceFacts } from '../../run/facts.js';
 import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record.js';
 import { needsPrivateWindow } from '../../safe-copy/plan.js';
-import {
-  authDirFor,
-  buildConninfo,
-  copyOverrides,
-  DEFAULT_HBA,
-  MARKER_FILE,
-  type Marker,
-  parseBasebackupProgress,
-  passfileLine,
-  pgBasebackupArgs,
-  pgCtlStartArgs,
-  pgCtlStopArgs,
-  SERVER_LOG_FILE,
-  STAGING_MARKER_FILE,
-  stagingDirFor,
-} from './commands.js';
+import { portCheck, roomCheck, versionCheck } from './checks.js';
+import { clearStaging, cloneCopy } from './clone.js';
+import { authDirFor, pgCtlStartArgs, pgCtlStopArgs, SERVER_LOG_FILE, STAGING_MARKER_FILE, stagingDirFor } from './commands.js';
 import { directorySize, inspectDataDir, overlaps, readMarker, refusalReason, runningServer } from './data-dir.js';
 import { endCloneProcesses } from './orphans.js';
 import { closePrivately, type PrivateWindowDeps, privateEndpoint, runsPrivately, startPrivately } from './private-window.js';
-import { emptyTrash, moveToTrash, removeMarkedLast } from './removal.js';
-import { diskFullAdvice, roomNeeded } from './room.js';
+import { emptyTrash, moveToTrash } from './removal.js';
 
 export type LocalJob = JobConfig & { target: LocalTargetConfig };
 
@@ -130,7 +114,7 @@ export class LocalTarget implements Target {
   async preflight(source: SourceFacts | undefined): Promise<Check[]> {
     const checks: Check[] = [];
     const { dataDir } = this.#config;
-    if (source) checks.push(this.#versionCheck(source));
+    if (source) checks.push(versionCheck(source, this.#env));
 
     try {
       const user = this.#runAs();
@@ -185,71 +169,12 @@ export class LocalTarget implements Target {
       });
     }
 
-    checks.push(await this.#portCheck(state.kind === 'ours' || state.kind === 'unmarked-pgdata'));
-    if (source) checks.push(await this.#roomCheck(source, refusal === undefined && state.kind !== 'missing' && state.kind !== 'empty'));
+    checks.push(await portCheck(this.#config, state.kind === 'ours' || state.kind === 'unmarked-pgdata'));
+    if (source)
+      checks.push(
+        await roomCheck(this.#config.dataDir, source, refusal === undefined && state.kind !== 'missing' && state.kind !== 'empty'),
+      );
     return checks;
-  }
-
-  #versionCheck(source: SourceFacts): Check {
-    const all = discoverPgBinDirs(this.#env);
-    const binDir = all.find((d) => d.major === source.majorVersion);
-    return binDir
-      ? {
-          name: 'same major version',
-          ok: true,
-          message: `source and target both run PostgreSQL ${source.majorVersion} (binaries in ${binDir.dir}, via ${binDir.via})`,
-        }
-      : {
-          name: 'same major version',
-          ok: false,
-          failureClass: 'version-mismatch',
-          message: `the source runs PostgreSQL ${source.majorVersion}, and no PostgreSQL ${source.majorVersion} server binaries were found (searched ${describeSearch(this.#env)}; found ${all.map((d) => `${d.major} in ${d.dir}`).join(', ') || 'none'}). Source and target must have same PostgreSQL version: install PostgreSQL ${source.majorVersion} or set PG_BINDIR`,
-        };
-  }
-
-  async #portCheck(mayBeOurs: boolean): Promise<Check> {
-    const { host, port, dataDir } = this.#config;
-    const running = mayBeOurs ? runningServer(dataDir) : undefined;
-    if (running && running.port === port) {
-      return { name: 'target port', ok: true, message: `${host}:${port} is served by the current copy (pid ${running.pid})` };
-    }
-    const free = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
-    });
-    return free
-      ? { name: 'target port', ok: true, message: `${host}:${port} is free` }
-      : {
-          name: 'target port',
-          ok: false,
-          failureClass: 'target-port-in-use',
-          message: `${host}:${port} is in use by a process that is not this job's copy; the new copy could not start there. Stop that process or change the target port`,
-        };
-  }
-
-  async #roomCheck(source: SourceFacts, replacingOurs: boolean): Promise<Check> {
-    const { dataDir } = this.#config;
-    let probe = path.dirname(dataDir);
-    while (!existsSync(probe) && probe !== path.dirname(probe)) probe = path.dirname(probe);
-    const fs = await statfs(probe);
-    const free = fs.bavail * fs.bsize;
-    const reclaimed = replacingOurs ? directorySize(dataDir) : 0;
-    if (source.totalSizeBytes === undefined) {
-      return {
-        name: 'room for the copy',
-        ok: true,
-        severity: 'warning',
-        message: `cannot read the source's size (the SQL role lacks CONNECT on every database or pg_read_all_stats); ${formatBytes(free)} free at ${probe}`,
-      };
-    }
-    const room = roomNeeded({ totalSizeBytes: source.totalSizeBytes, walSegmentBytes: source.walSegmentBytes });
-    const needed = room.bytes;
-    const available = free + reclaimed;
-    const text = `needs about ${formatBytes(needed)} (databases ${formatBytes(room.databases)}, WAL ${formatBytes(room.wal)}, plus 10%), ${formatBytes(available)} available at ${probe}${reclaimed ? ` counting ${formatBytes(reclaimed)} freed by removing the old copy` : ''}`;
-    return available >= needed
-      ? { name: 'room for the copy', ok: true, message: text }
-      : { name: 'room for the copy', ok: false, failureClass: 'insufficient-space', message: text };
   }
 
   /** The binaries of the source's major version (preflight checked they exist); in a resumed run, which skips preflight, of the copy's own PG_VERSION. */
@@ -300,160 +225,16 @@ export class LocalTarget implements Target {
   }
 
   async clone(ctx: PhaseContext): Promise<PhaseDetail> {
-    const { dataDir } = this.#config;
-    const { source } = this.#job;
-    const runAs = this.#runAs();
-    const staging = stagingDirFor(dataDir);
-    await this.#clearStaging();
-    if (ctx.signal.aborted) throw new CommandNotStarted(`clone not started: ${String(ctx.signal.reason?.message ?? ctx.signal.reason)}`);
-    if (existsSync(dataDir) && inspectDataDir(dataDir, this.#job.name).kind !== 'empty') {
-      throw new PhaseFailure('unsafe-target', `${dataDir} is not empty; the teardown phase should have removed it`);
-    }
-    // Parents created here must be traversable by the PostgreSQL OS user; the copy itself stays 0700.
-    await mkdir(path.dirname(staging), { recursive: true, mode: 0o755 });
-    await mkdir(staging, { mode: 0o700 });
-    await writeFile(path.join(staging, STAGING_MARKER_FILE), JSON.stringify({ job: this.#job.name, runId: ctx.runId }));
-    if (runAs) await chown(staging, runAs.uid, runAs.gid);
-
-    // Credentials live beside the copy, removed when the clone ends and, after a crash, by the next run or service start.
-    const secrets = authDirFor(dataDir);
-    await rm(secrets, { recursive: true, force: true });
-    await mkdir(secrets, { mode: 0o700 });
-    try {
-      const conn: Record<string, string | number | undefined> = {
-        host: source.host,
-        port: source.port,
-        user: source.user,
-        sslmode: source.sslmode,
-        application_name: `db-refresher-${this.#job.name}`,
-        connect_timeout: 10,
-      };
-      const env = childEnv(this.#env, { PGAPPNAME: `db-refresher-${this.#job.name}` });
-      const writeSecret = async (name: string, value: string) => {
-        const file = path.join(secrets, name);
-        // libpq refuses a key readable by others; mounted secrets often are (0644), so always copy.
-        await writeFile(file, value, { mode: 0o600 });
-        if (runAs) await chown(file, runAs.uid, runAs.gid);
-        return file;
-      };
-      if (runAs) await chown(secrets, runAs.uid, runAs.gid);
-      if (source.password) env.PGPASSFILE = await writeSecret('pgpass', passfileLine(source.password.reveal()));
-      if (source.sslCert) conn.sslcert = await writeSecret('tls.crt', source.sslCert.reveal());
-      if (source.sslKey) conn.sslkey = await writeSecret('tls.key', source.sslKey.reveal());
-      if (source.sslRootCert) conn.sslrootcert = await writeSecret('ca.crt', source.sslRootCert.reveal());
-
-      const pgdata = path.join(staging, 'pgdata');
-      let lastPercent = -1;
-      const started = this.#clock.now().getTime();
-      const result = await runCommand(this.#binary('pg_basebackup', ctx), pgBasebackupArgs({ pgdata, conninfo: buildConninfo(conn) }), {
-        env,
-        runAs,
-        signal: ctx.signal,
-        timeoutMs: this.#config.cloneTimeoutSeconds * 1000,
-        onLine: (line) => {
-          const progress = parseBasebackupProgress(line);
-          if (progress && progress.percent !== lastPercent) {
-            lastPercent = progress.percent;
-            ctx.progress({ percent: progress.percent, copiedBytes: progress.doneKb * 1024, totalBytes: progress.totalKb * 1024 });
-          } else if (!progress) {
-            ctx.log.debug({ line }, 'pg_basebackup');
-          }
-        },
-      });
-      if (result.timedOut) {
-        throw new PhaseFailure('timeout', `pg_basebackup did not finish within ${this.#config.cloneTimeoutSeconds} s`, {
-          details: result.tail,
-        });
-      }
-      if (result.exitCode !== 0) {
-        const { class: failureClass, evidence } = classifyLog(result.tail.filter((l) => !parseBasebackupProgress(l)));
-        if (failureClass === 'disk-full') {
-          // Said once the partial copy is gone, so the free space shown is what the next run finds.
-          await removeMarkedLast(staging, STAGING_MARKER_FILE);
-          throw await this.#diskFull('pg_basebackup', evidence, result.tail.slice(-10), ctx);
-        }
-        throw new PhaseFailure(failureClass, `pg_basebackup failed (exit ${result.exitCode ?? result.signal}): ${evidence.join(' | ')}`, {
-          details: result.tail.slice(-10),
-        });
-      }
-
-      const written = await this.#prepareCopy(pgdata, ctx);
-      await rename(pgdata, dataDir);
-      await removeMarkedLast(staging, STAGING_MARKER_FILE);
-      return {
-        copiedBytes: directorySize(dataDir),
-        basebackupMs: this.#clock.now().getTime() - started,
-        binDir: this.#binDir(ctx).dir,
-        walMethod: 'stream',
-        checkpoint: 'fast',
-        ...(written.length ? { wroteDefaults: written } : {}),
-      };
-    } catch (error) {
-      // pg_basebackup removes its partial copy itself; the staging directory holds nothing worth keeping.
-      await removeMarkedLast(staging, STAGING_MARKER_FILE);
-      throw error;
-    } finally {
-      await rm(secrets, { recursive: true, force: true });
-    }
-  }
-
-  /** A copy that ran out of disk: names the full file system's directory, how full it is, and what the copy needs. */
-  async #diskFull(program: string, evidence: string[], details: string[], ctx: PhaseContext): Promise<PhaseFailure> {
-    const dir = path.dirname(this.#config.dataDir);
-    const space = await statfs(dir).then(
-      (fs) => ({ freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize }),
-      () => undefined,
+    return cloneCopy(
+      {
+        job: this.#job,
+        env: this.#env,
+        clock: this.#clock,
+        runAs: this.#runAs(),
+        binDir: () => this.#binDir(ctx).dir,
+      },
+      ctx,
     );
-    const facts = ctx.facts;
-    const needed =
-      facts?.totalSizeBytes === undefined
-        ? undefined
-        : roomNeeded({ totalSizeBytes: facts.totalSizeBytes, walSegmentBytes: facts.walSegmentBytes });
-    const { message, hint } = diskFullAdvice({ dir, program, evidence, space, needed });
-    return new PhaseFailure('disk-full', message, { hint, details });
-  }
-
-  /** Makes the fresh copy safe to start beside its source, and marks it as ours. */
-  async #prepareCopy(pgdata: string, ctx: PhaseContext): Promise<string[]> {
-    const { runId } = ctx;
-    const runAs = this.#runAs();
-    const written: string[] = [];
-    const own = async (file: string) => {
-      if (runAs) await chown(file, runAs.uid, runAs.gid);
-    };
-    const conf = path.join(pgdata, 'postgresql.conf');
-    if (!existsSync(conf)) {
-      await writeFile(conf, '# Written by db-refresher: the source kept postgresql.conf outside its data directory.\n', { mode: 0o600 });
-      await own(conf);
-      written.push('postgresql.conf');
-    }
-    const hba = path.join(pgdata, 'pg_hba.conf');
-    if (!existsSync(hba)) {
-      await writeFile(hba, DEFAULT_HBA, { mode: 0o600 });
-      await own(hba);
-      written.push('pg_hba.conf');
-    }
-    const ident = path.join(pgdata, 'pg_ident.conf');
-    if (!existsSync(ident)) {
-      await writeFile(ident, '', { mode: 0o600 });
-      await own(ident);
-    }
-    const auto = path.join(pgdata, 'postgresql.auto.conf');
-    await appendFile(auto, copyOverrides(this.#config, this.#job.name, runId));
-    await own(auto);
-    const marker: Marker = {
-      managedBy: 'db-refresher',
-      job: this.#job.name,
-      dataDir: this.#config.dataDir,
-      runId,
-      createdAt: this.#clock.now().toISOString(),
-      source: { host: this.#job.source.host, port: this.#job.source.port, systemIdentifier: ctx.facts?.systemIdentifier },
-    };
-    const markerFile = path.join(pgdata, MARKER_FILE);
-    await writeFile(markerFile, `${JSON.stringify(marker, null, 2)}\n`, { mode: 0o600 });
-    await own(markerFile);
-    await chmod(pgdata, 0o700);
-    return written;
   }
 
   async start(ctx: PhaseContext): Promise<PhaseDetail> {
@@ -554,7 +335,7 @@ export class LocalTarget implements Target {
     const hadAuth = existsSync(auth);
     await rm(auth, { recursive: true, force: true });
     const trash = await emptyTrash(dataDir, this.#job.name);
-    const staging = await this.#clearStaging().then(
+    const staging = await clearStaging(dataDir).then(
       (removed) => removed,
       () => false,
     );
@@ -566,27 +347,6 @@ export class LocalTarget implements Target {
     };
     if (Object.keys(done).length > 0) log.warn({ job: this.#job.name, ...done }, 'cleaned up after an earlier run that did not finish');
     return done;
-  }
-
-  /** Removes this job's staging directory when it carries the staging marker (or is empty); refuses anything else. */
-  async #clearStaging(): Promise<boolean> {
-    const staging = stagingDirFor(this.#config.dataDir);
-    if (!existsSync(staging)) return false;
-    await endCloneProcesses(path.join(staging, 'pgdata'));
-    const empty = readdirSafe(staging).length === 0;
-    if (!empty && !existsSync(path.join(staging, STAGING_MARKER_FILE))) {
-      throw new PhaseFailure('unsafe-target', `${staging} exists and was not created by db-refresher; move it away`);
-    }
-    await removeMarkedLast(staging, STAGING_MARKER_FILE);
-    return true;
-  }
-}
-
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
   }
 }
 
