@@ -26,9 +26,11 @@ RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 # `npm run build` limited to src/: the image ships dist/src only, and what scripts/ and bench/ import
-# (test/ included) stays out of the build context.
+# (test/ included) stays out of the build context. The status page's script and stylesheet are copied
+# as they are (the browser runs them unchanged).
 RUN echo '{ "extends": "./tsconfig.build.json", "include": ["src"] }' >tsconfig.image.json \
- && npx tsc -p tsconfig.image.json
+ && npx tsc -p tsconfig.image.json \
+ && mkdir -p dist/src/http/ui && cp src/http/ui/*.js src/http/ui/*.css dist/src/http/ui/
 
 # --- production dependencies only ------------------------------------------------------------------------
 FROM node:24.21.0-bookworm-slim AS prod-deps

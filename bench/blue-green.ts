@@ -15,7 +15,7 @@ import { startProber } from '../test/support/prober.js';
  * prober runs `SELECT 1` every 10 ms on the job's port and reports the longest time without an answer.
  * Before the measured rounds each job refreshes once, so there is a copy to keep serving.
  *
- *   npm run build && BENCH_SIZE_MB=1024 npx tsx bench/blue-green.ts
+ *   BENCH_SIZE_MB=1024 BENCH_ROUNDS=3 npm run bench:blue-green
  */
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -32,6 +32,8 @@ export const ERROR_TABLE = {
   JOB_SUSPENDED: { slug: 'job-suspended', httpStatus: 409, exitCode: 2 },
   UNSAFE_TARGET: { slug: 'unsafe-target', httpStatus: 409, exitCode: 1 },
   NO_PREVIOUS_COPY: { slug: 'no-previous-copy', httpStatus: 409, exitCode: 1 },
+  RUN_FINISHED: { slug: 'run-finished', httpStatus: 409, exitCode: 1 },
+  RUN_NOT_HERE: { slug: 'run-not-here', httpStatus: 409, exitCode: 1 },
   BODY_TOO_LARGE: { slug: 'body-too-large', httpStatus: 413, exitCode: 2 },
   URI_TOO_LONG: { slug: 'uri-too-long', httpStatus: 414, exitCode: 2 },
   UNSUPPORTED_MEDIA_TYPE: { slug: 'unsupported-media-type', httpStatus: 415, exitCode: 2 },

@@ -142,6 +142,17 @@ export interface RunStore {
   unfinished?(job: string): Promise<RunRecord[]>;
   /** The job's newest successful refresh (not a dry run), however many newer records there are; retention keeps it. */
   lastSuccess?(job: string): Promise<RunRecord | undefined>;
+  /** The suspend or resume last set through the API for a job, if any (it overrides the config's `suspend`). */
+  getSuspension(job: string): Promise<JobSuspension | undefined>;
+  saveSuspension(job: string, suspension: JobSuspension): Promise<void>;
+}
+
+/** A suspend or resume set through the API: who, when and why. */
+export interface JobSuspension {
+  suspended: boolean;
+  by: string;
+  at: string;
+  reason?: string | undefined;
 }
 
 /**

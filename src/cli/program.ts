@@ -2,8 +2,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { LOG_LEVELS } from '../config/schema.js';
 import { isRefresherError } from '../errors.js';
 import { packageVersion } from '../version.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerNotifyTest } from './commands/notify-test.js';
 import { registerPlan } from './commands/plan.js';
+import { registerRemote } from './commands/remote.js';
 import { registerRollback } from './commands/rollback.js';
 import { registerRun } from './commands/run.js';
 import { registerSchedule } from './commands/schedule.js';
@@ -27,6 +29,8 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerServe,
   registerSchedule,
   registerNotifyTest,
+  registerRemote,
+  registerCompletion,
 ];
 
 export function buildProgram(): Command {

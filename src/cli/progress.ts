@@ -4,6 +4,7 @@ import { formatBytes } from '../config/byte-size.js';
 import { formatDuration } from '../duration.js';
 import type { Clock } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
+import { type Paint, paintFor } from './color.js';
 
 /**
  * Live progress for `run` on a terminal: one status line redrawn in place
@@ -21,10 +22,13 @@ export class ProgressDisplay {
   #frame = 0;
 
   readonly #clock: Clock;
+  readonly #paint: Paint;
 
-  constructor(out: NodeJS.WriteStream, clock: Clock = systemClock) {
+  /** `paint` defaults to what `out` takes (NO_COLOR, FORCE_COLOR, TERM=dumb). */
+  constructor(out: NodeJS.WriteStream, clock: Clock = systemClock, paint: Paint = paintFor(out, process.env)) {
     this.#out = out;
     this.#clock = clock;
+    this.#paint = paint;
   }
 
   readonly logStream = new Writable({
@@ -55,7 +59,7 @@ export class ProgressDisplay {
       case 'phase-finished': {
         const phase = event.run.phases.find((p) => p.name === event.phase);
         this.#clear();
-        const mark = phase?.status === 'succeeded' ? '\x1b[32m✓\x1b[0m' : '\x1b[31m✗\x1b[0m';
+        const mark = phase?.status === 'succeeded' ? this.#paint.green('✓') : this.#paint.red('✗');
         this.#out.write(`${mark} ${event.phase.padEnd(9)} ${formatDuration(phase?.durationMs)}\n`);
         this.#phase = undefined;
         break;
@@ -84,7 +88,9 @@ export class ProgressDisplay {
     this.#frame = (this.#frame + 1) % this.#frames.length;
     const elapsed = formatDuration(this.#clock.now().getTime() - this.#phaseStarted);
     this.#clear();
-    this.#out.write(`${this.#frames[this.#frame]} ${this.#phase.padEnd(9)} ${elapsed}${this.#detail ? `  ${this.#detail}` : ''}`);
+    this.#out.write(
+      `${this.#paint.cyan(this.#frames[this.#frame] ?? '')} ${this.#phase.padEnd(9)} ${elapsed}${this.#detail ? `  ${this.#detail}` : ''}`,
+    );
     this.#drawn = true;
   }
 }

@@ -7,6 +7,7 @@ import { describeMaskConfig } from '../mask/plan.js';
 import type { Check } from '../run/facts.js';
 import type { PhaseName, PhaseRecord, RunRecord, TargetDescription } from '../run/record.js';
 import { type SafeCopyPlan, safeCopyPlan } from '../safe-copy/plan.js';
+import { type Paint, plain } from './color.js';
 
 /** Pure text renderers for the CLI. Objects in, strings out. */
 
@@ -127,38 +128,40 @@ const STATUS_MARK: Record<PhaseRecord['status'], string> = {
   skipped: '-',
 };
 
-function renderChecks(checks: readonly Check[], indent: string): string[] {
-  return checks.map((c) => `${indent}${c.ok ? (c.severity === 'warning' ? '!' : '✓') : '✗'} ${c.name}: ${c.message}`);
+function renderChecks(checks: readonly Check[], indent: string, paint: Paint): string[] {
+  return checks.map(
+    (c) => `${indent}${c.ok ? (c.severity === 'warning' ? paint.yellow('!') : paint.green('✓')) : paint.red('✗')} ${c.name}: ${c.message}`,
+  );
 }
 
-export function renderRunText(run: RunRecord): string {
+export function renderRunText(run: RunRecord, paint: Paint = plain): string {
   const lines = [
-    `Run ${run.id} of job "${run.job}"${run.dryRun ? ' (dry run)' : ''}: ${run.status.toUpperCase()} in ${formatDuration(run.durationMs)}`,
+    `Run ${run.id} of job "${run.job}"${run.dryRun ? ' (dry run)' : ''}: ${paint.status(run.status, run.status.toUpperCase())} in ${formatDuration(run.durationMs)}`,
   ];
   lines.push(`  target: ${run.target.summary}`);
   lines.push('', 'Phases:');
   for (const phase of run.phases) {
     lines.push(
-      `  ${STATUS_MARK[phase.status]} ${phase.name.padEnd(9)} ${phase.status === 'skipped' ? `skipped (${phase.reason ?? ''})` : formatDuration(phase.durationMs)}`,
+      `  ${paint.status(phase.status, STATUS_MARK[phase.status])} ${phase.name.padEnd(9)} ${phase.status === 'skipped' ? `skipped (${phase.reason ?? ''})` : formatDuration(phase.durationMs)}`,
     );
   }
   if (run.preflight && (run.status !== 'succeeded' || run.dryRun)) {
-    lines.push('', 'Preflight:', ...renderChecks(run.preflight, '  '));
+    lines.push('', 'Preflight:', ...renderChecks(run.preflight, '  ', paint));
   }
   if (run.verification) {
     lines.push('', 'Verification:');
     for (const db of run.verification.databases) {
       const figures = db.copy ? ` (${formatBytes(db.copy.sizeBytes)}, ${tables(totalTables(db.copy))}, owner ${db.copy.owner})` : '';
-      lines.push(`  ${db.database}${figures}`, ...renderChecks(db.checks, '    '));
+      lines.push(`  ${db.database}${figures}`, ...renderChecks(db.checks, '    ', paint));
     }
-    lines.push(...renderChecks(run.verification.checks, '  '));
+    lines.push(...renderChecks(run.verification.checks, '  ', paint));
   } else if (run.snapshot && run.dryRun) {
     lines.push('', 'Source snapshot:');
     for (const db of run.snapshot.databases)
       lines.push(`  ${db.database}: ${formatBytes(db.sizeBytes)}, ${tables(totalTables(db))}, owner ${db.owner}`);
   }
   if (run.error) {
-    lines.push('', `Failed in ${run.error.phase}: ${run.error.class}`, `  ${run.error.message}`);
+    lines.push('', paint.red(`Failed in ${run.error.phase}: ${run.error.class}`), `  ${run.error.message}`);
     if (run.error.targetDown) lines.push(`  ${run.error.targetDown}`);
     lines.push(`  What to do: ${run.error.hint}`);
     if (run.error.details?.length) lines.push('  Details:', ...run.error.details.map((d) => `    ${d}`));

@@ -9,11 +9,11 @@ import { configIssueMessage } from './issue-messages.js';
 import { readPrepareSteps } from './prepare-files.js';
 import { quote } from './quote.js';
 import { maxConfigBytes, type Outcome, parseYamlText, readTextFile } from './read-yaml.js';
-import { configSchema, type RawConfig } from './schema.js';
+import { configSchema, jobSchema, type RawConfig } from './schema.js';
 import { isClusterSpecField, superuserSecretConflict } from './schema-cnpg-cluster.js';
-import { resolveSecretRef, type SecretRef } from './secret.js';
+import { describeSecretRef, resolveSecretRef, Secret, type SecretRef } from './secret.js';
 import type { Config, JobConfig, Resolved } from './types.js';
-import { checkConfigRules } from './validate.js';
+import { checkConfigRules, checkJobFields, checkJobTargets } from './validate.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/db-refresher.yaml';
 
@@ -56,30 +56,62 @@ function parseYaml(text: string, source: string): unknown {
   return parsed.value;
 }
 
+export interface ParseOptions {
+  source: string;
+  baseDir: string;
+  env: NodeJS.ProcessEnv;
+  /**
+   * Check shape and rules without reading secrets (`validate --skip-secrets`, for CI checking a
+   * rendered ConfigMap where the variables and files do not exist). Every Secret is then empty:
+   * such a config is for reporting only, never for running.
+   */
+  skipSecrets?: boolean;
+}
+
+/**
+ * The problems a file that fails the schema still shows: cron, time zone,
+ * name and notify rules read loosely, source and target rules on the jobs that
+ * pass on their own, and secrets that cannot be read. With the schema's own
+ * problems they make one report, so nothing waits for another round.
+ */
+function problemsBesideShape(raw: unknown, resolvePath: (p: string) => string, options: ParseOptions): string[] {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return [];
+  const { jobs, notifications } = raw as { jobs?: unknown; notifications?: unknown };
+  const names = notifications && typeof notifications === 'object' && !Array.isArray(notifications) ? Object.keys(notifications) : [];
+  const list = Array.isArray(jobs) ? jobs : [];
+  const parsedJobs = list.flatMap((job, i) => {
+    const one = jobSchema.safeParse(job);
+    return one.success ? [[i, one.data] as const] : [];
+  });
+  const problems = [...checkJobFields(list, names), ...checkJobTargets(parsedJobs, resolvePath)];
+  if (!options.skipSecrets) resolveSecrets(raw as RawConfig, options.env, problems);
+  return problems;
+}
+
 /** Parses and validates config text; every problem is reported at once. */
-export function parseConfig(text: string, options: { source: string; baseDir: string; env: NodeJS.ProcessEnv }): Config {
+export function parseConfig(text: string, options: ParseOptions): Config {
   const raw = parseYaml(text, options.source);
   if (raw === null || raw === undefined) {
     throw new ConfigError(options.source, ['(top level): the file is empty; it needs at least a `jobs:` list']);
   }
+  const resolvePath = (p: string) => path.resolve(options.baseDir, p);
   const parsed = configSchema.safeParse(raw, { reportInput: true, error: configIssueMessage });
   if (!parsed.success) {
-    throw new ConfigError(options.source, parsed.error.issues.flatMap(formatIssue));
+    throw new ConfigError(options.source, [...parsed.error.issues.flatMap(formatIssue), ...problemsBesideShape(raw, resolvePath, options)]);
   }
-  const resolvePath = (p: string) => path.resolve(options.baseDir, p);
   const problems = [
     ...checkConfigRules(parsed.data, resolvePath),
     ...checkTargetPaths(parsed.data, resolvePath),
     ...checkStateDir(resolvePath(parsed.data.stateDir)),
   ];
-  const resolved = resolveSecrets(parsed.data, options.env, problems);
+  const resolved = options.skipSecrets ? placeholderSecrets(parsed.data) : resolveSecrets(parsed.data, options.env, problems);
   problems.push(...checkWebhookUrls(resolved.notifications));
   const config = buildConfig(resolved, resolvePath, options.source, problems);
   if (problems.length > 0) throw new ConfigError(options.source, problems);
   return deepFreeze(config);
 }
 
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, options: { skipSecrets?: boolean } = {}): Config {
   const limit = maxConfigBytes(env);
   if (!limit.ok) throw new ConfigError(file, limit.problems);
   let read: Outcome<string>;
@@ -96,7 +128,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     throw new ConfigError(file, [`(top level): ${reason}`]);
   }
   if (!read.ok) throw new ConfigError(file, read.problems);
-  return parseConfig(read.value, { source: file, baseDir: path.dirname(path.resolve(file)), env });
+  return parseConfig(read.value, { source: file, baseDir: path.dirname(path.resolve(file)), env, ...options });
 }
 
 /** The state directory may not exist yet (it is created on first use), but if it exists it must be a directory. */
@@ -147,6 +179,17 @@ function resolveSecrets(config: RawConfig, env: NodeJS.ProcessEnv, problems: str
     return value;
   };
   return walk(config, []) as Resolved<RawConfig>;
+}
+
+/** Every secret reference as an empty Secret that names where it would come from; nothing is read. */
+function placeholderSecrets(config: RawConfig): Resolved<RawConfig> {
+  const walk = (value: unknown): unknown => {
+    if (isSecretRef(value)) return new Secret('', `${describeSecretRef(value)} (not read)`);
+    if (Array.isArray(value)) return value.map(walk);
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, walk(child)]));
+    return value;
+  };
+  return walk(config) as Resolved<RawConfig>;
 }
 
 type ResolvedJob = Resolved<RawConfig>['jobs'][number];

@@ -30,6 +30,10 @@ export const notificationSchema = z
       .max(7 * 24 * 60, { error: 'must be at most 10080 minutes (one week)' })
       .default(DEFAULT_UPCOMING_LEAD_MINUTES)
       .describe('For the upcoming event: how many minutes before a scheduled run to announce it'),
+    notifyDryRuns: z
+      .boolean()
+      .default(false)
+      .describe('Also send the events of dry runs (marked "dry run"); by default dry runs notify no one'),
   })
   .refine((target) => target.kind === 'generic' || target.secret === undefined, {
     path: ['secret'],

@@ -1,6 +1,6 @@
 import { checkCronExpression } from '../schedule/cron-expression.js';
 import { quote } from './quote.js';
-import type { RawConfig } from './schema.js';
+import type { RawConfig, RawJob } from './schema.js';
 
 /**
  * Rules that span fields or jobs. Pure: takes the schema's output and returns
@@ -47,37 +47,65 @@ export function sameHost(a: string, b: string): boolean {
   return norm(a) === norm(b) || (isLoopbackHost(a) && isLoopbackHost(b));
 }
 
-export function checkConfigRules(config: RawConfig, resolvePath: (p: string) => string): string[] {
+/** The fields the name, schedule and notify rules read, as the file has them: any of them may be missing or of the wrong type. */
+export interface LooseJob {
+  name?: unknown;
+  schedule?: unknown;
+  timezone?: unknown;
+  notify?: unknown;
+}
+
+/**
+ * Duplicate names, cron syntax, time zones and notify references. They read
+ * the fields loosely, so they run on a file that fails the schema too: one
+ * report then holds the structural problems and these (a bad cron expression
+ * does not wait until a misspelt key is fixed). A field of the wrong type is
+ * the schema's to report, and is skipped here.
+ */
+export function checkJobFields(jobs: readonly unknown[], notificationNames: readonly string[]): string[] {
   const problems: string[] = [];
   const firstJobByName = new Map<string, number>();
-  const firstJobByDataDir = new Map<string, number>();
-  const firstJobByPort = new Map<number, number>();
-
-  config.jobs.forEach((job, i) => {
+  jobs.forEach((value, i) => {
+    if (!value || typeof value !== 'object' || Array.isArray(value)) return;
+    const job = value as LooseJob;
     const at = `jobs[${i}]`;
-    const earlier = firstJobByName.get(job.name);
-    if (earlier === undefined) firstJobByName.set(job.name, i);
-    else problems.push(`${at}.name: duplicate job name "${job.name}" (also used by jobs[${earlier}]); job names must be unique`);
-
-    if (job.schedule !== undefined) {
+    if (typeof job.name === 'string') {
+      const earlier = firstJobByName.get(job.name);
+      if (earlier === undefined) firstJobByName.set(job.name, i);
+      else problems.push(`${at}.name: duplicate job name "${job.name}" (also used by jobs[${earlier}]); job names must be unique`);
+    }
+    if (typeof job.schedule === 'string' && job.schedule !== '') {
       const check = checkCronExpression(job.schedule);
       if (!check.ok) problems.push(`${at}.schedule: ${quote(job.schedule)} is not a valid cron expression (${check.reason})`);
     }
-    if (!isValidTimeZone(job.timezone)) {
+    if (typeof job.timezone === 'string' && job.timezone !== '' && !isValidTimeZone(job.timezone)) {
       problems.push(`${at}.timezone: ${quote(job.timezone)} is not an IANA time zone; write e.g. UTC or Europe/Berlin`);
     }
-
-    for (const [k, name] of job.notify.entries()) {
-      if (!(name in config.notifications)) {
-        const known = Object.keys(config.notifications);
+    if (Array.isArray(job.notify)) {
+      for (const [k, name] of job.notify.entries()) {
+        if (typeof name !== 'string' || name === '' || notificationNames.includes(name)) continue;
         problems.push(
-          `${at}.notify[${k}]: no notification target named ${quote(name)}; ${known.length ? `defined: ${known.join(', ')}` : 'define it under notifications'}`,
+          `${at}.notify[${k}]: no notification target named ${quote(name)}; ${notificationNames.length ? `defined: ${notificationNames.join(', ')}` : 'define it under notifications'}`,
         );
       }
     }
+  });
+  return problems;
+}
 
+/**
+ * Source and target rules of jobs that passed the schema, each with its index
+ * in the file (a file that fails the schema still has its good jobs checked).
+ */
+export function checkJobTargets(jobs: ReadonlyArray<readonly [number, RawJob]>, resolvePath: (p: string) => string): string[] {
+  const problems: string[] = [];
+  const firstJobByDataDir = new Map<string, number>();
+  const firstJobByPort = new Map<number, number>();
+
+  for (const [i, job] of jobs) {
+    const at = `jobs[${i}]`;
     const { source, target } = job;
-    if (!source) return;
+    if (!source) continue;
     if ((source.sslCert === undefined) !== (source.sslKey === undefined)) {
       problems.push(`${at}.source.${source.sslCert ? 'sslKey' : 'sslCert'}: certificate authentication needs both sslCert and sslKey`);
     }
@@ -102,7 +130,16 @@ export function checkConfigRules(config: RawConfig, resolvePath: (p: string) => 
       if (otherPort === undefined) firstJobByPort.set(target.port, i);
       else problems.push(`${at}.target.port: port ${target.port} is also used by jobs[${otherPort}]; each local target needs its own port`);
     }
-  });
-
+  }
   return problems;
+}
+
+export function checkConfigRules(config: RawConfig, resolvePath: (p: string) => string): string[] {
+  return [
+    ...checkJobFields(config.jobs, Object.keys(config.notifications)),
+    ...checkJobTargets(
+      config.jobs.map((job, i) => [i, job] as const),
+      resolvePath,
+    ),
+  ];
 }

@@ -1,6 +1,6 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { RunStore } from '../ports.js';
+import type { JobSuspension, RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 import { isSuccess, mayPrune } from './retention.js';
 
@@ -37,17 +37,7 @@ export class FileRunStore implements RunStore {
   }
 
   async save(run: RunRecord): Promise<void> {
-    const file = this.#file(run.job, run.id);
-    await mkdir(path.dirname(file), { recursive: true });
-    const temp = `${file}.${process.pid}.tmp`;
-    const handle = await open(temp, 'w', 0o640);
-    try {
-      await handle.writeFile(`${JSON.stringify(run, null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, file);
+    await writeAtomically(this.#file(run.job, run.id), run);
     this.#jobOf.set(run.id, run.job);
     if (isSuccess(run) && run.id > (this.#newestSuccess.get(run.job) ?? '')) this.#newestSuccess.set(run.job, run.id);
     if (TERMINAL_RUN_STATUSES.has(run.status)) await this.#prune(run.job);
@@ -194,6 +184,24 @@ export class FileRunStore implements RunStore {
     }
   }
 
+  /** Job settings live beside the runs, in <stateDir>/jobs/<job>.json, so listing runs never meets them. */
+  #settingsFile(job: string): string {
+    return path.join(path.dirname(this.#root), 'jobs', `${job}.json`);
+  }
+
+  async getSuspension(job: string): Promise<JobSuspension | undefined> {
+    try {
+      return (JSON.parse(await readFile(this.#settingsFile(job), 'utf8')) as { suspension?: JobSuspension }).suspension;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  async saveSuspension(job: string, suspension: JobSuspension): Promise<void> {
+    await writeAtomically(this.#settingsFile(job), { suspension });
+  }
+
   /** Removes temporary files a crash left behind. */
   async sweep(): Promise<void> {
     for (const job of await this.#jobs()) {
@@ -202,4 +210,18 @@ export class FileRunStore implements RunStore {
       }
     }
   }
+}
+
+/** Writes a temporary file, fsyncs it and renames it over `file`: a crash leaves the old content or the new, never half. */
+async function writeAtomically(file: string, value: unknown): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}.tmp`;
+  const handle = await open(temp, 'w', 0o640);
+  try {
+    await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
 }

@@ -3,7 +3,7 @@ import { Kube, podNamespace, type V1ConfigMap } from '../kube/client.js';
 import { LABELS, MANAGED_BY_VALUE } from '../kube/labels.js';
 import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
-import type { Clock, RunStore } from '../ports.js';
+import type { Clock, JobSuspension, RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
 import { isSuccess, mayPrune, newestSuccessId } from './retention.js';
 
@@ -43,6 +43,7 @@ const JOB_LABEL = LABELS.job;
 const COMPONENT = LABELS.component;
 /** Leave room under the API server's 1 MiB object limit for metadata and the request envelope. */
 const MAX_DATA_BYTES = 900 * 1024;
+const SUSPENSION_KEY = 'suspension.json';
 const RUN_KEY = /^([0-9]{8}T[0-9]{9}Z-[0-9a-f]{6})\.json$/;
 
 export class KubernetesRunStore implements RunStore {
@@ -83,23 +84,46 @@ export class KubernetesRunStore implements RunStore {
   }
 
   async save(run: RunRecord): Promise<void> {
-    // One save at a time per job in this process; other writers are handled by resourceVersion.
-    const previous = this.#queues.get(run.job) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.#save(run));
-    this.#queues.set(run.job, next);
+    await this.#queued(run.job, async () => {
+      await this.#update(run.job, (data) => {
+        data[`${run.id}.json`] = JSON.stringify(run);
+      });
+      this.#jobOf.set(run.id, run.job);
+    });
+  }
+
+  /** The job's suspension is one more data key of its ConfigMap, `suspension.json`, beside the runs. */
+  async getSuspension(job: string): Promise<JobSuspension | undefined> {
+    const text = (await this.#read(this.configMapName(job)))?.data?.[SUSPENSION_KEY];
+    return text ? (JSON.parse(text) as JobSuspension) : undefined;
+  }
+
+  async saveSuspension(job: string, suspension: JobSuspension): Promise<void> {
+    await this.#queued(job, () =>
+      this.#update(job, (data) => {
+        data[SUSPENSION_KEY] = JSON.stringify(suspension);
+      }),
+    );
+  }
+
+  /** One write at a time per job in this process; other writers are handled by resourceVersion. */
+  async #queued(job: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.#queues.get(job) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(work);
+    this.#queues.set(job, next);
     try {
       await next;
     } finally {
-      if (this.#queues.get(run.job) === next) this.#queues.delete(run.job);
+      if (this.#queues.get(job) === next) this.#queues.delete(job);
     }
   }
 
-  async #save(run: RunRecord): Promise<void> {
-    const name = this.configMapName(run.job);
+  async #update(job: string, change: (data: Record<string, string>) => void): Promise<void> {
+    const name = this.configMapName(job);
     for (let attempt = 0; ; attempt += 1) {
       const current = await this.#read(name);
       const data = { ...(current?.data ?? {}) };
-      data[`${run.id}.json`] = JSON.stringify(run);
+      change(data);
       const body: V1ConfigMap = {
         apiVersion: 'v1',
         kind: 'ConfigMap',
@@ -110,7 +134,7 @@ export class KubernetesRunStore implements RunStore {
             ...(current?.metadata?.labels ?? {}),
             [MANAGED_BY]: MANAGED_BY_VALUE,
             [COMPONENT]: 'run-history',
-            [JOB_LABEL]: run.job,
+            [JOB_LABEL]: job,
           },
           ...(current?.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}),
         },
@@ -122,12 +146,11 @@ export class KubernetesRunStore implements RunStore {
             this.#api.replaceNamespacedConfigMap({ name, namespace: this.#namespace, body }),
           );
         else await retrying('create history ConfigMap', () => this.#api.createNamespacedConfigMap({ namespace: this.#namespace, body }));
-        this.#jobOf.set(run.id, run.job);
         return;
       } catch (error) {
         // 409: someone else wrote (or created) it since we read: read again and reapply.
         if (isConflict(error) && attempt < 10) {
-          this.#log.debug({ job: run.job, attempt }, 'history ConfigMap changed meanwhile; retrying');
+          this.#log.debug({ job, attempt }, 'history ConfigMap changed meanwhile; retrying');
           await sleep(Math.min(50 * 2 ** attempt, 1000) * (0.5 + Math.random()));
           continue;
         }

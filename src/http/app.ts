@@ -10,10 +10,14 @@ import Fastify, {
 import type { Logger } from '../observe/logger.js';
 import { type ApiToken, INSUFFICIENT_SCOPE, type Principal, TokenAuth } from './auth.js';
 import type { ApiBackend } from './backend.js';
+import { registerDocsRoutes } from './docs-routes.js';
 import { registerForwarding } from './forward.js';
 import { clientErrorHandler, frameworkErrors, handleError, RouteMethods, registerJsonParser } from './framework-errors.js';
 import { replyError } from './reply.js';
 import { registerApiRoutes } from './routes.js';
+import { type Capabilities, registerActionRoutes } from './routes-actions.js';
+import { Closing, registerLiveRoutes } from './routes-live.js';
+import { registerUiRoutes } from './ui-routes.js';
 
 /**
  * The HTTP API, built without listening: tests use inject() and a real socket
@@ -33,6 +37,10 @@ export interface AppOptions {
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+  }
+  interface FastifyInstance {
+    /** Every route as registered ("GET /api/v1/jobs/:job"): the contract test checks each is described in /openapi.json. */
+    registeredRoutes: string[];
   }
 }
 
@@ -77,7 +85,15 @@ export function buildApp(options: AppOptions): FastifyInstance {
   });
   registerJsonParser(app);
   const routes = new RouteMethods();
-  app.addHook('onRoute', (route) => routes.add(route.method, route.url));
+  // Every route, as registered: optional features (rollback) are offered only once their route exists.
+  const capabilities: Capabilities = {};
+  const registered: string[] = [];
+  app.decorate('registeredRoutes', registered);
+  app.addHook('onRoute', (route) => {
+    routes.add(route.method, route.url);
+    for (const method of [route.method].flat()) registered.push(`${method} ${route.url}`);
+    if (/\/rollback$/.test(route.url) && route.method === 'POST') capabilities.rollback = route.url.replace(/:([a-z]+)/g, '{$1}');
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -107,6 +123,13 @@ export function buildApp(options: AppOptions): FastifyInstance {
     return reply.type(contentType).send(body);
   });
 
+  registerUiRoutes(app, backend);
+  registerDocsRoutes(app);
+
+  // Streams and long polls end when the server closes, so they never hold up shutdown.
+  const closing = new Closing();
+  app.addHook('preClose', async () => closing.close());
+
   const auth = new TokenAuth(options.tokens);
   app.register(
     async (api) => {
@@ -123,7 +146,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
         request.principal = result.principal;
       });
       registerForwarding(api, backend);
-      registerApiRoutes(api, backend);
+      registerApiRoutes(api, backend, closing);
+      registerLiveRoutes(api, backend, closing);
+      registerActionRoutes(api, backend, () => capabilities);
     },
     { prefix: '/api/v1' },
   );

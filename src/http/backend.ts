@@ -1,6 +1,7 @@
 import type { JobConfig } from '../config/types.js';
 import type { RunRecord } from '../run/record.js';
-import type { CurrentRun, JobDetail, JobListItem } from './views.js';
+import type { LiveListener } from './live-feed.js';
+import type { CancelOutcome, CurrentRun, JobDetail, JobListItem, JobSuspension } from './views.js';
 
 /** What the API needs from the service. */
 export interface ApiBackend {
@@ -21,6 +22,16 @@ export interface ApiBackend {
   accepting(): boolean;
   readiness(): Promise<{ ready: boolean; checks: Record<string, { ok: boolean; message?: string }> }>;
   metricsText(): Promise<{ contentType: string; body: string }>;
+  /**
+   * Cancels a run at its next safe point: `cancelling` with what that means
+   * for the copy, `finished` when it had already ended, `elsewhere` when
+   * another process does it, `not-found`.
+   */
+  cancel(id: string, input: { by: string; reason?: string }): Promise<CancelOutcome>;
+  /** Suspends or resumes a job, kept in the history store; overrides the config's `suspend` until changed again. */
+  setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension>;
+  /** Hears every live change (SSE, long polls); returns the unsubscribe function. */
+  subscribe(listener: LiveListener): () => void;
   /** With leader election: where writes go (see forward.ts); without, every write is handled here. */
   forwardTo?(): 'self' | { url: string; leader: string } | 'none';
 }

@@ -2,8 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { refusesManualRuns } from '../config/job-rules.js';
 import { isRefresherError } from '../errors.js';
+import { JobListResponse, serializerSchema } from './api-schemas.js';
 import type { ApiBackend } from './backend.js';
 import { replyError } from './reply.js';
+import { type Closing, waitForEnd, waitQuery } from './routes-live.js';
 import { runPath, runView, summarizeRun } from './views.js';
 
 /**
@@ -14,7 +16,7 @@ import { runPath, runView, summarizeRun } from './views.js';
 const JOB_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const RUN_ID = /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$/;
 
-const triggerBody = z
+export const triggerBody = z
   .strictObject(
     {
       reason: z.string().trim().min(1, { error: 'must not be empty' }).max(500, { error: 'must be at most 500 characters' }).optional(),
@@ -38,56 +40,28 @@ const limit = (max: number, fallback: number) =>
     .refine((n) => n >= 1 && n <= max, { error: `must be a whole number 1-${max}` })
     .default(fallback);
 
-const jobsQuery = z.object({
+export const jobsQuery = z.object({
   limit: limit(1000, 100),
   cursor: z.string().regex(JOB_NAME, { error: 'must be a job name from a previous page' }).optional(),
 });
 
-const runsQuery = z.object({
+export const runsQuery = z.object({
   limit: limit(200, 20),
   before: z.string().regex(RUN_ID, { error: 'must be a run id, e.g. from nextCursor' }).optional(),
 });
 
-const nullable = (type: string) => ({ type: [type, 'null'] });
-const runRef = {
-  type: ['object', 'null'],
-  properties: { id: { type: 'string' }, status: { type: 'string' }, finishedAt: nullable('string') },
-};
-
 /**
  * The job list is the most polled route (dashboards, 1,000 jobs): its response
  * schema lets fastify compile a serializer for it, several times faster than
- * JSON.stringify. It must list every field of JobListItem.
+ * JSON.stringify. The schema is the one /openapi.json describes.
  */
-const JOB_LIST_RESPONSE = {
-  type: 'object',
-  properties: {
-    jobs: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          name: { type: 'string' },
-          schedule: nullable('string'),
-          timezone: { type: 'string' },
-          suspended: { type: 'boolean' },
-          targetKind: { type: 'string' },
-          nextRunAt: nullable('string'),
-          current: { type: ['object', 'null'], properties: { id: { type: 'string' }, status: { type: 'string' } } },
-          lastRun: runRef,
-        },
-      },
-    },
-    total: { type: 'integer' },
-    nextCursor: nullable('string'),
-  },
-} as const;
+const JOB_LIST_RESPONSE = serializerSchema(JobListResponse);
 
 function problem(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`).join('; ');
 }
 
-export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): void {
+export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, closing: Closing): void {
   const findJob = (name: string) => (JOB_NAME.test(name) ? backend.job(name) : undefined);
   const noJob = (name: string) =>
     `no job named "${name.slice(0, 80)}"; jobs: ${backend
@@ -139,7 +113,10 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend): vo
 
   api.get<{ Params: { id: string } }>('/runs/:id', async (request, reply) => {
     const id = request.params.id;
-    const run = RUN_ID.test(id) ? await backend.getRun(id) : undefined;
+    const query = waitQuery.safeParse(request.query);
+    if (!query.success) return replyError(reply, 'USAGE', problem(query.error));
+    const wait = query.data.wait ?? 0;
+    const run = RUN_ID.test(id) ? await (wait > 0 ? waitForEnd(backend, id, wait, closing) : backend.getRun(id)) : undefined;
     if (!run) return replyError(reply, 'RUN_NOT_FOUND', `no run with id "${id.slice(0, 80)}"`);
     return runView(run, backend.currentRun(run.job));
   });

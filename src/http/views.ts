@@ -1,4 +1,6 @@
 import type { JobConfig } from '../config/types.js';
+import { downtimeOf } from '../notify/render/message.js';
+import type { JobSuspension } from '../ports.js';
 import { type RunRecord, type RunStatus, TERMINAL_RUN_STATUSES, type Trigger } from '../run/record.js';
 
 /**
@@ -25,6 +27,10 @@ export interface RunSummary {
   paused?: RunRecord['paused'];
   /** When the source snapshot was taken: the age of the copy's data starts here. */
   snapshotTakenAt?: string;
+  /** From the start of teardown to the end of start: how long the copy was unavailable. */
+  downtimeMs?: number;
+  /** Set when someone cancelled the run (POST /api/v1/runs/{id}/cancel). */
+  cancelled?: RunRecord['cancelled'];
 }
 
 export function summarizeRun(run: RunRecord): RunSummary {
@@ -46,7 +52,14 @@ export function summarizeRun(run: RunRecord): RunSummary {
     ...(run.skip ? { skip: run.skip } : {}),
     ...(run.paused ? { paused: run.paused } : {}),
     ...(run.snapshot ? { snapshotTakenAt: run.snapshot.takenAt } : {}),
+    ...downtime(run),
+    ...(run.cancelled ? { cancelled: run.cancelled } : {}),
   };
+}
+
+function downtime(run: RunRecord): { downtimeMs?: number } {
+  const { downtimeMs } = downtimeOf(run);
+  return downtimeMs !== undefined ? { downtimeMs } : {};
 }
 
 /** The run record as the API shows it: everything, with its links. */
@@ -67,7 +80,11 @@ export interface JobState {
   current?: CurrentRun | undefined;
   lastRun?: RunSummary | undefined;
   lastSuccess?: RunSummary | undefined;
+  /** Suspended or resumed through the API (kept in the history store); overrides the config's `suspend`. */
+  suspension?: JobSuspension | undefined;
 }
+
+export type { JobSuspension };
 
 /**
  * The run holding a job, as it is right now: the phase under way and the
@@ -78,6 +95,8 @@ export interface CurrentRun {
   id: string;
   status: RunStatus;
   phase?: string | undefined;
+  /** When the phase under way began (for an ETA from the progress percentage). */
+  phaseStartedAt?: string | undefined;
   progress?: { at: string; [detail: string]: unknown } | undefined;
 }
 
@@ -88,21 +107,63 @@ export interface JobListItem {
   suspended: boolean;
   targetKind: string;
   nextRunAt: string | null;
-  current: { id: string; status: RunStatus } | null;
-  lastRun: { id: string; status: RunStatus; finishedAt: string | null } | null;
+  current: {
+    id: string;
+    status: RunStatus;
+    phase: string | null;
+    phaseStartedAt: string | null;
+    progress: { at: string; [detail: string]: unknown } | null;
+  } | null;
+  lastRun: {
+    id: string;
+    status: RunStatus;
+    dryRun: boolean;
+    finishedAt: string | null;
+    durationMs: number | null;
+    downtimeMs: number | null;
+    errorClass: string | null;
+  } | null;
+  /** When the source snapshot of the last successful refresh was taken: the copy's data is this old. */
+  dataTakenAt: string | null;
+}
+
+/** Whether a job is suspended now: the state set through the API overrides the config until resumed. */
+export function effectiveSuspend(job: JobConfig, state: JobState): boolean {
+  return state.suspension ? state.suspension.suspended : job.suspend;
 }
 
 export function jobListItem(job: JobConfig, state: JobState, nextRunAt: Date | undefined): JobListItem {
   const last = state.lastRun;
+  const current = state.current;
+  const suspended = effectiveSuspend(job, state);
   return {
     name: job.name,
     schedule: job.schedule ?? null,
     timezone: job.timezone,
-    suspended: job.suspend,
+    suspended,
     targetKind: job.target.kind,
-    nextRunAt: nextRunAt?.toISOString() ?? null,
-    current: state.current ?? null,
-    lastRun: last ? { id: last.id, status: last.status, finishedAt: last.finishedAt ?? null } : null,
+    nextRunAt: suspended ? null : (nextRunAt?.toISOString() ?? null),
+    current: current
+      ? {
+          id: current.id,
+          status: current.status,
+          phase: current.phase ?? null,
+          phaseStartedAt: current.phaseStartedAt ?? null,
+          progress: current.progress ?? null,
+        }
+      : null,
+    lastRun: last
+      ? {
+          id: last.id,
+          status: last.status,
+          dryRun: last.dryRun,
+          finishedAt: last.finishedAt ?? null,
+          durationMs: last.durationMs ?? null,
+          downtimeMs: last.downtimeMs ?? null,
+          errorClass: last.error?.class ?? null,
+        }
+      : null,
+    dataTakenAt: state.lastSuccess?.snapshotTakenAt ?? null,
   };
 }
 
@@ -112,6 +173,8 @@ export interface JobDetail {
   schedule: string | null;
   timezone: string;
   suspended: boolean;
+  /** Set when the job was suspended or resumed through the API (this overrides the config's `suspend`). */
+  suspension: JobSuspension | null;
   allowManualWhenSuspended: boolean;
   startingDeadlineSeconds: number;
   source: { host: string; port: number };
@@ -137,12 +200,13 @@ export function jobDetail(input: {
     description: job.description ?? null,
     schedule: job.schedule ?? null,
     timezone: job.timezone,
-    suspended: job.suspend,
+    suspended: effectiveSuspend(job, state),
+    suspension: state.suspension ?? null,
     allowManualWhenSuspended: job.allowManualWhenSuspended,
     startingDeadlineSeconds: job.startingDeadlineSeconds,
     source: { host: job.source.host, port: job.source.port },
     target: { kind: job.target.kind, summary: input.targetSummary },
-    nextRuns: input.nextRuns.map((d) => d.toISOString()),
+    nextRuns: effectiveSuspend(job, state) ? [] : input.nextRuns.map((d) => d.toISOString()),
     warnings: [...input.warnings],
     current: state.current ?? null,
     lastRun: state.lastRun ?? null,
@@ -150,3 +214,10 @@ export function jobDetail(input: {
     links: { runs: `/api/v1/jobs/${job.name}/runs` },
   };
 }
+
+/** What asking to cancel a run led to. */
+export type CancelOutcome =
+  | { outcome: 'cancelling'; run: RunRecord; message: string }
+  | { outcome: 'finished'; run: RunRecord }
+  | { outcome: 'elsewhere'; run: RunRecord; message: string }
+  | { outcome: 'not-found' };

@@ -92,8 +92,11 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
   const jobsByName = new Map(config.jobs.map((j) => [j.name, j]));
   const jobNamed = (name: string) => jobsByName.get(name);
 
-  /** Sends to every target of the job that subscribes to the event; `build` makes the facts for one target. */
-  function dispatch(jobName: string, event: NotifyEvent, build: (target: NotificationTarget) => MessageFacts): void {
+  /**
+   * Sends to every target of the job that subscribes to the event; `build` makes the facts for one target.
+   * `dryRun`: only targets that opt in with notifyDryRuns hear about dry runs.
+   */
+  function dispatch(jobName: string, event: NotifyEvent, build: (target: NotificationTarget) => MessageFacts, dryRun = false): void {
     const job = jobNamed(jobName);
     if (!job) {
       notifyLog.debug({ job: jobName, event }, 'no such job in the config; nothing to notify');
@@ -102,6 +105,7 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
     for (const name of job.notify) {
       const target = config.notifications[name];
       if (!target?.events.includes(event)) continue;
+      if (dryRun && !target.notifyDryRuns) continue;
       deliver(name, target, build(target));
     }
   }
@@ -137,7 +141,7 @@ export function createNotifier(config: Config, log: Logger, options: NotifierOpt
         const job = jobNamed(run.job);
         if (!job) return;
         const facts = runFacts({ event: kind, run, job: jobFacts(job), publicUrl: config.publicUrl, now: clock.now() });
-        dispatch(run.job, kind, () => facts);
+        dispatch(run.job, kind, () => facts, run.dryRun);
       });
     },
 

@@ -30,6 +30,8 @@ export interface LoggerOptions {
   level: string;
   /** Human-readable lines (for a terminal) instead of JSON. */
   pretty: boolean;
+  /** Colour in pretty lines (default true); the CLI passes what NO_COLOR and FORCE_COLOR say. */
+  colorize?: boolean;
   destination?: NodeJS.WritableStream;
 }
 
@@ -44,7 +46,10 @@ export function createLogger(options: LoggerOptions): Logger {
     // Required only for a terminal: a service logs JSON, and pino-pretty with its dependencies is
     // about 30 modules of resident memory it would never use.
     const pretty = createRequire(import.meta.url)('pino-pretty') as typeof prettyFactory;
-    return pino(base, pretty({ destination, colorize: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss', sync: true }));
+    return pino(
+      base,
+      pretty({ destination, colorize: options.colorize ?? true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss', sync: true }),
+    );
   }
   return pino(base, pino.destination({ dest: destination === process.stderr ? 2 : 1, sync: true }));
 }

@@ -11,7 +11,7 @@ import type { RunRecord, SkipReason } from '../run/record.js';
  * Dry runs change nothing, so they do not count as refreshes here.
  */
 
-const RESULTS = ['succeeded', 'failed', 'interrupted'] as const;
+const RESULTS = ['succeeded', 'failed', 'interrupted', 'cancelled'] as const;
 const SKIP_REASONS: readonly SkipReason[] = ['overlap', 'suspended', 'missed'];
 const NOTIFY_OUTCOMES = ['delivered', 'failed', 'dropped'] as const;
 
@@ -256,7 +256,7 @@ export class ServiceMetrics {
         this.#phaseDuration.observe({ job: run.job, phase: phase.name, result: phase.status }, phase.durationMs / 1000);
       }
     } else if (event.type === 'run-finished') {
-      if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'interrupted') return;
+      if (run.status !== 'succeeded' && run.status !== 'failed' && run.status !== 'interrupted' && run.status !== 'cancelled') return;
       this.#runs.inc({ job: run.job, result: run.status });
       this.#recordLastRun(run);
       if (run.status === 'failed' && run.error) this.#failures.inc({ job: run.job, phase: run.error.phase, class: run.error.class });

@@ -77,9 +77,9 @@ export type PhaseStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skip
  * queued: accepted, waiting for a free slot (server.maxConcurrentRuns, per source);
  * skipped: a scheduled run that did not happen (overlap, suspended, missed): no phase ran.
  */
-export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'interrupted', 'skipped'] as const;
+export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'interrupted', 'skipped', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
-export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'interrupted', 'skipped']);
+export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'interrupted', 'skipped', 'cancelled']);
 
 export interface PhaseRecord {
   name: PhaseName;
@@ -152,6 +152,8 @@ export interface RunRecord {
   paused?: { at: string; reason: string; nextPhase: PhaseName };
   /** Each time a restarted service took the run up again, and from which phase. */
   resumed?: Array<{ at: string; fromPhase: PhaseName }>;
+  /** Who cancelled the run, when and why (POST /api/v1/runs/{id}/cancel); the run stops at its next safe point. */
+  cancelled?: Cancellation;
   /** Set by a history store that dropped the bulky parts (checks, figures, details) of an older record. */
   compacted?: boolean;
 }
@@ -375,6 +377,34 @@ export function interruptRun(run: RunRecord, now: Date, reason: string): RunReco
   };
   next = { ...next, error: withTargetState(next, { phase, class: 'interrupted', message: reason, hint: FAILURE_HINTS.interrupted }) };
   return finish(next, 'interrupted', now);
+}
+
+/** Who cancelled a run, when and why. */
+export interface Cancellation {
+  by: string;
+  at: string;
+  reason?: string;
+}
+
+/**
+ * A run stopped at a safe point because someone cancelled it: the phases not
+ * yet begun are skipped, and the record says who and why.
+ */
+export function cancelRun(run: RunRecord, now: Date, cancellation: Cancellation): RunRecord {
+  const why = `cancelled by ${cancellation.by}${cancellation.reason ? `: ${cancellation.reason}` : ''}`;
+  const next: RunRecord = {
+    ...run,
+    cancelled: cancellation,
+    phases: run.phases.map((p) => (p.status === 'pending' ? { ...p, status: 'skipped', reason: why } : p)),
+  };
+  return finish(next, 'cancelled', now);
+}
+
+/** Whether stopping the run now leaves the target without a copy: teardown began and no new copy was started. */
+export function copyIsDown(run: RunRecord): boolean {
+  const teardown = run.phases.find((p) => p.name === 'teardown');
+  const start = run.phases.find((p) => p.name === 'start');
+  return teardown !== undefined && teardown.status !== 'pending' && teardown.status !== 'skipped' && start?.status !== 'succeeded';
 }
 
 function finish(run: RunRecord, status: RunStatus, now: Date): RunRecord {

@@ -7,6 +7,9 @@ import type { RunEvent } from '../run/events.js';
 import { redactRunError, secretValuesOf } from '../run/evidence.js';
 import {
   beginRun,
+  type Cancellation,
+  cancelRun,
+  copyIsDown,
   failRun,
   interruptRun,
   newRun,
@@ -58,6 +61,10 @@ export class Runner {
   readonly #deps: RunnerDeps;
   readonly #aborts = new Map<string, AbortController>();
   readonly #active = new Map<string, Promise<RunRecord>>();
+  /** Runs someone cancelled: each stops at its next phase boundary (a queued one at once). */
+  readonly #cancels = new Map<string, Cancellation>();
+  /** Per run: aborted by cancel(), so a queued run stops waiting for its slot. */
+  readonly #wakes = new Map<string, AbortController>();
   /** Aborted by pauseAll(): runs stop at their next phase boundary, queued runs stop waiting. */
   readonly #pause = new AbortController();
 
@@ -160,8 +167,11 @@ export class Runner {
   #launch(run: RunRecord, job: JobConfig, target: Target, lock: JobLock, slot: Release | undefined): StartedRun {
     const abort = new AbortController();
     this.#aborts.set(run.id, abort);
+    this.#wakes.set(run.id, new AbortController());
     const done = this.#drive(run, job, target, abort.signal, slot).finally(() => {
       this.#aborts.delete(run.id);
+      this.#cancels.delete(run.id);
+      this.#wakes.delete(run.id);
       this.#active.delete(run.id);
       lock.release();
     });
@@ -171,6 +181,20 @@ export class Runner {
 
   async run(job: JobConfig, trigger: Trigger, options: { dryRun?: boolean; operation?: RunOperation } = {}): Promise<RunRecord> {
     return (await this.start(job, trigger, options)).done;
+  }
+
+  /**
+   * Cancels a run this runner is doing: it stops at its next phase boundary
+   * (a queued run stops waiting at once) and ends `cancelled`. False when the
+   * run is not this runner's, or has already ended.
+   */
+  cancel(runId: string, cancellation: Cancellation): boolean {
+    if (!this.#aborts.has(runId)) return false;
+    if (!this.#cancels.has(runId)) {
+      this.#cancels.set(runId, cancellation);
+      this.#wakes.get(runId)?.abort(new Error(`cancelled by ${cancellation.by}`));
+    }
+    return true;
   }
 
   /** Asks every running phase to stop (used on shutdown). */
@@ -233,8 +257,16 @@ export class Runner {
     if (run.status !== 'queued') return run;
     try {
       if (!gate) throw new Error('a queued run needs a gate');
-      onSlot(await gate.acquire(job, AbortSignal.any([signal, this.#pause.signal])));
+      const wake = this.#wakes.get(run.id)?.signal;
+      onSlot(await gate.acquire(job, AbortSignal.any([signal, this.#pause.signal, ...(wake ? [wake] : [])])));
     } catch (error) {
+      const cancel = this.#cancels.get(run.id);
+      if (cancel) {
+        const stopped = cancelRun(run, clock.now(), cancel);
+        await store.save(stopped);
+        this.#emit({ type: 'run-finished', run: stopped });
+        return stopped;
+      }
       const reason = String((signal.reason ?? this.#pause.signal.reason ?? error)?.message ?? error);
       const stopped = signal.aborted
         ? interruptRun(run, clock.now(), `stopped while queued: ${reason}`)
@@ -258,6 +290,13 @@ export class Runner {
       if (run.dryRun && !phase.runsInDryRun) {
         run = skipPhase(run, phase.name, 'dry run: nothing is changed');
         continue;
+      }
+      const cancel = this.#cancels.get(run.id);
+      if (cancel) {
+        run = cancelRun(run, clock.now(), cancel);
+        await store.save(run);
+        log.warn({ cancelledBy: cancel.by, reason: cancel.reason, copyIsDown: copyIsDown(run) }, 'run cancelled');
+        break;
       }
       if (this.#pause.signal.aborted) {
         run = pauseRun(run, clock.now(), String(this.#pause.signal.reason?.message ?? this.#pause.signal.reason));

@@ -2,13 +2,24 @@ import type { JobConfig } from '../config/types.js';
 import { RefresherError } from '../errors.js';
 import { stateDirWritable } from '../history/state-dir.js';
 import type { ApiBackend } from '../http/backend.js';
-import { type CurrentRun, type JobDetail, type JobListItem, jobDetail, jobListItem } from '../http/views.js';
+import { type LiveListener, runUpdate } from '../http/live-feed.js';
+import {
+  type CancelOutcome,
+  type CurrentRun,
+  type JobDetail,
+  type JobListItem,
+  type JobSuspension,
+  jobDetail,
+  jobListItem,
+} from '../http/views.js';
+import type { RunEvent } from '../run/events.js';
 import type { RunRecord } from '../run/record.js';
 import { scheduleWarnings } from '../schedule/fire-times.js';
 import type { ServiceParts } from './parts.js';
+import { cancelRun, effectiveJob, setSuspension } from './run-control.js';
 import { settlesWithin } from './settle.js';
 
-/** What the HTTP API asks of the service: jobs, runs, triggers, readiness and metrics. */
+/** What the HTTP API asks of the service: jobs, runs, triggers, cancel, suspend, live changes, readiness and metrics. */
 export class ServiceApi implements ApiBackend {
   readonly #parts: ServiceParts;
   readonly #jobs: Map<string, JobConfig>;
@@ -24,8 +35,10 @@ export class ServiceApi implements ApiBackend {
     return this.#parts.config.jobs;
   }
 
+  /** The job as the service treats it now: the config with the suspension set through the API applied. */
   job(name: string): JobConfig | undefined {
-    return this.#jobs.get(name);
+    const job = this.#jobs.get(name);
+    return job && effectiveJob(job, this.#parts.board.state(name));
   }
 
   jobListItem(job: JobConfig): JobListItem {
@@ -115,6 +128,55 @@ export class ServiceApi implements ApiBackend {
       leader: leadership.readiness(),
     };
     return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  cancel(id: string, input: { by: string; reason?: string }): Promise<CancelOutcome> {
+    const { store, runner, locks, clock } = this.#parts;
+    return cancelRun({
+      id,
+      cancellation: { ...input, at: clock.now().toISOString() },
+      store,
+      runner,
+      holderPid: (job, runId) => {
+        const holder = locks.holder(job);
+        return holder?.runId === runId ? holder.pid : undefined;
+      },
+    });
+  }
+
+  setSuspended(job: JobConfig, input: { suspended: boolean; by: string; reason?: string }): Promise<JobSuspension> {
+    const { store, board, clock } = this.#parts;
+    return setSuspension({
+      job,
+      suspension: { ...input, at: clock.now().toISOString() },
+      store,
+      apply: (suspension) => board.suspension(job.name, suspension),
+    });
+  }
+
+  subscribe(listener: LiveListener): () => void {
+    return this.#parts.feed.subscribe(listener);
+  }
+
+  /** A job's state changed (job board): its list row goes to whoever watches. */
+  publishJob(name: string): void {
+    const job = this.#jobs.get(name);
+    const { feed } = this.#parts;
+    if (!job || feed.listeners === 0) return;
+    feed.publish({ type: 'job', data: this.jobListItem(job) });
+  }
+
+  /** A run moved (runner event): the update goes to whoever watches. */
+  publishRun(event: RunEvent): void {
+    const { feed, clock } = this.#parts;
+    if (feed.listeners === 0) return;
+    const extra =
+      event.type === 'progress'
+        ? { phase: event.phase, progress: { ...event.detail, at: clock.now().toISOString() } }
+        : event.type === 'phase-started' || event.type === 'phase-finished'
+          ? { phase: event.phase }
+          : {};
+    feed.publish({ type: 'run', data: runUpdate(event.run, event.type, extra) });
   }
 
   forwardTo(): 'self' | { url: string; leader: string } | 'none' {

@@ -31,9 +31,17 @@ export class TickDispatcher implements SchedulerActions {
     if (!parts.accepting()) return;
     this.#enqueue(() => {
       if (!parts.accepting()) return;
-      if (job.suspend) parts.track(this.recordSkip(job, 'suspended', scheduledFor, 'the job is suspended (suspend: true)'));
+      if (parts.board.suspended(job)) parts.track(this.recordSkip(job, 'suspended', scheduledFor, this.#whySuspended(job)));
       else parts.track(this.startScheduled(job, scheduledFor, late ? 'catch-up' : 'schedule'));
     });
+  }
+
+  /** Who suspended the job: a person through the API, or the config. */
+  #whySuspended(job: JobConfig): string {
+    const suspension = this.#parts.board.state(job.name).suspension;
+    return suspension?.suspended
+      ? `the job was suspended by ${suspension.by} at ${suspension.at}${suspension.reason ? `: ${suspension.reason}` : ''}`
+      : 'the job is suspended (suspend: true)';
   }
 
   #enqueue(work: () => void): void {
@@ -81,6 +89,7 @@ export class TickDispatcher implements SchedulerActions {
   }
 
   upcoming(job: JobConfig, at: Date): void {
+    if (this.#parts.board.suspended(job)) return;
     this.#parts.notifier.upcoming({ job: job.name, at: at.toISOString() });
   }
 

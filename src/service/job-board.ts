@@ -1,5 +1,6 @@
 import { systemClock } from '../clock.js';
-import { type CurrentRun, type JobState, summarizeRun } from '../http/views.js';
+import type { JobConfig } from '../config/types.js';
+import { type CurrentRun, effectiveSuspend, type JobState, summarizeRun } from '../http/views.js';
 import type { Clock } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
 import type { RunRecord } from '../run/record.js';
@@ -13,9 +14,27 @@ import type { RunRecord } from '../run/record.js';
 export class JobBoard {
   readonly #states = new Map<string, JobState>();
   readonly #clock: Clock;
+  readonly #onChange: ((job: string) => void) | undefined;
 
-  constructor(clock: Clock = systemClock) {
+  /** `onChange` hears of every change to a job's state (the live feed of the status page). */
+  constructor(clock: Clock = systemClock, onChange?: (job: string) => void) {
     this.#clock = clock;
+    this.#onChange = onChange;
+  }
+
+  #changed(job: string): void {
+    this.#onChange?.(job);
+  }
+
+  /** Sets the suspension chosen through the API (or the one read from history at startup). */
+  suspension(job: string, suspension: JobState['suspension']): void {
+    this.state(job).suspension = suspension;
+    this.#changed(job);
+  }
+
+  /** Suspended now: through the API, else by the config. */
+  suspended(job: JobConfig): boolean {
+    return effectiveSuspend(job, this.state(job.name));
   }
 
   state(job: string): JobState {
@@ -39,15 +58,18 @@ export class JobBoard {
   /** A run that holds the job (just started, queued or resumed). */
   holding(run: RunRecord): void {
     this.state(run.job).current = { id: run.id, status: run.status };
+    this.#changed(run.job);
   }
 
   /** A record that ended: finished, paused, skipped or interrupted. */
   settled(run: RunRecord): void {
     const state = this.state(run.job);
     if (state.current?.id === run.id) state.current = undefined;
-    if (run.paused) return;
-    state.lastRun = summarizeRun(run);
-    if (run.status === 'succeeded' && !run.dryRun) state.lastSuccess = state.lastRun;
+    if (!run.paused) {
+      state.lastRun = summarizeRun(run);
+      if (run.status === 'succeeded' && !run.dryRun) state.lastSuccess = state.lastRun;
+    }
+    this.#changed(run.job);
   }
 
   onRunEvent(event: RunEvent): void {
@@ -61,14 +83,20 @@ export class JobBoard {
       case 'phase-started': {
         const current = this.#currentOf(event.run);
         if (current) {
+          current.status = event.run.status;
           current.phase = event.phase;
+          current.phaseStartedAt = event.run.phases.find((p) => p.name === event.phase)?.startedAt;
           current.progress = undefined;
+          this.#changed(event.run.job);
         }
         return;
       }
       case 'progress': {
         const current = this.#currentOf(event.run);
-        if (current) current.progress = { ...event.detail, at: this.#clock.now().toISOString() };
+        if (current) {
+          current.progress = { ...event.detail, at: this.#clock.now().toISOString() };
+          this.#changed(event.run.job);
+        }
         return;
       }
       default:

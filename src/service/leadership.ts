@@ -117,9 +117,10 @@ export function fencedStore(store: RunStore, leadership: Leadership): RunStore {
   return new Proxy(store, {
     get(target, key, receiver) {
       const value = Reflect.get(target, key, receiver);
-      if (key === 'save' && typeof value === 'function') {
+      if ((key === 'save' || key === 'saveSuspension') && typeof value === 'function') {
         return (...args: unknown[]) => {
-          if (!leadership.leading) return Promise.reject(new Error('not the leader any more: run records are written only by the leader'));
+          if (!leadership.leading)
+            return Promise.reject(new Error('not the leader any more: run records and suspensions are written only by the leader'));
           return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
         };
       }

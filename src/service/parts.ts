@@ -1,4 +1,5 @@
 import type { Config, JobConfig } from '../config/types.js';
+import type { LiveFeed } from '../http/live-feed.js';
 import type { Logger } from '../observe/logger.js';
 import type { ServiceMetrics } from '../observe/metrics.js';
 import type { Clock, Notifier, RunStore } from '../ports.js';
@@ -21,6 +22,8 @@ export interface ServiceParts {
   readonly runner: Runner;
   readonly scheduler: Scheduler;
   readonly board: JobBoard;
+  /** Changes as they happen, for the SSE stream and long polls. */
+  readonly feed: LiveFeed;
   readonly metrics: ServiceMetrics;
   readonly notifier: Notifier;
   readonly locks: JobLocks;

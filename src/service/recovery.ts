@@ -42,6 +42,12 @@ export class StartupRecovery {
     }
     const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun) ?? (await this.#olderSuccess(job, records));
     board.seed(job.name, lastSuccess ? [...records, lastSuccess] : records);
+    try {
+      const suspension = await store.getSuspension(job.name);
+      if (suspension) board.suspension(job.name, suspension);
+    } catch (error) {
+      log.error({ err: error, job: job.name }, "could not read the job's suspension from history; the config's suspend applies");
+    }
     if (lastSuccess) metrics.seedLastSuccess(lastSuccess);
     const busy = await this.#takeUpUnfinished(job, [...records, ...(await this.#olderUnfinished(job, records))]);
     // A run that died holding the lock is settled even when it is older than the records read above.
@@ -131,9 +137,9 @@ export class StartupRecovery {
 
   /** Handles the fire times that passed while the service was down, as a Kubernetes CronJob with startingDeadlineSeconds would. */
   async #catchUp(job: JobConfig, records: readonly RunRecord[]): Promise<void> {
-    const { scheduler, log, clock, metrics } = this.#parts;
+    const { scheduler, log, clock, metrics, board } = this.#parts;
     const schedule = scheduler.schedule(job.name);
-    if (!schedule || job.suspend || !job.schedule) return;
+    if (!schedule || board.suspended(job) || !job.schedule) return;
     const last = records
       .filter((r) => r.trigger.scheduledFor)
       .reduce<RunRecord | undefined>((a, b) => ((a?.trigger.scheduledFor ?? '') >= (b.trigger.scheduledFor ?? '') ? a : b), undefined);

@@ -6,6 +6,7 @@ import type { Config, JobConfig } from '../config/types.js';
 import { RefresherError } from '../errors.js';
 import { createRunStore } from '../history/create.js';
 import { buildApp } from '../http/app.js';
+import { LiveFeed } from '../http/live-feed.js';
 import { type DeliveringNotifier, upcomingLeadMinutes } from '../notify/index.js';
 import type { Logger } from '../observe/logger.js';
 import { ServiceMetrics } from '../observe/metrics.js';
@@ -76,6 +77,7 @@ export class RefresherService implements ServiceParts {
   readonly scheduler: Scheduler;
   readonly metrics: ServiceMetrics;
   readonly board: JobBoard;
+  readonly feed = new LiveFeed();
   readonly notifier: Notifier;
   readonly locks: JobLocks;
   readonly clock: Clock;
@@ -117,7 +119,8 @@ export class RefresherService implements ServiceParts {
     this.leadership = leadership;
     this.log = log;
     this.clock = options.clock ?? systemClock;
-    this.board = new JobBoard(this.clock);
+    // The board's changes and the runner's events go to the live feed through the API backend (built below).
+    this.board = new JobBoard(this.clock, (job) => this.api.publishJob(job));
     this.#env = options.env ?? process.env;
     this.locks = new JobLocks(config.stateDir, this.clock);
     this.#gate = new ConcurrencyGate({ global: config.server.maxConcurrentRuns, perSource: config.server.maxConcurrentRunsPerSource });
@@ -142,7 +145,11 @@ export class RefresherService implements ServiceParts {
       gate: this.#gate,
       clock: this.clock,
       ...(options.notifier ? { notifier: options.notifier } : {}),
-      listeners: [(event: RunEvent) => this.board.onRunEvent(event), (event: RunEvent) => this.metrics.onRunEvent(event)],
+      listeners: [
+        (event: RunEvent) => this.board.onRunEvent(event),
+        (event: RunEvent) => this.metrics.onRunEvent(event),
+        (event: RunEvent) => this.api.publishRun(event),
+      ],
     });
     this.runner = built.runner;
     this.#reaper = new PreviousReaper({
@@ -212,7 +219,11 @@ export class RefresherService implements ServiceParts {
     // After recovery: a resumed run holds its job's lock, so the clean-up never races it.
     this.#reaper.start();
     this.log.info(
-      { jobs: jobs.length, scheduled: jobs.filter((j) => j.schedule && !j.suspend).length, history: this.config.server.history.kind },
+      {
+        jobs: jobs.length,
+        scheduled: jobs.filter((j) => j.schedule && !this.board.suspended(j)).length,
+        history: this.config.server.history.kind,
+      },
       'scheduler started',
     );
   }

@@ -5,6 +5,7 @@
  * PVC is gone its folder is removed, after whatever still uses it has let go.
  */
 import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { OsUser } from '../../src/postgres/os-user.js';
 import { FINALIZER } from './constants.js';
@@ -89,7 +90,9 @@ export class Volumes {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     this.#byUid.delete(uid);
-    rmSync(volume.dir, { recursive: true, force: true });
+    // Asynchronous: the simulator shares its event loop with the test, its Service forwarder and any
+    // prober; a synchronous rm of a data directory on a busy disk stalled them for seconds.
+    await rm(volume.dir, { recursive: true, force: true });
   }
 
   /** Removes every folder (the simulator stops). */

@@ -34,6 +34,7 @@ let tmp: string;
 let operator: NodeJS.Timeout | undefined;
 let operatorMode: 'healthy' | 'unrecoverable' = 'healthy';
 const runs: RunRecord[] = [];
+const bgRuns: RunRecord[] = [];
 
 /** A stand-in for the CNPG operator: a new Cluster becomes healthy, or unrecoverable with a clone pod. */
 async function operate(): Promise<void> {
@@ -100,6 +101,23 @@ beforeAll(async () => {
   // 1: no Cluster yet; 2: replaces the Cluster run 1 made; 3: the clone fails and its pod log is read.
   runs.push(await h.local.run(config));
   runs.push(await h.local.run(config));
+  // blueGreen (a job of its own in the same namespace): the first run creates the stable Service, the
+  // second updates its selector and marks the old Cluster retired, the rollback switches back, and a run
+  // with keepPrevious 0 deletes the previous Cluster (its quota preflight lists ResourceQuotas each time).
+  const blueGreen = (keepPrevious: string) =>
+    h.config(
+      h.jobYaml({
+        name: 'bg',
+        clusterName: 'bg-db',
+        connectPort: h.local.source.port,
+        target: '      teardownTimeoutSeconds: 60\n      readyTimeoutSeconds: 60\n',
+        job: `    strategy:\n      kind: blueGreen\n      keepPrevious: ${keepPrevious}\n      drainSeconds: 0\n      serviceName: bg-stable\n      connect: { a: { host: 127.0.0.1, port: ${h.local.source.port} }, b: { host: 127.0.0.1, port: ${h.local.source.port} } }\n`,
+      }),
+    );
+  bgRuns.push(await h.local.run(blueGreen('1h'), 'bg'));
+  bgRuns.push(await h.local.run(blueGreen('1h'), 'bg'));
+  bgRuns.push(await h.local.run(blueGreen('1h'), 'bg', { operation: 'rollback', reason: 'rbac test' }));
+  bgRuns.push(await h.local.run(blueGreen('0'), 'bg'));
   operatorMode = 'unrecoverable';
   runs.push(await h.local.run(config));
 
@@ -148,6 +166,21 @@ jobs:
           - name: source-db
             connectionParameters: { host: 127.0.0.1, port: "5432", user: replicator, dbname: postgres, sslmode: disable }
             password: { name: source-replication, key: password }
+  - name: bg
+    strategy: { kind: blueGreen, keepPrevious: 1h, serviceName: bg-stable }
+    target:
+      kind: cnpg
+      namespace: ${h.namespace}
+      clusterName: bg-db
+      values:
+        instances: 1
+        imageName: ghcr.io/cloudnative-pg/postgresql:15.8-1
+        storage: { size: 1Gi }
+        bootstrapDB: { pg_basebackup: { source: source-db, database: app, owner: app, secret: { name: app-secret } } }
+        externalClusters:
+          - name: source-db
+            connectionParameters: { host: 127.0.0.1, port: "5432", user: replicator, dbname: postgres, sslmode: disable }
+            password: { name: source-replication, key: password }
 `,
     );
     const { manifests } = await render('db-refresher', { valuesFiles: [values], name: 'dbr', namespace: releaseNs });
@@ -176,6 +209,20 @@ jobs:
     expect(third?.error?.phase).toBe('start');
     expect(third?.error?.message).toContain('unrecoverable');
     expect(decisions.length).toBeGreaterThan(30);
+  });
+
+  it('the blueGreen runs created the stable Service, swapped it, rolled back, and deleted a previous Cluster', () => {
+    const [first, second, rollback, last] = bgRuns;
+    for (const run of [first, second, rollback, last]) expect(run?.status, JSON.stringify(run?.error)).toBe('succeeded');
+    expect(first?.phases.find((p) => p.name === 'swap')?.detail).toMatchObject({ selects: 'bg-db-a', created: true });
+    expect(second?.phases.find((p) => p.name === 'swap')?.detail).toMatchObject({ selects: 'bg-db-b', updated: true });
+    expect(rollback?.phases.find((p) => p.name === 'rollback')?.detail).toMatchObject({ to: 'bg-db-a' });
+    expect(last?.phases.find((p) => p.name === 'cleanup-previous')?.detail).toMatchObject({ deleted: 'bg-db-a' });
+    const bg = decisions.filter((d) => d.resource === 'services' && d.name === 'bg-stable').map((d) => d.verb);
+    expect(new Set(bg)).toEqual(new Set(['get', 'update']));
+    expect(decisions.some((d) => d.resource === 'services' && d.verb === 'create')).toBe(true);
+    expect(decisions.some((d) => d.resource === 'resourcequotas' && d.verb === 'list')).toBe(true);
+    expect(decisions.some((d) => d.resource === 'clusters' && d.name === 'bg-db-a' && d.verb === 'patch')).toBe(true);
   });
 
   it('every request the service made is allowed by the rendered Roles', () => {
@@ -222,8 +269,13 @@ jobs:
         { method: 'PUT', url: `/api/v1/namespaces/${releaseNs}/configmaps/dbr-db-refresher` },
         { method: 'GET', url: `/api/v1/namespaces/${h.namespace}/pods/qa-db-1` },
         { method: 'POST', url: `/api/v1/namespaces/${h.namespace}/pods/qa-db-1/exec` },
+        // blueGreen: only the configured Service may be changed, and never deleted or patched.
+        { method: 'PUT', url: `/api/v1/namespaces/${h.namespace}/services/qa-db-rw` },
+        { method: 'DELETE', url: `/api/v1/namespaces/${h.namespace}/services/bg-stable` },
+        { method: 'PATCH', url: `/api/v1/namespaces/${h.namespace}/services/bg-stable` },
+        { method: 'DELETE', url: `/apis/postgresql.cnpg.io/v1/namespaces/${h.namespace}/clusters/bg-db-c` },
       ],
     });
-    expect(probe.map((d) => d.allowed)).toEqual([false, false, false, false, false, false, false, false]);
+    expect(probe.map((d) => d.allowed)).toEqual(Array(12).fill(false));
   });
 });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { KubernetesRunStore } from '../../src/history/k8s-store.js';
 import { type Logger, silentLogger } from '../../src/observe/logger.js';
-import { newRun, newRunId, RECREATE_PHASES as PHASES, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
+import { newRun, newRunId, RECREATE_PHASES, type RunRecord, startPhase, succeedPhase, succeedRun } from '../../src/run/record.js';
 import { RefresherService } from '../../src/service/service.js';
 import { startTestApiServer, type TestApiServer } from '../envtest/server.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
@@ -57,11 +57,11 @@ function finished(job: string, minute: number, bulk = 0): RunRecord {
     source: { host: 'h', port: 5432, user: 'u' },
     target,
   });
-  for (const [i, phase] of PHASES.entries()) {
+  for (const [i, phase] of RECREATE_PHASES.entries()) {
     run = succeedPhase(startPhase(run, phase, at(i)), phase, at(i + 1), { note: 'x'.repeat(bulk) });
   }
   return {
-    ...succeedRun(run, at(PHASES.length + 1)),
+    ...succeedRun(run, at(RECREATE_PHASES.length + 1)),
     preflight: [{ name: 'source reachable', ok: true, message: 'ok' }],
     snapshot: { takenAt: at(2).toISOString(), databases: [{ database: 'app', sizeBytes: 1, owner: 'app', tablesBySchema: { public: 2 } }] },
     verification: {
@@ -149,6 +149,22 @@ describe('KubernetesRunStore', () => {
     const stored = await a.list('delta', { limit: 100 });
     expect(stored.map((r) => r.id).sort()).toEqual(runs.map((r) => r.id).sort());
     expect(lines.some((l) => l.includes('history ConfigMap changed meanwhile; retrying'))).toBe(true);
+  });
+
+  it("keeps a job's suspension beside its runs: runs saved and compacted later do not drop it", async () => {
+    const s = await store({ keepRuns: 2 });
+    expect(await s.getSuspension('epsilon')).toBeUndefined();
+    const suspension = { suspended: true, by: 'alice', at: new Date(T0).toISOString(), reason: 'release freeze' };
+    await Promise.all([s.saveSuspension('epsilon', suspension), s.save(finished('epsilon', 0))]);
+    for (let i = 1; i < 5; i += 1) await s.save(finished('epsilon', i));
+    const cm = await core.readNamespacedConfigMap({ name: 'dbr-runs-epsilon', namespace: ns });
+    expect(Object.keys(cm.data ?? {})).toContain('suspension.json');
+    // A fresh store (a restarted service) reads it; the runs list holds only runs.
+    const fresh = await store({ keepRuns: 2 });
+    expect(await fresh.getSuspension('epsilon')).toEqual(suspension);
+    expect((await fresh.list('epsilon', { limit: 100 })).map((r) => r.job)).toEqual(['epsilon', 'epsilon']);
+    await fresh.saveSuspension('epsilon', { suspended: false, by: 'bob', at: new Date(T0 + 1000).toISOString() });
+    expect(await s.getSuspension('epsilon')).toMatchObject({ suspended: false, by: 'bob' });
   });
 });
 

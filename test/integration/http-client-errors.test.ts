@@ -30,6 +30,9 @@ const backend: ApiBackend = {
   accepting: () => true,
   readiness: async () => ({ ready: true, checks: {} }),
   metricsText: async () => ({ contentType: 'text/plain', body: '' }),
+  cancel: unused,
+  setSuspended: unused,
+  subscribe: () => () => undefined,
 };
 
 const app = buildApp({ backend, tokens: [], log: pino({ level: 'silent' }), bodyLimitBytes: 1024 });

@@ -7,7 +7,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { FileRunStore } from '../../src/history/file-store.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
-import type { Notifier, RunStore } from '../../src/ports.js';
+import type { JobSuspension, Notifier, RunStore } from '../../src/ports.js';
 import type { RunEvent } from '../../src/run/events.js';
 import type { RunRecord } from '../../src/run/record.js';
 import { RefresherService } from '../../src/service/service.js';
@@ -279,6 +279,12 @@ class HoldingStore implements RunStore {
   }
   list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]> {
     return this.#inner.list(job, options);
+  }
+  getSuspension(job: string) {
+    return this.#inner.getSuspension(job);
+  }
+  saveSuspension(job: string, suspension: JobSuspension) {
+    return this.#inner.saveSuspension(job, suspension);
   }
 }
 

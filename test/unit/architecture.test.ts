@@ -125,6 +125,9 @@ const PURE = [
   'targets/cnpg/pod-log.ts',
   'targets/cnpg/guard.ts',
   'cli/render.ts',
+  'cli/color.ts',
+  'cli/completion/candidates.ts',
+  'cli/completion/scripts.ts',
   'config/schema-mask.ts',
   'mask/catalog.ts',
   'mask/coverage-queries.ts',
@@ -192,11 +195,12 @@ describe('architecture', () => {
     expect(importers).toEqual(['kube/client.ts']);
   });
 
-  it('only the outbox (webhooks) and the leader forwarding (http/forward.ts) call fetch', () => {
+  it('only the outbox (webhooks), the leader forwarding (http/forward.ts) and the CLI service client call fetch', () => {
     const callers = sourceFiles(src)
       .filter((file) => /(^|[^.\w])fetch\(/m.test(readFileSync(file, 'utf8')))
       .map(rel);
-    expect(callers).toEqual(['http/forward.ts', 'notify/outbox.ts']);
+    // The CLI's client for a running service (`--server`) is the third home of outgoing HTTP.
+    expect(callers).toEqual(['cli/remote/client.ts', 'http/forward.ts', 'notify/outbox.ts']);
   });
 
   it('targets and notifications never import each other', () => {

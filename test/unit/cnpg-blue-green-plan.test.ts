@@ -5,6 +5,7 @@ import {
   buildStableService,
   type ClusterView,
   type CnpgBlueGreenView,
+  planAfterFailure,
   planCleanup,
   planPrepare,
   planRollback,
@@ -152,5 +153,26 @@ describe('CNPG blue/green plan', () => {
         reclaimed: { bytes: 20 * 2 ** 30, claims: 2 },
       })?.ok,
     ).toBe(true);
+  });
+
+  it('after a failure: removes only the Cluster this run made while the Service does not select it, and says what clients use', () => {
+    const made = {
+      ...base,
+      service: service('qa-db-a'),
+      clusters: { a: ours({ 'db-refresher.io/run-id': 'R1' }), b: ours({ 'db-refresher.io/run-id': 'R2' }) },
+    };
+    expect(planAfterFailure(made, 'R2')).toEqual({ remove: 'b', note: 'the current copy was not changed' });
+    // Failed before it created its Cluster: the other slot holds an older copy, which stays.
+    expect(planAfterFailure(made, 'R3')).toEqual({ note: 'the current copy was not changed' });
+    // Failed after the swap (in cleanup-previous): clients already use the new copy; nothing is removed.
+    const swapped = { ...made, service: service('qa-db-b') };
+    const after = planAfterFailure(swapped, 'R2');
+    expect(after.remove).toBeUndefined();
+    expect(after.note).toContain('the swap was made: clients use qa-db-b');
+    // The first run of a job, with no Service yet.
+    expect(planAfterFailure({ ...base, clusters: { a: ours({ 'db-refresher.io/run-id': 'R1' }), b: { exists: false } } }, 'R1')).toEqual({
+      remove: 'a',
+      note: 'there was no copy before; the half-made one is removed',
+    });
   });
 });

@@ -8,6 +8,7 @@ import { RefresherError } from '../../src/errors.js';
 import { buildApp } from '../../src/http/app.js';
 import { TokenAuth } from '../../src/http/auth.js';
 import type { ApiBackend } from '../../src/http/backend.js';
+import { LiveFeed, type LiveListener } from '../../src/http/live-feed.js';
 import { type CurrentRun, jobDetail, jobListItem } from '../../src/http/views.js';
 import { REDACT_PATHS } from '../../src/observe/logger.js';
 import { newRun, newRunId, type RunRecord } from '../../src/run/record.js';
@@ -88,6 +89,13 @@ class MemoryBackend implements ApiBackend {
   accepting = () => this.open;
   readiness = async () => ({ ready: this.open, checks: { store: { ok: true } } });
   metricsText = async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'db_refresher_up 1\n' });
+  feed = new LiveFeed();
+  subscribe = (listener: LiveListener) => this.feed.subscribe(listener);
+  cancel = async (): Promise<{ outcome: 'not-found' }> => ({ outcome: 'not-found' });
+  setSuspended = async (_job: JobConfig, input: { suspended: boolean; by: string; reason?: string }) => ({
+    ...input,
+    at: new Date().toISOString(),
+  });
 }
 
 let backend: MemoryBackend;

@@ -13,7 +13,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { JobConfig, PgEndpoint } from '../../src/config/types.js';
 import { PhaseFailure } from '../../src/errors.js';
 import { silentLogger } from '../../src/observe/logger.js';
-import type { Clock, PhaseContext, RunStore, SqlConnector, SqlSession, Target } from '../../src/ports.js';
+import type { Clock, JobSuspension, PhaseContext, RunStore, SqlConnector, SqlSession, Target } from '../../src/ports.js';
 import type { RunEvent } from '../../src/run/events.js';
 import type { Check, SourceFacts } from '../../src/run/facts.js';
 import { RECREATE_PHASES as PHASES, type PhaseName, type RunRecord } from '../../src/run/record.js';
@@ -51,6 +51,13 @@ class MemoryStore implements RunStore {
   }
   async list(job: string): Promise<RunRecord[]> {
     return [...new Map(this.saves.filter((r) => r.job === job).map((r) => [r.id, r])).values()].reverse();
+  }
+  readonly suspensions = new Map<string, JobSuspension>();
+  async getSuspension(job: string): Promise<JobSuspension | undefined> {
+    return this.suspensions.get(job);
+  }
+  async saveSuspension(job: string, suspension: JobSuspension): Promise<void> {
+    this.suspensions.set(job, suspension);
   }
 }
 

@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { RefresherError } from '../../errors.js';
 import { createNotifier } from '../../notify/index.js';
-import { globals, load, makeLogger } from '../context.js';
+import { examples, globals, load, makeLogger } from '../context.js';
 
 function seconds(value: string): number {
   const n = Number(value);
@@ -13,6 +13,7 @@ export function registerNotifyTest(program: Command): void {
   program
     .command('notify-test')
     .description('send a test message to notification target <target>; exit 0 when delivered, 1 when not, 2 for an unknown target')
+    .addHelpText('after', examples(['db-refresher notify-test team-chat', 'db-refresher notify-test ci --timeout 10']))
     .argument('<target>', 'a name under `notifications` in the config')
     .option('--timeout <seconds>', 'give up after this long, retries included', seconds, 30)
     .action(async (name: string, options: { timeout: number }, command: Command) => {

@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { buildRunner } from '../../composition-root.js';
-import { globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
+import { examples, globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
 import { type OutputFormat, renderRunText } from '../render.js';
 
 function safeUserName(): string {
@@ -17,6 +17,7 @@ export function registerRollback(program: Command): void {
   program
     .command('rollback')
     .description('switch a blueGreen <job> back to its previous copy while it is kept; exit 0 on success, 1 when it failed')
+    .addHelpText('after', examples(['db-refresher rollback qa --reason "the new copy breaks the login test"']))
     .argument('<job>', 'job name')
     .option('--reason <text>', 'why (kept in the run record)')
     .addOption(outputOption())
@@ -33,7 +34,7 @@ export function registerRollback(program: Command): void {
       );
       await notifier.flush(10_000);
       const format = options.output ?? (process.stdout.isTTY ? 'text' : 'json');
-      print(run, format, () => renderRunText(run));
+      print(run, format, (paint) => renderRunText(run, paint));
       process.exitCode = run.status === 'succeeded' ? 0 : 1;
     });
 }

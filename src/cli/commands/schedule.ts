@@ -3,7 +3,8 @@ import { systemClock } from '../../clock.js';
 import type { JobConfig } from '../../config/types.js';
 import { RefresherError } from '../../errors.js';
 import { buildSchedule, formatInZone, nextFireTimes, scheduleWarnings } from '../../schedule/fire-times.js';
-import { globals, load, outputOption, print, requireJob } from '../context.js';
+import type { Paint } from '../color.js';
+import { examples, globals, load, outputOption, print, requireJob } from '../context.js';
 import type { OutputFormat } from '../render.js';
 
 /**
@@ -40,7 +41,7 @@ export function describeSchedules(jobs: readonly JobConfig[], count: number, now
   });
 }
 
-function renderText(list: readonly JobSchedule[]): string {
+function renderText(list: readonly JobSchedule[], paint: Paint): string {
   const lines: string[] = [];
   for (const s of list) {
     if (!s.schedule) {
@@ -50,7 +51,7 @@ function renderText(list: readonly JobSchedule[]): string {
     lines.push(`${s.job}: "${s.schedule}" in ${s.timezone}${s.suspended ? ' (SUSPENDED: scheduled runs are skipped)' : ''}`);
     lines.push(`  next ${s.nextRuns.length} run${s.nextRuns.length === 1 ? '' : 's'}${s.suspended ? ' once resumed' : ''}:`);
     for (const run of s.nextRuns) lines.push(`    ${run.local}   (${run.at})`);
-    for (const warning of s.warnings) lines.push(`  warning: ${warning}`);
+    for (const warning of s.warnings) lines.push(`  ${paint.yellow('warning:')} ${warning}`);
     lines.push('');
   }
   return `${lines.join('\n').trimEnd()}\n`;
@@ -60,6 +61,7 @@ export function registerSchedule(program: Command): void {
   program
     .command('schedule')
     .description("show the next fire times of [job] (default: every job) in each job's time zone, with DST and day-field warnings")
+    .addHelpText('after', examples(['db-refresher schedule', 'db-refresher schedule qa --next 10', 'db-refresher schedule -o json']))
     .argument('[job]', 'job name')
     .option('-n, --next <count>', 'how many fire times to show', '5')
     .addOption(outputOption().default('text'))
@@ -72,6 +74,6 @@ export function registerSchedule(program: Command): void {
       const jobs = name ? [requireJob(config, name)] : config.jobs;
       // A suspended job still shows the times it would run once resumed.
       const list = describeSchedules(jobs, count, systemClock.now());
-      print(name ? list[0] : list, options.output, () => renderText(list));
+      print(name ? list[0] : list, options.output, (paint) => renderText(list, paint));
     });
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { RefresherService } from '../../service/service.js';
-import { globals, load, makeLogger } from '../context.js';
+import { examples, globals, load, makeLogger } from '../context.js';
 
 /**
  * `db-refresher serve`: the HTTP API starts listening first (so /healthz
@@ -13,6 +13,13 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the long-lived service (scheduler and HTTP API); stops cleanly on SIGTERM')
+    .addHelpText(
+      'after',
+      examples([
+        'db-refresher serve --config /etc/db-refresher/db-refresher.yaml',
+        'DB_REFRESHER_CONFIG=config/db-refresher.yaml db-refresher serve --log-level debug',
+      ]),
+    )
     .action(async (_options, command: Command) => {
       const opts = globals(command);
       const config = load(opts);

@@ -171,6 +171,7 @@ function runTitle(event: MessageEvent, run: RunRecord, job: string): string {
     case 'succeeded':
       return `${job} refreshed in ${formatDuration(run.durationMs, 'unknown')}${dry}`;
     default:
+      if (run.status === 'cancelled') return `Refresh of ${job} cancelled by ${run.cancelled?.by ?? 'someone'}${dry}`;
       if (run.status === 'interrupted') return `Refresh of ${job} interrupted in ${run.error?.phase ?? 'an unknown phase'}${dry}`;
       return `Refresh of ${job} failed in ${run.error?.phase ?? 'an unknown phase'}: ${run.error?.class ?? 'unknown'}${dry}`;
   }

@@ -11,6 +11,7 @@ import {
   BLUE_GREEN_ANNOTATIONS,
   type CnpgSlot,
   otherSlot,
+  planAfterFailure,
   planCleanup,
   planPrepare,
   planRollback,
@@ -115,9 +116,18 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
     return this.#slotTarget(this.#endpointSlot ?? (await this.#newSlot())).defaultOwner();
   }
 
+  /**
+   * On the Cluster this run made, found by its run-id annotation: after a swap that Cluster is the
+   * active one, and a run resumed after its swap reads the other slot as "new" from the Service.
+   */
   async recordOutcome(run: RunRecord): Promise<void> {
-    if (run.operation === 'rollback' || !this.#endpointSlot) return;
-    await this.#slotTarget(this.#endpointSlot).recordOutcome(run);
+    if (run.operation === 'rollback') return;
+    const view = await (await this.#service()).view();
+    const slot = (['a', 'b'] as const).find((s) => {
+      const there = view.clusters[s];
+      return there.exists && there.annotations['db-refresher.io/run-id'] === run.id;
+    });
+    if (slot) await this.#slotTarget(slot).recordOutcome(run);
   }
 
   #endpointSlot: CnpgSlot | undefined;
@@ -240,16 +250,14 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
   }
 
   async afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined> {
-    const view = await (await this.#service()).view();
-    const slot = activeSlot(view) ? otherSlot(activeSlot(view) as CnpgSlot) : 'a';
-    const there = view.clusters[slot];
-    // Only the Cluster this very run created, and only while the Service does not select it.
-    if (there.exists && there.annotations['db-refresher.io/run-id'] === run.id && activeSlot(view) !== slot) {
-      await this.#slotTarget(slot)
+    const plan = planAfterFailure(await (await this.#service()).view(), run.id);
+    if (plan.remove)
+      await this.#slotTarget(plan.remove)
         .teardown(ctx)
-        .catch((error: unknown) => ctx.log.warn({ err: error }, 'could not delete the half-made Cluster'));
-    }
-    return 'the current copy was not changed';
+        .catch((error: unknown) =>
+          ctx.log.warn({ err: error }, 'could not delete the half-made Cluster; the next run or the service removes it'),
+        );
+    return plan.note;
   }
 
   async rollback(ctx: PhaseContext): Promise<PhaseDetail> {

@@ -170,6 +170,26 @@ export function planCleanup(view: CnpgBlueGreenView, keepPreviousSeconds: number
   return { action: 'wait', until, name };
 }
 
+/**
+ * After a failed run: the Cluster this run made goes, but only while the Service does not select it
+ * (before the swap); and what the error should add about the copy clients use. A failure after the swap
+ * (in cleanup-previous) must not say "not changed": clients already use the new copy.
+ */
+export function planAfterFailure(view: CnpgBlueGreenView, runId: string): { remove?: CnpgSlot; note: string } {
+  const active = activeSlot(view);
+  const made = (['a', 'b'] as const).find((slot) => {
+    const there = view.clusters[slot];
+    return there.exists && there.annotations[ANNOTATIONS.runId] === runId;
+  });
+  if (made && made === active)
+    return {
+      note: `the swap was made: clients use ${slotClusterName(view.clusterName, made)}, the new copy, through Service ${view.namespace}/${view.serviceName}`,
+    };
+  if (!active && !serviceRefusal(view))
+    return made ? { remove: made, note: 'there was no copy before; the half-made one is removed' } : { note: 'there was no copy before' };
+  return made ? { remove: made, note: 'the current copy was not changed' } : { note: 'the current copy was not changed' };
+}
+
 export type RollbackPlan = { ok: true; from: string; to: string; toSlot: CnpgSlot } | { ok: false; message: string };
 
 export function planRollback(view: CnpgBlueGreenView): RollbackPlan {

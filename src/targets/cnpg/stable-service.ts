@@ -146,11 +146,21 @@ export class StableService {
     );
   }
 
-  /** The namespace's ResourceQuotas, for the room check. */
+  /**
+   * The namespace's ResourceQuotas, for the room check. An API server that does not serve the resource
+   * at all (404 on the collection, as a test API server or a stripped-down control plane may) has no
+   * quota that could limit the second Cluster, so that is an empty list rather than a failed preflight.
+   */
   async quotas(): Promise<ResourceQuotaView[]> {
-    const list = await withRetry(`list ResourceQuotas in ${this.#namespace}`, () =>
-      this.#kube.core.listNamespacedResourceQuota({ namespace: this.#namespace }),
-    );
+    let list: Awaited<ReturnType<Kube['core']['listNamespacedResourceQuota']>>;
+    try {
+      list = await withRetry(`list ResourceQuotas in ${this.#namespace}`, () =>
+        this.#kube.core.listNamespacedResourceQuota({ namespace: this.#namespace }),
+      );
+    } catch (error) {
+      if (isNotFound(error) || isNotFound((error as { cause?: unknown }).cause)) return [];
+      throw error;
+    }
     return list.items.map((q) => ({
       name: q.metadata?.name ?? '',
       hard: q.status?.hard ?? q.spec?.hard ?? {},
