@@ -32,7 +32,8 @@ export function buildRunner(
   } = {},
 ) {
   const sql = new PgConnector();
-  const store = options.store ?? new FileRunStore(config.stateDir);
+  const history = config.server.history;
+  const store = options.store ?? new FileRunStore(config.stateDir, history.kind === 'file' ? { keepRuns: history.keepRuns } : {});
   const notifier = options.notifier ?? createNotifier(config, log);
   const listeners = [
     (event: RunEvent) => notifier.runEvent(event),

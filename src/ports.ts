@@ -135,6 +135,13 @@ export interface RunStore {
   get(id: string): Promise<RunRecord | undefined>;
   /** Newest first. */
   list(job: string, options?: { limit?: number; before?: string }): Promise<RunRecord[]>;
+  /**
+   * Every record of the job still queued or running, newest first, however many newer records
+   * there are: start-up recovery settles them all, not only those among the newest it reads.
+   */
+  unfinished?(job: string): Promise<RunRecord[]>;
+  /** The job's newest successful refresh (not a dry run), however many newer records there are; retention keeps it. */
+  lastSuccess?(job: string): Promise<RunRecord | undefined>;
   /** The suspend or resume last set through the API for a job, if any (it overrides the config's `suspend`). */
   getSuspension(job: string): Promise<JobSuspension | undefined>;
   saveSuspension(job: string, suspension: JobSuspension): Promise<void>;

@@ -2,6 +2,7 @@ import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises
 import path from 'node:path';
 import type { JobSuspension, RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
+import { isSuccess, mayPrune } from './retention.js';
 
 /**
  * Run records as one JSON file each: <stateDir>/runs/<job>/<run id>.json.
@@ -9,9 +10,9 @@ import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
  * one, so a crash leaves either the previous record or the new one, never half.
  * Run ids sort by creation time, so listing is a directory read and a sort.
  * Bounded like the Kubernetes store: after a finished record is saved, finished
- * records beyond the newest `keepRuns` of its job are deleted; an unfinished one
- * is never deleted, however old (a long refresh can be older than the skipped
- * ticks recorded while it ran).
+ * records beyond the newest `keepRuns` of its job are deleted, except the
+ * job's newest successful refresh; an unfinished one is never deleted, however
+ * old (./retention.ts).
  */
 export class FileRunStore implements RunStore {
   readonly #root: string;
@@ -23,6 +24,8 @@ export class FileRunStore implements RunStore {
    * by another process, or before this one started).
    */
   readonly #jobOf = new Map<string, string>();
+  /** Each job's newest successful refresh, as far as this process knows (null: it has none). */
+  readonly #newestSuccess = new Map<string, string | null>();
 
   constructor(stateDir: string, options: { keepRuns?: number } = {}) {
     this.#root = path.join(stateDir, 'runs');
@@ -36,28 +39,97 @@ export class FileRunStore implements RunStore {
   async save(run: RunRecord): Promise<void> {
     await writeAtomically(this.#file(run.job, run.id), run);
     this.#jobOf.set(run.id, run.job);
+    if (isSuccess(run) && run.id > (this.#newestSuccess.get(run.job) ?? '')) this.#newestSuccess.set(run.job, run.id);
     if (TERMINAL_RUN_STATUSES.has(run.status)) await this.#prune(run.job);
   }
 
-  async #prune(job: string): Promise<void> {
-    const ids = (await readdir(path.join(this.#root, job)))
+  async #ids(job: string): Promise<string[]> {
+    return (await readdir(path.join(this.#root, job)))
       .filter((n) => n.endsWith('.json'))
       .map((n) => n.slice(0, -'.json'.length))
       .sort()
       .reverse();
-    for (const id of ids.slice(this.#keep)) {
-      const file = this.#file(job, id);
-      let run: RunRecord;
-      try {
-        run = JSON.parse(await readFile(file, 'utf8')) as RunRecord;
-      } catch {
-        continue; // Unreadable or gone: not ours to judge here.
+  }
+
+  async #read(job: string, id: string): Promise<RunRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(this.#file(job, id), 'utf8')) as RunRecord;
+    } catch {
+      return undefined; // Unreadable or gone: not ours to judge here.
+    }
+  }
+
+  /** The job's newest successful refresh: read once per job (newest first, until one is found), then kept current by save. */
+  async #newestSuccessOf(job: string, newestFirst: readonly string[]): Promise<string | undefined> {
+    if (!this.#newestSuccess.has(job)) {
+      let found: string | null = null;
+      for (const id of newestFirst) {
+        const run = await this.#read(job, id);
+        if (run && isSuccess(run)) {
+          found = id;
+          break;
+        }
       }
-      if (TERMINAL_RUN_STATUSES.has(run.status)) {
-        await unlink(file).catch(() => undefined);
+      if (!this.#newestSuccess.has(job)) this.#newestSuccess.set(job, found);
+    }
+    return this.#newestSuccess.get(job) ?? undefined;
+  }
+
+  async #prune(job: string): Promise<void> {
+    const ids = await this.#ids(job);
+    if (ids.length <= this.#keep) return;
+    let success = await this.#newestSuccessOf(job, ids);
+    for (const id of ids.slice(this.#keep)) {
+      if (id === success) continue;
+      const run = await this.#read(job, id);
+      // A newer success than this process knew of was written by another process (`db-refresher run`).
+      if (run && isSuccess(run) && id > (success ?? '')) {
+        success = id;
+        this.#newestSuccess.set(job, id);
+        continue;
+      }
+      if (run && mayPrune(run, success)) {
+        await unlink(this.#file(job, id)).catch(() => undefined);
         this.#jobOf.delete(id);
       }
     }
+  }
+
+  /** The job's newest successful refresh, however many records came after it (read newest first until found). */
+  async lastSuccess(job: string): Promise<RunRecord | undefined> {
+    let ids: string[];
+    try {
+      ids = await this.#ids(job);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    for (const id of ids) {
+      const run = await this.#read(job, id);
+      if (run && isSuccess(run)) {
+        if (id > (this.#newestSuccess.get(job) ?? '')) this.#newestSuccess.set(job, id);
+        return run;
+      }
+    }
+    return undefined;
+  }
+
+  /** Every unfinished record of the job, newest first (reads each of its records: used at service start). */
+  async unfinished(job: string): Promise<RunRecord[]> {
+    let ids: string[];
+    try {
+      ids = await this.#ids(job);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const runs: RunRecord[] = [];
+    for (const id of ids) {
+      const run = await this.#read(job, id);
+      if (run && !TERMINAL_RUN_STATUSES.has(run.status)) runs.push(run);
+      if (run) this.#jobOf.set(id, job);
+    }
+    return runs;
   }
 
   async get(id: string): Promise<RunRecord | undefined> {

@@ -5,6 +5,7 @@ import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, JobSuspension, RunStore } from '../ports.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../run/record.js';
+import { isSuccess, mayPrune, newestSuccessId } from './retention.js';
 
 /**
  * Run history in Kubernetes, for a pod without persistent storage: one
@@ -191,6 +192,16 @@ export class KubernetesRunStore implements RunStore {
       .map((e) => JSON.parse(e.text) as RunRecord);
   }
 
+  /** Every unfinished record of the job, newest first: one read, the ConfigMap holds them all. */
+  async unfinished(job: string): Promise<RunRecord[]> {
+    return (await this.list(job, { limit: Number.POSITIVE_INFINITY })).filter((r) => !TERMINAL_RUN_STATUSES.has(r.status));
+  }
+
+  /** The job's newest successful refresh, however many records came after it: one read. */
+  async lastSuccess(job: string): Promise<RunRecord | undefined> {
+    return (await this.list(job, { limit: Number.POSITIVE_INFINITY })).find(isSuccess);
+  }
+
   #index(cm: V1ConfigMap): void {
     const job = cm.metadata?.labels?.[JOB_LABEL];
     if (!job) return;
@@ -216,7 +227,8 @@ function retrying<T>(what: string, call: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Keeps the newest `keep` records and every unfinished one; the newest
+ * Keeps the newest `keep` records, every unfinished one and the newest
+ * successful refresh (./retention.ts); the newest
  * `keepFull` stay complete, the rest are compacted; if the whole is still too
  * big, finished records are compacted harder and then dropped, oldest first.
  * Keys that are not run records are left alone.
@@ -228,10 +240,12 @@ export function boundAndCompact(data: Record<string, string>, limits: { keep: nu
     .sort((a, b) => (a.id < b.id ? 1 : -1));
   const out: Record<string, string> = Object.fromEntries(Object.entries(data).filter(([key]) => !RUN_KEY.test(key)));
   const kept: Array<{ key: string; text: string; run: RunRecord }> = [];
-  runs.forEach((entry, i) => {
-    const run = JSON.parse(entry.text) as RunRecord;
+  const parsed = runs.map((entry) => ({ ...entry, run: JSON.parse(entry.text) as RunRecord }));
+  const success = newestSuccessId(parsed.map((e) => e.run));
+  parsed.forEach((entry, i) => {
+    const { run } = entry;
     const unfinished = !TERMINAL_RUN_STATUSES.has(run.status);
-    if (i >= limits.keep && !unfinished) return;
+    if (i >= limits.keep && mayPrune(run, success)) return;
     const text = i < limits.keepFull || unfinished ? entry.text : JSON.stringify(compactRecord(run));
     kept.push({ key: entry.key, text, run });
   });
@@ -243,7 +257,7 @@ export function boundAndCompact(data: Record<string, string>, limits: { keep: nu
   }
   for (let i = kept.length - 1; i >= 0 && size() > MAX_DATA_BYTES; i -= 1) {
     const e = kept[i];
-    if (e && TERMINAL_RUN_STATUSES.has(e.run.status)) kept.splice(i, 1);
+    if (e && mayPrune(e.run, success)) kept.splice(i, 1);
   }
   for (const e of kept) out[e.key] = e.text;
   return out;

@@ -4,6 +4,7 @@ import { RefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, PhaseContext, Release, RunGate, RunStore, SqlConnector, Target } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
+import { redactRunError, secretValuesOf } from '../run/evidence.js';
 import {
   beginRun,
   type Cancellation,
@@ -385,7 +386,8 @@ export class Runner {
       run = succeedPhase(run, name, clock.now(), result.detail);
       log.info({ durationMs: run.phases.find((p) => p.name === name)?.durationMs }, `${name} succeeded`);
     } else {
-      const runError = toRunError(name, result.failure, ctx.signal);
+      // The evidence is what child programs said: it may quote a secret, so it is redacted before it is recorded or logged.
+      const runError = redactRunError(toRunError(name, result.failure, ctx.signal), secretValuesOf(ctx.job));
       run = failRun(run, { ...runError, message: await this.#failureNote(run, ctx, targetContext, runError.message) }, clock.now());
       log.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
     }

@@ -40,20 +40,46 @@ export class StartupRecovery {
       log.error({ err: error, job: job.name }, 'could not read run history; this job starts without it');
       return;
     }
-    board.seed(job.name, records);
+    const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun) ?? (await this.#olderSuccess(job, records));
+    board.seed(job.name, lastSuccess ? [...records, lastSuccess] : records);
     try {
       const suspension = await store.getSuspension(job.name);
       if (suspension) board.suspension(job.name, suspension);
     } catch (error) {
       log.error({ err: error, job: job.name }, "could not read the job's suspension from history; the config's suspend applies");
     }
-    const lastSuccess = records.find((r) => r.status === 'succeeded' && !r.dryRun);
     if (lastSuccess) metrics.seedLastSuccess(lastSuccess);
-    const busy = await this.#takeUpUnfinished(job, records);
+    const busy = await this.#takeUpUnfinished(job, [...records, ...(await this.#olderUnfinished(job, records))]);
     // A run that died holding the lock is settled even when it is older than the records read above.
     if (!busy)
       await this.#parts.runner.settleStale(job).catch((error: unknown) => log.warn({ err: error, job: job.name }, 'could not settle'));
     if (!busy) await this.#catchUp(job, records);
+  }
+
+  /**
+   * Unfinished records older than the newest HISTORY_SCAN (skipped ticks and short runs pile up in
+   * front of a run that died): with no lock naming them, nothing else would ever settle them.
+   */
+  async #olderUnfinished(job: JobConfig, newest: readonly RunRecord[]): Promise<RunRecord[]> {
+    const { store, log } = this.#parts;
+    if (!store.unfinished || newest.length < HISTORY_SCAN) return [];
+    const seen = new Set(newest.map((r) => r.id));
+    try {
+      return (await store.unfinished(job.name)).filter((r) => !seen.has(r.id));
+    } catch (error) {
+      log.warn({ err: error, job: job.name }, 'could not look for unfinished runs among older records');
+      return [];
+    }
+  }
+
+  /** The newest success when it is older than the records read (skipped ticks came after it): the data age starts there. */
+  async #olderSuccess(job: JobConfig, newest: readonly RunRecord[]): Promise<RunRecord | undefined> {
+    const { store, log } = this.#parts;
+    if (!store.lastSuccess || newest.length < HISTORY_SCAN) return undefined;
+    return store.lastSuccess(job.name).catch((error: unknown) => {
+      log.warn({ err: error, job: job.name }, 'could not look for the last success among older records');
+      return undefined;
+    });
   }
 
   /** Settles runs of other processes (`db-refresher run`) that died holding a job's lock while the service runs. */

@@ -21,6 +21,7 @@ import { createTarget } from '../targets/create.js';
 import { packageVersion } from '../version.js';
 import { ServiceApi } from './api-backend.js';
 import { TickDispatcher } from './dispatch.js';
+import { ExternalRuns } from './external-runs.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
 import { createLeadership, fencedStore, type Leadership, soleReplica } from './leadership.js';
@@ -93,6 +94,8 @@ export class RefresherService implements ServiceParts {
   #started = false;
   #stopping: Promise<void> | undefined;
   #sweeper: NodeJS.Timeout | undefined;
+  /** Runs of `db-refresher run` on the same state directory, brought onto the job board. */
+  readonly #external: ExternalRuns;
 
   static async create(options: ServiceOptions): Promise<RefresherService> {
     checkServerConfig(options.config);
@@ -169,6 +172,7 @@ export class RefresherService implements ServiceParts {
       ...(options.startTicker ? { startTicker: options.startTicker } : {}),
     });
     this.#recovery = new StartupRecovery(this, this.dispatch);
+    this.#external = new ExternalRuns(this);
     this.api = new ServiceApi(this);
     this.app = buildApp({
       backend: this.api,
@@ -211,6 +215,7 @@ export class RefresherService implements ServiceParts {
     this.scheduler.start();
     this.#sweeper ??= setInterval(() => this.#recovery.sweepStaleLocks(), STALE_LOCK_SWEEP_MS);
     this.#sweeper.unref();
+    this.#external.start();
     // After recovery: a resumed run holds its job's lock, so the clean-up never races it.
     this.#reaper.start();
     this.log.info(
@@ -253,6 +258,7 @@ export class RefresherService implements ServiceParts {
     const deadline = this.clock.now().getTime() + graceMs;
     this.#accepting = false;
     clearInterval(this.#sweeper);
+    this.#external.stop();
     this.log.info({ reason, graceSeconds: this.config.server.shutdownGraceSeconds, active: this.runner.activeCount }, 'shutting down');
     await this.scheduler.stop();
     await this.#reaper.stop();

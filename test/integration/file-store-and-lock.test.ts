@@ -188,9 +188,27 @@ describe('FileRunStore', () => {
       .map((r) => r.id);
     expect((await store.list('qa')).map((r) => r.id)).toEqual([...newestThree, running.id]);
     expect(await store.list('other')).toHaveLength(1);
-    // Once it finishes, the old run is the oldest beyond the limit and goes too.
-    await store.save({ ...running, status: 'succeeded' });
+    // Once it finishes (failed), the old run is the oldest beyond the limit and goes too.
+    await store.save({ ...running, status: 'failed' });
     expect((await store.list('qa')).map((r) => r.id)).toEqual(newestThree);
+  });
+
+  it("never prunes the job's newest successful refresh, however many records come after it; older ones go", async () => {
+    const store = new FileRunStore(stateDir, { keepRuns: 2 });
+    const older = { ...runAt('ok', 0), status: 'succeeded' as const };
+    const newest = { ...runAt('ok', 1), status: 'succeeded' as const };
+    const dry = { ...runAt('ok', 2), status: 'succeeded' as const, dryRun: true };
+    await store.save(older);
+    await store.save(newest);
+    await store.save(dry);
+    const skipped = [3, 4, 5].map((m): RunRecord => ({ ...runAt('ok', m), status: 'skipped' }));
+    for (const run of skipped) await store.save(run);
+    expect((await store.list('ok')).map((r) => r.id)).toEqual([skipped[2]?.id, skipped[1]?.id, newest.id]);
+    // A fresh store (another process) finds it, and keeps it too.
+    const other = new FileRunStore(stateDir, { keepRuns: 2 });
+    expect((await other.lastSuccess('ok'))?.id).toBe(newest.id);
+    await other.save({ ...runAt('ok', 6), status: 'failed' });
+    expect((await other.list('ok')).map((r) => r.id)).toContain(newest.id);
   });
 });
 

@@ -71,6 +71,8 @@ function importCircles(files: readonly string[], importsOf: (file: string) => st
 const PURE = [
   'config/schema.ts',
   'run/target-down.ts',
+  'run/evidence.ts',
+  'history/retention.ts',
   'targets/local/room.ts',
   'config/schema-notify.ts',
   'config/schema-mask.ts',

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { appendFile, chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JobConfig, LocalTargetConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
@@ -25,6 +25,7 @@ import {
 import { directorySize, inspectDataDir } from './data-dir.js';
 import { endCloneProcesses } from './orphans.js';
 import { removeMarkedLast } from './removal.js';
+import { diskFullAdvice, roomNeeded } from './room.js';
 
 /**
  * The clone phase of the local target: pg_basebackup into a marked staging
@@ -116,6 +117,11 @@ export async function cloneCopy(deps: CloneDeps, ctx: PhaseContext): Promise<Pha
     }
     if (result.exitCode !== 0) {
       const { class: failureClass, evidence } = classifyLog(result.tail.filter((l) => !parseBasebackupProgress(l)));
+      if (failureClass === 'disk-full') {
+        // Said once the partial copy is gone, so the free space shown is what the next run finds.
+        await removeMarkedLast(staging, STAGING_MARKER_FILE);
+        throw await diskFull(dataDir, evidence, result.tail.slice(-10), ctx);
+      }
       throw new PhaseFailure(failureClass, `pg_basebackup failed (exit ${result.exitCode ?? result.signal}): ${evidence.join(' | ')}`, {
         details: result.tail.slice(-10),
       });
@@ -203,4 +209,20 @@ function readdirSafe(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** A copy that ran out of disk: names the full file system's directory, how full it is, and what the copy needs. */
+async function diskFull(dataDir: string, evidence: string[], details: string[], ctx: PhaseContext): Promise<PhaseFailure> {
+  const dir = path.dirname(dataDir);
+  const space = await statfs(dir).then(
+    (fs) => ({ freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize }),
+    () => undefined,
+  );
+  const facts = ctx.facts;
+  const needed =
+    facts?.totalSizeBytes === undefined
+      ? undefined
+      : roomNeeded({ totalSizeBytes: facts.totalSizeBytes, walSegmentBytes: facts.walSegmentBytes });
+  const { message, hint } = diskFullAdvice({ dir, program: 'pg_basebackup', evidence, space, needed });
+  return new PhaseFailure('disk-full', message, { hint, details });
 }

@@ -313,7 +313,12 @@ export class LocalTarget implements Target {
   async resumeRefusal(run: RunRecord): Promise<string | undefined> {
     // Only a run whose clone finished has a copy of its own to go on with.
     if (run.phases.find((p) => p.name === 'clone')?.status !== 'succeeded') return undefined;
-    return this.#madeByAnotherRun(run.id);
+    const notOurs = this.#madeByAnotherRun(run.id);
+    const newer = readMarker(this.#config.dataDir)?.runId;
+    return (
+      notOurs &&
+      `${notOurs}. Nothing to do for this run: the copy there is run ${newer}'s (its record says how it went); run the job again for a fresh copy`
+    );
   }
 
   /**
