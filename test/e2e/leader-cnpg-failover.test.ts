@@ -1,0 +1,231 @@
+/**
+ * Three `db-refresher serve` replicas with leader election refresh a CloudNativePG Cluster (the test API
+ * server and the simulated operator, a real PostgreSQL source). The leader is killed with SIGKILL while
+ * the operator is still cloning (the run's `start` phase). Another replica takes over within the lease
+ * duration plus the retry period, resumes that same run where it stopped, and finishes it: one run
+ * record for the refresh, the Cluster torn down and created once, and the refresh verified.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type SimulatedOperator, startSimulatedOperator } from '../cnpg-sim/index.js';
+import { CLI_BIN } from '../support/cli.js';
+import { CnpgHarness } from '../support/cnpg-harness.js';
+import { freePort } from '../support/local-harness.js';
+
+const TOKEN = `t-${randomBytes(12).toString('hex')}`;
+const LEASE_S = 4;
+const RETRY_S = 1;
+const CLUSTER = 'failover-db';
+
+interface Replica {
+  name: string;
+  base: string;
+  child: ChildProcess;
+  lines: string[];
+}
+
+interface RunBody {
+  id: string;
+  status: string;
+  phases: Array<{ name: string; status: string; detail?: Record<string, unknown> }>;
+  resumed?: Array<{ fromPhase: string }>;
+  verification?: { ok: boolean };
+  error?: unknown;
+}
+
+let h: CnpgHarness;
+let sim: SimulatedOperator;
+const simLog: string[] = [];
+const replicas: Replica[] = [];
+
+async function start(name: string, jobsYaml: string): Promise<Replica> {
+  const port = await freePort();
+  const configFile = path.join(h.local.sandbox.root, `${name}.yaml`);
+  writeFileSync(
+    configFile,
+    `stateDir: state-${name}
+server:
+  host: 127.0.0.1
+  port: ${port}
+  tokens: [{ name: ci, token: { env: API_TOKEN } }]
+  history: { kind: kubernetes, namespace: ${h.namespace}, kubeconfig: ${h.kubeconfigPath} }
+  leaderElection:
+    leaseName: db-refresher
+    leaseDurationSeconds: ${LEASE_S}
+    renewDeadlineSeconds: 3
+    retryPeriodSeconds: ${RETRY_S}
+    advertiseUrl: http://127.0.0.1:${port}
+jobs:${jobsYaml}`,
+  );
+  const child = spawn(process.execPath, [CLI_BIN, 'serve', '--config', configFile], {
+    env: { ...h.local.env, API_TOKEN: TOKEN, POD_NAME: name, SUPERUSER_PASSWORD: h.local.source.superuserPassword },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const lines: string[] = [];
+  child.stderr?.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
+  const replica = { name, base: `http://127.0.0.1:${port}`, child, lines };
+  replicas.push(replica);
+  await until(`${name} to answer`, async () => ((await readyz(replica))?.status === 'ready' ? true : undefined), 60_000);
+  return replica;
+}
+
+async function readyz(r: Replica): Promise<{ status: string; checks: { leader: { message: string } } } | undefined> {
+  try {
+    return (await (await fetch(`${r.base}/readyz`)).json()) as { status: string; checks: { leader: { message: string } } };
+  } catch {
+    return undefined;
+  }
+}
+
+async function leaderOf(list: Replica[]): Promise<Replica | undefined> {
+  const states = await Promise.all(list.map(async (r) => ({ r, ready: await readyz(r) })));
+  const leading = states.filter((s) => s.ready?.checks.leader.message.startsWith('leading'));
+  return leading.length === 1 ? leading[0]?.r : undefined;
+}
+
+async function call(r: Replica, method: string, url: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  try {
+    const res = await fetch(`${r.base}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  } catch (error) {
+    return { status: 0, body: { error: String(error) } };
+  }
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function run(r: Replica, id: string): Promise<RunBody | undefined> {
+  const { status, body } = await call(r, 'GET', `/api/v1/runs/${id}`);
+  return status === 200 ? (body as unknown as RunBody) : undefined;
+}
+
+async function clusterUid(): Promise<string | undefined> {
+  const obj = (await h.custom
+    .getNamespacedCustomObject({ group: 'postgresql.cnpg.io', version: 'v1', namespace: h.namespace, plural: 'clusters', name: CLUSTER })
+    .catch(() => undefined)) as { metadata?: { uid?: string } } | undefined;
+  return obj?.metadata?.uid;
+}
+
+beforeAll(async () => {
+  h = await CnpgHarness.start(inject('kubeconfigPath'), 'failover');
+  sim = await startSimulatedOperator({
+    kubeConfig: h.kc,
+    logDir: inject('podLogDir'),
+    namespaces: [h.namespace],
+    probeRetryMs: 200,
+    deletionDelayMs: 300,
+    podTerminationMs: 100,
+    // Slow steps: the operator's clone takes several seconds, long enough to kill the leader inside it.
+    phaseStepMs: 1500,
+    jobBackoffLimit: 1,
+    podRetryDelayMs: 100,
+    podRetryMaxDelayMs: 200,
+    resyncMs: 500,
+    onLog: (entry) => simLog.push(JSON.stringify(entry).slice(0, 300)),
+    resolveSource: ({ host }) => (host === 'source-rw.production.svc' ? { host: '127.0.0.1', port: h.local.source.port } : undefined),
+  });
+  const jobsYaml = h
+    .jobYaml({
+      name: 'qa',
+      clusterName: CLUSTER,
+      connectPort: await sim.clusterPort(h.namespace, CLUSTER),
+      // The superuser for SQL, so the run may CHECKPOINT: otherwise the clone waits for a spread checkpoint.
+      job: `    source:\n      host: 127.0.0.1\n      port: ${h.local.source.port}\n      user: replicator\n      sslmode: disable\n      password: { env: SOURCE_PASSWORD }\n      sql: { user: postgres, password: { env: SUPERUSER_PASSWORD } }\n`,
+    })
+    .replace(`host: 127.0.0.1, port: "${h.local.source.port}"`, 'host: source-rw.production.svc, port: "5432"');
+  for (const name of ['replica-a', 'replica-b', 'replica-c']) await start(name, jobsYaml);
+}, 300_000);
+
+afterAll(async () => {
+  for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM');
+  const exited = (r: Replica) => r.child.exitCode !== null || r.child.signalCode !== null;
+  await Promise.all(replicas.map((r) => new Promise((resolve) => (exited(r) ? resolve(null) : r.child.once('exit', resolve)))));
+  await sim?.stop();
+  await h?.destroy();
+}, 120_000);
+
+describe('leader failover during a CNPG clone', () => {
+  it('SIGKILL of the leader mid-clone: the new leader resumes the same run; one record, one teardown, refresh verified', async () => {
+    const leader = await until('one leader', () => leaderOf(replicas), 30_000);
+    const follower = replicas.find((r) => r !== leader) as Replica;
+    const triggered = await call(follower, 'POST', '/api/v1/jobs/qa/runs', { reason: 'failover test' });
+    expect(triggered.status, JSON.stringify(triggered.body)).toBe(202);
+    const id = String((triggered.body.run as { id: string }).id);
+
+    // Wait until the operator is cloning: the Cluster exists and the run waits for it in `start`.
+    const cloning = await until(
+      'the run to wait for the clone',
+      async () => {
+        const r = await run(follower, id);
+        return r?.phases.find((p) => p.name === 'start')?.status === 'running' ? r : undefined;
+      },
+      120_000,
+    );
+    const uidAtKill = await clusterUid();
+    expect(uidAtKill).toBeDefined();
+    expect(cloning.phases.find((p) => p.name === 'clone')?.detail?.uid).toBe(uidAtKill);
+
+    const killedAt = Date.now();
+    leader.child.kill('SIGKILL');
+    const rest = replicas.filter((r) => r !== leader);
+    const next = await until('a new leader', () => leaderOf(rest), 60_000);
+    const tookMs = Date.now() - killedAt;
+    expect(tookMs).toBeLessThan((LEASE_S + RETRY_S) * 1000 + 5000);
+
+    let last: RunBody | undefined;
+    const done = await until(
+      'the resumed run to finish',
+      async () => {
+        last = (await run(next, id)) ?? last;
+        return last && last.status !== 'running' && last.status !== 'queued' ? last : undefined;
+      },
+      180_000,
+    ).catch(async (error: Error) => {
+      const cluster = (await h.custom
+        .getNamespacedCustomObject({
+          group: 'postgresql.cnpg.io',
+          version: 'v1',
+          namespace: h.namespace,
+          plural: 'clusters',
+          name: CLUSTER,
+        })
+        .catch(() => undefined)) as { status?: unknown } | undefined;
+      console.error(`cluster status: ${JSON.stringify(cluster?.status)}\noperator:\n${simLog.slice(-30).join('\n')}`);
+      const phases = last?.phases.map((p) => `${p.name}:${p.status}`).join(' ');
+      throw new Error(
+        `${error.message}; the run is ${last?.status} (${phases}); ${next.name} logged:\n${next.lines
+          .filter((l) => !l.includes('"component":"http"'))
+          .slice(-25)
+          .join('\n')}`,
+      );
+    });
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.verification?.ok).toBe(true);
+    // The new leader took the same record up again at `start`: it did not start a refresh of its own.
+    expect(done.resumed?.map((r) => r.fromPhase)).toEqual(['start']);
+    const { body } = await call(next, 'GET', '/api/v1/jobs/qa/runs');
+    const runs = (body.runs ?? body.items ?? body) as Array<{ id: string; dryRun?: boolean }>;
+    expect(runs.filter((x) => !x.dryRun).map((x) => x.id)).toEqual([id]);
+    // Torn down once and created once: the Cluster is the one the killed leader created.
+    expect(done.phases.filter((p) => p.name === 'teardown')).toHaveLength(1);
+    expect(await clusterUid()).toBe(uidAtKill);
+    // Only the new leader resumed it; the third replica never ran a phase of it.
+    const third = rest.find((r) => r !== next) as Replica;
+    expect(third.lines.some((l) => l.includes(id) && l.includes('"phase"'))).toBe(false);
+  }, 420_000);
+});
