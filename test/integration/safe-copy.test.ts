@@ -102,7 +102,13 @@ describe('a neutralised local copy', () => {
       }
     })();
     try {
-      const config = harness.config(harness.jobYaml({ targetPort: port }), env());
+      // A step that records, from inside the private window, what the copy runs with there.
+      const job = harness.jobYaml({ targetPort: port }).concat(`    prepare:
+      - name: window probe
+        database: postgres
+        sql: "CREATE TABLE public.window_probe AS SELECT current_setting('shared_preload_libraries') AS libraries, (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher') AS launchers"
+`);
+      const config = harness.config(job, env());
       run = await harness.run(config);
       // The copy runs on; watch it for a while longer as it is now open.
       await new Promise((r) => setTimeout(r, 1500));
@@ -177,6 +183,20 @@ describe('a neutralised local copy', () => {
     expect(await queryCopy(port, harness.source.superuserPassword, 'SELECT count(*)::int AS n FROM feed', { user: 'postgres' })).toEqual([
       { n: 1 },
     ]);
+  });
+
+  it('does not even load pg_cron in the private window (pg_cron turns max_running_jobs = 0 into 1), and loads it again once open', async () => {
+    const login = { user: 'postgres', database: 'postgres' };
+    const inWindow = await queryCopy(port, harness.source.superuserPassword, 'SELECT libraries, launchers FROM public.window_probe', login);
+    expect(inWindow).toEqual([{ libraries: '', launchers: 0 }]);
+    expect(phase(run, 'start')?.detail).toMatchObject({ private: true, pgCronLoaded: false });
+    const open = await queryCopy(
+      port,
+      harness.source.superuserPassword,
+      "SELECT current_setting('shared_preload_libraries') AS libraries",
+      login,
+    );
+    expect(open).toEqual([{ libraries: 'pg_cron' }]);
   });
 
   it('never runs the pg_cron job on the copy, while the source keeps running it', async () => {

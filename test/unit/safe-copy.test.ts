@@ -20,7 +20,7 @@ import { scramSha256Verifier } from '../../src/safe-copy/scram.js';
 import { lineAndColumn, quoteIdent, quoteLiteral, splitStatements } from '../../src/safe-copy/sql-text.js';
 import { describeStepError } from '../../src/safe-copy/step-error.js';
 import { openPatch, withPrivateWindow } from '../../src/targets/cnpg/private-window.js';
-import { privateSocketDir, privateStartOptions } from '../../src/targets/local/private-start.js';
+import { privateSocketDir, privateStartOptions, withoutPgCron } from '../../src/targets/local/private-start.js';
 
 const env = { PW: 'pw-value', QA_PW: 'qa-secret' };
 const base = `
@@ -298,13 +298,23 @@ describe('local private start', () => {
         "-c 'unix_socket_permissions=0700'",
         `-c 'hba_file=${dir}/pg_hba.conf'`,
         "-c 'synchronous_standby_names='",
-        "-c 'cron.max_running_jobs=0'",
         "-c 'max_logical_replication_workers=0'",
       ].join(' '),
     );
+    expect(
+      privateStartOptions({ socketDir: dir, noLogicalWorkers: false, withoutCron: { libraries: 'auto_explain', cronDatabase: 'jobs' } }),
+    ).toContain("-c 'shared_preload_libraries=auto_explain' -c 'cron.database_name=jobs'");
     expect(privateStartOptions({ socketDir: "/tmp/it's", noLogicalWorkers: false })).toContain(
       `-c 'unix_socket_directories=/tmp/it'\\''s'`,
     );
+  });
+
+  it('leave pg_cron out of the preload list in the window, keeping the other libraries', () => {
+    expect(withoutPgCron('pg_cron')).toBe('');
+    expect(withoutPgCron('pg_stat_statements, pg_cron,auto_explain')).toBe('pg_stat_statements,auto_explain');
+    expect(withoutPgCron('"pg_cron"')).toBe('');
+    expect(withoutPgCron('pg_stat_statements')).toBeUndefined();
+    expect(withoutPgCron('')).toBeUndefined();
   });
 });
 

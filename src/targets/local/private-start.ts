@@ -36,6 +36,27 @@ export interface PrivateStartInput {
   socketDir: string;
   /** Keep logical replication workers from starting until subscriptions are detached. */
   noLogicalWorkers: boolean;
+  /** When the copy preloads pg_cron: its preload list without pg_cron, and the database pg_cron reads its jobs from. */
+  withoutCron?: { libraries: string; cronDatabase: string } | undefined;
+}
+
+/** pg_cron's default cron.database_name. */
+export const PG_CRON_DEFAULT_DATABASE = 'postgres';
+
+/**
+ * The preload list without pg_cron, or undefined when pg_cron is not in it.
+ * pg_cron cannot be told to start no job: it raises cron.max_running_jobs = 0
+ * to 1 when it loads (pg_cron.c, _PG_init), so a job due during the window
+ * would run on the copy. Without the library there is no scheduler at all;
+ * neutralise deactivates the jobs before `open` loads it again.
+ */
+export function withoutPgCron(libraries: string): string | undefined {
+  const list = libraries
+    .split(',')
+    .map((l) => l.trim().replace(/^"(.*)"$/, '$1'))
+    .filter(Boolean);
+  if (!list.includes('pg_cron')) return undefined;
+  return list.filter((l) => l !== 'pg_cron').join(',');
 }
 
 /**
@@ -51,8 +72,13 @@ export function privateStartOptions(input: PrivateStartInput): string {
     ['hba_file', path.join(input.socketDir, PRIVATE_HBA_FILE)],
     // Commits must not wait for a production standby while the steps run.
     ['synchronous_standby_names', ''],
-    // pg_cron starts no job (max_running_jobs = 0 is a valid value in pg_cron 1.4+); a placeholder when pg_cron is absent.
-    ['cron.max_running_jobs', '0'],
+    // No pg_cron scheduler during the window; its database stays known, so neutralise finds the jobs.
+    ...(input.withoutCron
+      ? ([
+          ['shared_preload_libraries', input.withoutCron.libraries],
+          ['cron.database_name', input.withoutCron.cronDatabase],
+        ] as Array<[string, string]>)
+      : []),
     ...(input.noLogicalWorkers ? ([['max_logical_replication_workers', '0']] as Array<[string, string]>) : []),
   ];
   return settings.map(([name, value]) => `-c ${shellWord(`${name}=${value}`)}`).join(' ');

@@ -10,7 +10,15 @@ import { runCommand } from '../../postgres/command.js';
 import type { OsUser } from '../../postgres/os-user.js';
 import { SERVER_LOG_FILE } from './commands.js';
 import { runningServer } from './data-dir.js';
-import { PRIVATE_HBA, PRIVATE_HBA_FILE, pgCtlPrivateStartArgs, privateSocketDir, privateStartOptions } from './private-start.js';
+import {
+  PG_CRON_DEFAULT_DATABASE,
+  PRIVATE_HBA,
+  PRIVATE_HBA_FILE,
+  pgCtlPrivateStartArgs,
+  privateSocketDir,
+  privateStartOptions,
+  withoutPgCron,
+} from './private-start.js';
 
 /**
  * The local copy's private window (effects): start the copy with no TCP
@@ -85,13 +93,18 @@ export async function startPrivately(
   const socketDir = await prepareSocketDir(deps);
   const started = Date.now();
   const logFile = path.join(deps.dataDir, SERVER_LOG_FILE);
+  const libraries = withoutPgCron((await configuredSetting(deps, 'shared_preload_libraries', ctx)) ?? '');
+  const withoutCron =
+    libraries === undefined
+      ? undefined
+      : { libraries, cronDatabase: (await configuredSetting(deps, 'cron.database_name', ctx)) || PG_CRON_DEFAULT_DATABASE };
   const result = await runCommand(
     deps.pgCtl,
     pgCtlPrivateStartArgs({
       dataDir: deps.dataDir,
       timeoutSeconds: deps.startTimeoutSeconds,
       logFile,
-      options: privateStartOptions({ socketDir, noLogicalWorkers: options.noLogicalWorkers }),
+      options: privateStartOptions({ socketDir, noLogicalWorkers: options.noLogicalWorkers, withoutCron }),
     }),
     { runAs: deps.runAs, signal: ctx.signal },
   );
@@ -102,7 +115,25 @@ export async function startPrivately(
       details: [...result.tail, ...log].slice(-15),
     });
   }
-  return { private: true, socketDir, privateStartMs: Date.now() - started };
+  return { private: true, socketDir, privateStartMs: Date.now() - started, ...(withoutCron ? { pgCronLoaded: false } : {}) };
+}
+
+/**
+ * A setting as the copy's configuration files give it (`postgres -C`, which
+ * reads them without starting a server), or undefined when none sets it.
+ */
+async function configuredSetting(deps: PrivateWindowDeps, name: string, ctx: PhaseContext): Promise<string | undefined> {
+  const postgres = path.join(path.dirname(deps.pgCtl), 'postgres');
+  const stdout: string[] = [];
+  const result = await runCommand(postgres, ['-C', name, '-D', deps.dataDir], {
+    runAs: deps.runAs,
+    signal: ctx.signal,
+    timeoutMs: 30_000,
+    onLine: (line) => stdout.push(line),
+  });
+  if (result.exitCode !== 0) return undefined;
+  // Warnings about the configuration come before the value, which is the last line.
+  return stdout.at(-1)?.trim();
 }
 
 /** The superuser's endpoint on the private socket. The bootstrap superuser (OID 10) is whatever the source's is called. */
