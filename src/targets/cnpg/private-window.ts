@@ -13,9 +13,9 @@ import type { NeutraliseSettings } from '../../config/types.js';
  *   after CNPG's fixed rules and before its default `host all all all
  *   scram-sha-256`, and PostgreSQL uses the first match.
  * - `max_logical_replication_workers: 0` (allowed in the spec; CNPG sets no
- *   default) keeps subscriptions from starting apply workers, and
- *   `cron.max_running_jobs: 0` (cron.* keys are allowed) keeps pg_cron from
- *   starting jobs, should the values load it.
+ *   default) keeps subscriptions from starting apply workers; pg_cron is left
+ *   out of the preload list (below), since a loaded pg_cron raises
+ *   `cron.max_running_jobs: 0` to 1 and would start a job that falls due.
  * - `enableAlterSystem: true` lets neutralise reset what the source's
  *   postgresql.auto.conf carried over (CNPG never rewrites that file, §10.2).
  *
