@@ -2,15 +2,12 @@ import { refusesManualRuns } from '../config/job-rules.js';
 import type { JobConfig } from '../config/types.js';
 import { RefresherError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import type { Clock, PhaseContext, Release, RunGate, RunStore, SqlConnector, Target } from '../ports.js';
+import type { Clock, Release, RunGate, RunStore, SqlConnector, Target } from '../ports.js';
 import type { RunEvent } from '../run/events.js';
-import { redactRunError, secretValuesOf } from '../run/evidence.js';
 import {
   beginRun,
   type Cancellation,
   cancelRun,
-  copyIsDown,
-  failRun,
   interruptRun,
   newRun,
   newRunId,
@@ -19,20 +16,13 @@ import {
   type RunRecord,
   resumePoint,
   resumeRun,
-  skipPhase,
-  startPhase,
-  succeedPhase,
-  succeedRun,
   type Trigger,
 } from '../run/record.js';
-import { TARGET_DOWN, targetLeftDown } from '../run/target-down.js';
-import { prepareRun, type RunContext } from './context.js';
+import { prepareRun } from './context.js';
 import type { JobLock, JobLocks } from './lock.js';
-import { isBlueGreen } from './phases/blue-green.js';
-import { PHASE_TABLE, phasesFor, resumePolicy } from './phases/index.js';
-import type { Phase, PhaseResult } from './phases/phase.js';
-import { toRunError } from './run-error.js';
+import { phasesFor, resumePolicy } from './phases/index.js';
 import { settlePrevious, settleStaleLock } from './settle.js';
+import { walkPhases } from './walk.js';
 
 /**
  * Drives one run through the phase table (./phases). The run record is saved
@@ -245,7 +235,17 @@ export class Runner {
         'run started',
       );
       const ctx = await prepareRun({ job, target, sql, clock, log, signal, run: admitted });
-      return await this.#phases(admitted, ctx);
+      return await walkPhases(
+        {
+          store: this.#deps.store,
+          clock,
+          emit: (event) => this.#emit(event),
+          cancellation: (runId) => this.#cancels.get(runId),
+          pause: this.#pause.signal,
+        },
+        admitted,
+        ctx,
+      );
     } finally {
       release?.();
     }
@@ -278,121 +278,5 @@ export class Runner {
     const begun = beginRun(run, clock.now());
     await store.save(begun);
     return begun;
-  }
-
-  /** Walks the phase table from the first pending phase; pauses between phases when asked. */
-  async #phases(initial: RunRecord, ctx: RunContext): Promise<RunRecord> {
-    const { clock, store } = this.#deps;
-    const { log } = ctx;
-    let run = initial;
-    for (const phase of PHASE_TABLE) {
-      if (run.phases.find((p) => p.name === phase.name)?.status !== 'pending') continue;
-      if (run.dryRun && !phase.runsInDryRun) {
-        run = skipPhase(run, phase.name, 'dry run: nothing is changed');
-        continue;
-      }
-      const cancel = this.#cancels.get(run.id);
-      if (cancel) {
-        run = cancelRun(run, clock.now(), cancel);
-        await store.save(run);
-        log.warn({ cancelledBy: cancel.by, reason: cancel.reason, copyIsDown: copyIsDown(run) }, 'run cancelled');
-        break;
-      }
-      if (this.#pause.signal.aborted) {
-        run = pauseRun(run, clock.now(), String(this.#pause.signal.reason?.message ?? this.#pause.signal.reason));
-        await store.save(run);
-        log.info({ nextPhase: run.paused?.nextPhase }, 'run paused between phases');
-        return run;
-      }
-      run = await this.#phase(phase, run, ctx);
-      if (run.status !== 'running') break;
-    }
-    if (run.status === 'running') {
-      run = succeedRun(run, clock.now());
-      await store.save(run);
-    }
-    if (!run.dryRun && ctx.target.recordOutcome) {
-      const finished = run;
-      await ctx.target
-        .recordOutcome(finished, { runId: finished.id, run: finished, log, signal: ctx.signal, progress: () => undefined })
-        .catch((error: unknown) => log.warn({ err: error }, 'could not record the outcome on the target'));
-    }
-    log.info({ status: run.status, durationMs: run.durationMs }, 'run finished');
-    this.#emit({ type: 'run-finished', run });
-    return run;
-  }
-
-  /**
-   * Saves the record or stops the run with an error that says what happened:
-   * without a record, a crash could not be repaired by the next run, so no
-   * further phase may start. The record stays as last saved; whoever takes
-   * the job's lock next marks it interrupted.
-   */
-  async #save(run: RunRecord, consequence: string): Promise<void> {
-    try {
-      await this.#deps.store.save(run);
-    } catch (error) {
-      const why = error instanceof Error ? error.message : String(error);
-      this.#deps.log.error({ runId: run.id, err: error }, 'could not save the run record');
-      throw new RefresherError('REFRESH_FAILED', `run ${run.id} stopped: its record could not be saved (${why}); ${consequence}`, {
-        hint: `Make the state directory or history store writable again; the next run of job "${run.job}" marks this one interrupted.${targetLeftDown(run.phases) ? ` ${TARGET_DOWN}` : ''}`,
-        cause: error,
-      });
-    }
-  }
-
-  /**
-   * A blueGreen run that fails before its swap: the target removes the half-made copy and says that the
-   * current copy was not changed, which the error then says too (record, CLI output, notifications).
-   */
-  async #failureNote(run: RunRecord, ctx: RunContext, targetContext: PhaseContext, message: string): Promise<string> {
-    if (run.dryRun || run.operation === 'rollback' || !isBlueGreen(ctx.target)) return message;
-    try {
-      const note = await ctx.target.afterFailure(run, targetContext);
-      return note ? `${message}; ${note}` : message;
-    } catch (error) {
-      ctx.log.warn({ err: error }, 'could not remove the half-made copy; the next run removes it');
-      return `${message}; the current copy was not changed`;
-    }
-  }
-
-  /** Runs one phase: saved as started, run, its patch merged, saved as succeeded or failed. */
-  async #phase(phase: Phase, before: RunRecord, ctx: RunContext): Promise<RunRecord> {
-    const { clock } = this.#deps;
-    const name = phase.name;
-    const started = startPhase(before, name, clock.now());
-    // A phase starts only once the record says so: a kill during it must leave a record that says where it stopped.
-    await this.#save(started, `${name} was not started`);
-    this.#emit({ type: 'phase-started', run: started, phase: name });
-    const log = ctx.log.child({ phase: name });
-    log.info(`${name} started`);
-    const targetContext: PhaseContext = {
-      runId: started.id,
-      run: started,
-      log,
-      signal: ctx.signal,
-      progress: (detail) => this.#emit({ type: 'progress', run: started, phase: name, detail }),
-      facts: ctx.learned.facts,
-    };
-    let result: PhaseResult | { ok: false; patch?: undefined; failure: unknown };
-    try {
-      result = await phase.run({ ...ctx, record: started, targetContext });
-    } catch (error) {
-      result = { ok: false, failure: error };
-    }
-    let run = { ...started, ...result.patch };
-    if (result.ok) {
-      Object.assign(ctx.learned, result.learned);
-      run = succeedPhase(run, name, clock.now(), result.detail);
-      log.info({ durationMs: run.phases.find((p) => p.name === name)?.durationMs }, `${name} succeeded`);
-    } else {
-      // The evidence is what child programs said: it may quote a secret, so it is redacted before it is recorded or logged.
-      const runError = redactRunError(toRunError(name, result.failure, ctx.signal), secretValuesOf(ctx.job));
-      run = failRun(run, { ...runError, message: await this.#failureNote(run, ctx, targetContext, runError.message) }, clock.now());
-      log.error({ failureClass: runError.class, hint: runError.hint, details: runError.details }, runError.message);
-    }
-    await this.#save(run, `${name} ${result.ok ? 'succeeded' : 'failed'}, and no later phase was started`);
-    this.#emit({ type: 'phase-finished', run, phase: name });
-    return run;
   }
 }

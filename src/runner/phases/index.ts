@@ -16,7 +16,7 @@
  *   phase, so a crash leaves a record that says where the run stood and a
  *   restarted service can resume from it.
  *
- * Design: the runner knows nothing about any one phase. It walks this table:
+ * Design: the runner knows nothing about any one phase. It (walk.ts) walks this table:
  * skips what a dry run does not run, pauses between phases on shutdown, marks
  * the phase started (saved), calls its `run`, then merges the patch and marks
  * it succeeded or failed (saved). Adding a phase is one new file here plus one
