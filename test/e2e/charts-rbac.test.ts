@@ -111,7 +111,9 @@ beforeAll(async () => {
         clusterName: 'bg-db',
         connectPort: h.local.source.port,
         target: '      teardownTimeoutSeconds: 60\n      readyTimeoutSeconds: 60\n',
-        job: `    strategy:\n      kind: blueGreen\n      keepPrevious: ${keepPrevious}\n      drainSeconds: 0\n      serviceName: bg-stable\n      connect: { a: { host: 127.0.0.1, port: ${h.local.source.port} }, b: { host: 127.0.0.1, port: ${h.local.source.port} } }\n`,
+        // No private window: the stand-in operator runs no PostgreSQL to neutralise. The recreate runs read the
+        // window's superuser Secret, then stop at neutralise for the same reason.
+        job: `    neutralise: false\n    strategy:\n      kind: blueGreen\n      keepPrevious: ${keepPrevious}\n      drainSeconds: 0\n      serviceName: bg-stable\n      connect: { a: { host: 127.0.0.1, port: ${h.local.source.port} }, b: { host: 127.0.0.1, port: ${h.local.source.port} } }\n`,
       }),
     );
   bgRuns.push(await h.local.run(blueGreen('1h'), 'bg'));

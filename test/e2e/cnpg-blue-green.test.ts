@@ -7,45 +7,33 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRunner } from '../../src/composition-root.js';
 import type { Config, JobConfig } from '../../src/config/types.js';
 import { Kube } from '../../src/kube/client.js';
 import type { RunEvent } from '../../src/run/events.js';
 import { type RunRecord, startPhase } from '../../src/run/record.js';
 import { StableService } from '../../src/targets/cnpg/stable-service.js';
-import { type SimulatedOperator, startSimulatedOperator } from '../cnpg-sim/index.js';
-import { CnpgHarness } from '../support/cnpg-harness.js';
+import type { SimulatedOperator } from '../cnpg-sim/index.js';
+import { type CnpgFixture, startCnpgFixture } from '../support/cnpg-fixture.js';
+import type { CnpgHarness } from '../support/cnpg-harness.js';
 import { queryCopy } from '../support/copy-queries.js';
 import { type ProbeResult, startProber } from '../support/prober.js';
 
 let h: CnpgHarness;
 let sim: SimulatedOperator;
+let fixture: CnpgFixture;
 const SERVICE = 'qa-stable';
 const A = 'qa-db-a';
 const B = 'qa-db-b';
 
 beforeAll(async () => {
-  h = await CnpgHarness.start(inject('kubeconfigPath'), 'cnpg-bg');
-  sim = await startSimulatedOperator({
-    kubeConfig: h.kc,
-    logDir: inject('podLogDir'),
-    namespaces: [h.namespace],
-    probeRetryMs: 200,
-    deletionDelayMs: 300,
-    podTerminationMs: 100,
-    phaseStepMs: 50,
-    jobBackoffLimit: 1,
-    podRetryDelayMs: 100,
-    podRetryMaxDelayMs: 200,
-    resyncMs: 500,
-    resolveSource: ({ host }) => (host === 'source-rw.production.svc' ? { host: '127.0.0.1', port: h.local.source.port } : undefined),
-  });
+  fixture = await startCnpgFixture('cnpg-bg');
+  ({ h, sim } = fixture);
 });
 
 afterAll(async () => {
-  await sim?.stop();
-  await h?.destroy();
+  await fixture?.stop();
 });
 
 /** The blue/green job: both Clusters reached on their simulated `-rw` ports, clients on the stable Service. */

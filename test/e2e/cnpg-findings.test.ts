@@ -10,43 +10,27 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildRunner } from '../../src/composition-root.js';
 import type { Config } from '../../src/config/types.js';
 import type { RunEvent } from '../../src/run/events.js';
 import type { RunRecord } from '../../src/run/record.js';
-import { type SimulatedOperator, startSimulatedOperator } from '../cnpg-sim/index.js';
+import type { SimulatedOperator } from '../cnpg-sim/index.js';
 import { type FaultProxy, startFaultProxy } from '../envtest/fault-proxy.js';
-import { CnpgHarness } from '../support/cnpg-harness.js';
+import { type CnpgFixture, REFRESH_TIMINGS, startCnpgFixture } from '../support/cnpg-fixture.js';
+import type { CnpgHarness } from '../support/cnpg-harness.js';
 
 let h: CnpgHarness;
 let sim: SimulatedOperator;
+let fixture: CnpgFixture;
 const CLUSTER = { group: 'postgresql.cnpg.io', version: 'v1', plural: 'clusters' } as const;
-const TIMINGS = {
-  probeRetryMs: 200,
-  deletionDelayMs: 300,
-  podTerminationMs: 100,
-  phaseStepMs: 50,
-  jobBackoffLimit: 1,
-  podRetryDelayMs: 100,
-  podRetryMaxDelayMs: 200,
-  resyncMs: 500,
-};
-
 beforeAll(async () => {
-  h = await CnpgHarness.start(inject('kubeconfigPath'), 'cnpg-13');
-  sim = await startSimulatedOperator({
-    kubeConfig: h.kc,
-    logDir: inject('podLogDir'),
-    namespaces: [h.namespace],
-    ...TIMINGS,
-    resolveSource: ({ host }) => (host === 'source-rw.production.svc' ? { host: '127.0.0.1', port: h.local.source.port } : undefined),
-  });
+  fixture = await startCnpgFixture('cnpg-13');
+  ({ h, sim } = fixture);
 });
 
 afterAll(async () => {
-  await sim?.stop();
-  await h?.destroy();
+  await fixture?.stop();
 });
 
 /**
@@ -189,7 +173,7 @@ describe('a source outage is counted from its own start', () => {
       expect(run.status, JSON.stringify(run.error)).toBe('succeeded');
     } finally {
       await restarted?.catch(() => undefined);
-      sim.setTimings({ phaseStepMs: TIMINGS.phaseStepMs });
+      sim.setTimings({ phaseStepMs: REFRESH_TIMINGS.phaseStepMs });
     }
   });
 

@@ -13,37 +13,24 @@ import { buildRunner } from '../../src/composition-root.js';
 import type { Config } from '../../src/config/types.js';
 import type { RunEvent } from '../../src/run/events.js';
 import type { RunRecord } from '../../src/run/record.js';
-import { type SimulatedOperator, startSimulatedOperator } from '../cnpg-sim/index.js';
+import type { SimulatedOperator } from '../cnpg-sim/index.js';
 import { type FaultProxy, startFaultProxy } from '../envtest/fault-proxy.js';
-import { CnpgHarness } from '../support/cnpg-harness.js';
+import { type CnpgFixture, startCnpgFixture } from '../support/cnpg-fixture.js';
+import type { CnpgHarness } from '../support/cnpg-harness.js';
 import { queryCopy } from '../support/copy-queries.js';
 
 let h: CnpgHarness;
 let sim: SimulatedOperator;
-const logDir = inject('podLogDir');
+let fixture: CnpgFixture;
+const _logDir = inject('podLogDir');
 
 beforeAll(async () => {
-  h = await CnpgHarness.start(inject('kubeconfigPath'), 'cnpg-run');
-  sim = await startSimulatedOperator({
-    kubeConfig: h.kc,
-    logDir,
-    namespaces: [h.namespace],
-    probeRetryMs: 200,
-    deletionDelayMs: 300,
-    podTerminationMs: 100,
-    phaseStepMs: 50,
-    jobBackoffLimit: 1,
-    podRetryDelayMs: 100,
-    podRetryMaxDelayMs: 200,
-    resyncMs: 500,
-    // The Cluster names its source by a service host, as in the guide; here it lives on loopback.
-    resolveSource: ({ host }) => (host === 'source-rw.production.svc' ? { host: '127.0.0.1', port: h.local.source.port } : undefined),
-  });
+  fixture = await startCnpgFixture('cnpg-run');
+  ({ h, sim } = fixture);
 });
 
 afterAll(async () => {
-  await sim?.stop();
-  await h?.destroy();
+  await fixture?.stop();
 });
 
 /**

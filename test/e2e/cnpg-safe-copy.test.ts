@@ -9,44 +9,36 @@
  */
 import pg from 'pg';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxCluster } from '../../scripts/pg-sandbox.js';
 import { APP_OWNER } from '../../scripts/sample-data.js';
 import { buildRunner } from '../../src/composition-root.js';
 import type { Config } from '../../src/config/types.js';
 import type { RunRecord } from '../../src/run/record.js';
-import { type SimulatedOperator, startSimulatedOperator } from '../cnpg-sim/index.js';
-import { CnpgHarness } from '../support/cnpg-harness.js';
+import type { SimulatedOperator } from '../cnpg-sim/index.js';
+import { type CnpgFixture, startCnpgFixture } from '../support/cnpg-fixture.js';
+import type { CnpgHarness } from '../support/cnpg-harness.js';
 import { queryCopy } from '../support/copy-queries.js';
 
 let h: CnpgHarness;
 let sim: SimulatedOperator;
+let fixture: CnpgFixture;
 let publisher: SandboxCluster;
 const QA_PASSWORD = 'qa-tester-password';
 const ALICE_PASSWORD = 'alice-production-password';
 
 beforeAll(async () => {
-  h = await CnpgHarness.start(inject('kubeconfigPath'), 'cnpg-safe', {
-    settings: {
-      shared_preload_libraries: "'pg_cron'",
-      'cron.use_background_workers': 'on',
-      max_worker_processes: '20',
-      wal_level: 'logical',
+  fixture = await startCnpgFixture('cnpg-safe', {
+    harness: {
+      settings: {
+        shared_preload_libraries: "'pg_cron'",
+        'cron.use_background_workers': 'on',
+        max_worker_processes: '20',
+        wal_level: 'logical',
+      },
     },
   });
-  sim = await startSimulatedOperator({
-    kubeConfig: h.kc,
-    logDir: inject('podLogDir'),
-    namespaces: [h.namespace],
-    probeRetryMs: 200,
-    deletionDelayMs: 300,
-    podTerminationMs: 100,
-    phaseStepMs: 50,
-    jobBackoffLimit: 1,
-    podRetryDelayMs: 100,
-    podRetryMaxDelayMs: 200,
-    resyncMs: 500,
-  });
+  ({ h, sim } = fixture);
   const { source, sandbox } = h.local;
   publisher = await sandbox.createCluster({ name: 'publisher', settings: { wal_level: 'logical' } });
   await publisher.sql('CREATE TABLE feed (id serial PRIMARY KEY, note text)');
@@ -68,8 +60,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await sim?.stop();
-  await h?.destroy();
+  await fixture?.stop();
 });
 
 async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {

@@ -9,10 +9,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type SimulatedOperator, startSimulatedOperator } from '../cnpg-sim/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SimulatedOperator } from '../cnpg-sim/index.js';
 import { CLI_BIN } from '../support/cli.js';
-import { CnpgHarness } from '../support/cnpg-harness.js';
+import { type CnpgFixture, startCnpgFixture } from '../support/cnpg-fixture.js';
+import type { CnpgHarness } from '../support/cnpg-harness.js';
 import { freePort } from '../support/local-harness.js';
 
 const TOKEN = `t-${randomBytes(12).toString('hex')}`;
@@ -38,6 +39,7 @@ interface RunBody {
 
 let h: CnpgHarness;
 let sim: SimulatedOperator;
+let fixture: CnpgFixture;
 const simLog: string[] = [];
 const replicas: Replica[] = [];
 
@@ -122,23 +124,11 @@ async function clusterUid(): Promise<string | undefined> {
 }
 
 beforeAll(async () => {
-  h = await CnpgHarness.start(inject('kubeconfigPath'), 'failover');
-  sim = await startSimulatedOperator({
-    kubeConfig: h.kc,
-    logDir: inject('podLogDir'),
-    namespaces: [h.namespace],
-    probeRetryMs: 200,
-    deletionDelayMs: 300,
-    podTerminationMs: 100,
-    // Slow steps: the operator's clone takes several seconds, long enough to kill the leader inside it.
-    phaseStepMs: 1500,
-    jobBackoffLimit: 1,
-    podRetryDelayMs: 100,
-    podRetryMaxDelayMs: 200,
-    resyncMs: 500,
-    onLog: (entry) => simLog.push(JSON.stringify(entry).slice(0, 300)),
-    resolveSource: ({ host }) => (host === 'source-rw.production.svc' ? { host: '127.0.0.1', port: h.local.source.port } : undefined),
+  // Slow steps: the operator's clone takes several seconds, long enough to kill the leader inside it.
+  fixture = await startCnpgFixture('failover', {
+    operator: { phaseStepMs: 1500, onLog: (entry) => simLog.push(JSON.stringify(entry).slice(0, 300)) },
   });
+  ({ h, sim } = fixture);
   const jobsYaml = h
     .jobYaml({
       name: 'qa',
