@@ -68,7 +68,11 @@ jobs:${jobs}`,
     // refresh never waited for it (a notifier that did would wait out at least the
     // 10 s request timeout, and then retry). Its time is that of a run without notifications.
     await stuck.waitFor(1);
-    expect((notifier as DeliveringNotifier).stats().destinations.stuck).toMatchObject({ inFlight: 1, attempts: 1, retries: 0 });
+    // A request to it is still open when the run has ended. (On a busy machine the run itself can outlast
+    // the 10 s request timeout, so this may already be a second attempt.)
+    const stuckStats = (notifier as DeliveringNotifier).stats().destinations.stuck;
+    expect(stuckStats).toMatchObject({ inFlight: 1 });
+    expect(stuckStats?.attempts).toBeGreaterThanOrEqual(1);
     expect(runMs).toBeLessThan(baselineMs * 2 + 2000);
 
     const t2 = performance.now();
