@@ -43,14 +43,7 @@ async function job(options: { keepPrevious?: string; minTables?: number } = {}):
     .jobYaml({
       name: 'qa',
       clusterName: 'qa-db',
-      job: `    source:
-      host: 127.0.0.1
-      port: ${h.local.source.port}
-      user: replicator
-      sslmode: disable
-      password: { env: SOURCE_PASSWORD }
-      sql: { user: postgres, password: { env: SUPERUSER_PASSWORD } }
-    strategy:
+      job: `${h.directSourceYaml()}    strategy:
       kind: blueGreen
       keepPrevious: ${options.keepPrevious ?? '1h'}
       drainSeconds: 0
@@ -60,7 +53,7 @@ async function job(options: { keepPrevious?: string; minTables?: number } = {}):
     })
     .replace(`host: 127.0.0.1, port: "${h.local.source.port}"`, 'host: source-rw.production.svc, port: "5432"')
     .replace('minTables: 5', `minTables: ${options.minTables ?? 5}`);
-  return h.local.config(yaml, { ...h.local.env, SUPERUSER_PASSWORD: h.local.source.superuserPassword });
+  return h.local.config(yaml, h.directEnv());
 }
 
 function runner(config: Config, onEvent?: (e: RunEvent) => void) {

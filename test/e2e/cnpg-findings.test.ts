@@ -54,14 +54,7 @@ async function job(input: {
       clusterName: `${input.name}-db`,
       connectPort: await sim.clusterPort(h.namespace, `${input.name}-db`),
       ...(input.target ? { target: input.target } : {}),
-      job: `    source:
-      host: 127.0.0.1
-      port: ${h.local.source.port}
-      user: replicator
-      sslmode: disable
-      password: { env: SOURCE_PASSWORD }
-      sql: { user: postgres, password: { env: SUPERUSER_PASSWORD } }
-`,
+      job: h.directSourceYaml(),
     })
     .replace(
       `host: 127.0.0.1, port: "${h.local.source.port}"`,
@@ -72,7 +65,7 @@ async function job(input: {
     if (!text.includes(from)) throw new Error(`the job YAML has no "${from}"`);
     return text.replace(from, to);
   }, yaml);
-  return h.local.config(edited, { ...h.local.env, SUPERUSER_PASSWORD: h.local.source.superuserPassword });
+  return h.local.config(edited, h.directEnv());
 }
 
 async function refresh(config: Config, onEvent?: (e: RunEvent) => void): Promise<RunRecord> {

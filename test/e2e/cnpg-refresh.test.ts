@@ -46,18 +46,11 @@ async function job(input: { name: string; cluster: string; target?: string; valu
       clusterName: input.cluster,
       connectPort: port,
       ...(input.target ? { target: input.target } : {}),
-      job: `    source:
-      host: 127.0.0.1
-      port: ${h.local.source.port}
-      user: replicator
-      sslmode: disable
-      password: { env: SOURCE_PASSWORD }
-      sql: { user: postgres, password: { env: SUPERUSER_PASSWORD } }
-`,
+      job: h.directSourceYaml(),
     })
     .replace(`host: 127.0.0.1, port: "${h.local.source.port}"`, `host: source-rw.production.svc, port: "5432"`)
     .replace('name: source-replication', `name: ${input.secret ?? 'source-replication'}`);
-  return h.local.config(yaml, { ...h.local.env, SUPERUSER_PASSWORD: h.local.source.superuserPassword });
+  return h.local.config(yaml, h.directEnv());
 }
 
 async function refresh(config: Config, options: { kubeconfig?: string; onEvent?: (e: RunEvent) => void } = {}): Promise<RunRecord> {
@@ -167,10 +160,11 @@ describe('refreshing a CNPG Cluster', () => {
   });
 
   it('stops at the ready timeout with a timeout, pointing at the cause the clone Job logged', async () => {
-    const run = await refresh(await blockedJob('slow', '      sourceUnavailableGraceSeconds: 600\n      readyTimeoutSeconds: 3\n'));
+    // Long enough for the clone Job to have logged its retries on a busy machine (3 s was not, under load).
+    const run = await refresh(await blockedJob('slow', '      sourceUnavailableGraceSeconds: 600\n      readyTimeoutSeconds: 10\n'));
     expect(run.status).toBe('failed');
     expect(run.error).toMatchObject({ phase: 'start', class: 'timeout' });
-    expect(run.error?.message).toContain('the Cluster did not become healthy within 3 s');
+    expect(run.error?.message).toContain('the Cluster did not become healthy within 10 s');
     expect(run.error?.hint).toContain("The clone Job's log points at source-unreachable");
     expect(run.error?.details?.some((l) => l.includes('DB not available'))).toBe(true);
     expect(await h.clusterExists('slow-db')).toBe(false);

@@ -87,20 +87,9 @@ async function job(name: string, extra = ''): Promise<Config> {
           shared_preload_libraries: [pg_cron]
           parameters: { cron.database_name: postgres, cron.use_background_workers: "on", max_worker_processes: "20" }
 `,
-    job: `    source:
-      host: 127.0.0.1
-      port: ${h.local.source.port}
-      user: replicator
-      sslmode: disable
-      password: { env: SOURCE_PASSWORD }
-      sql: { user: postgres, password: { env: SUPERUSER_PASSWORD } }
-`,
+    job: h.directSourceYaml(),
   });
-  return h.local.config(`${yaml}${extra}`, {
-    ...h.local.env,
-    SUPERUSER_PASSWORD: h.local.source.superuserPassword,
-    QA_PASSWORD,
-  });
+  return h.local.config(`${yaml}${extra}`, { ...h.directEnv(), QA_PASSWORD });
 }
 
 async function refresh(config: Config): Promise<RunRecord> {

@@ -5,28 +5,20 @@
  * duration plus the retry period, resumes that same run where it stopped, and finishes it: one run
  * record for the refresh, the Cluster torn down and created once, and the refresh verified.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SimulatedOperator } from '../cnpg-sim/index.js';
-import { CLI_BIN } from '../support/cli.js';
 import { type CnpgFixture, startCnpgFixture } from '../support/cnpg-fixture.js';
 import type { CnpgHarness } from '../support/cnpg-harness.js';
 import { freePort } from '../support/local-harness.js';
+import { call, leaderOf, type Replica, startReplica, stopReplicas, until } from '../support/replicas.js';
 
 const TOKEN = `t-${randomBytes(12).toString('hex')}`;
 const LEASE_S = 4;
 const RETRY_S = 1;
 const CLUSTER = 'failover-db';
-
-interface Replica {
-  name: string;
-  base: string;
-  child: ChildProcess;
-  lines: string[];
-}
 
 interface RunBody {
   id: string;
@@ -62,57 +54,13 @@ server:
     advertiseUrl: http://127.0.0.1:${port}
 jobs:${jobsYaml}`,
   );
-  const child = spawn(process.execPath, [CLI_BIN, 'serve', '--config', configFile], {
-    env: { ...h.local.env, API_TOKEN: TOKEN, POD_NAME: name, SUPERUSER_PASSWORD: h.local.source.superuserPassword },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const lines: string[] = [];
-  child.stderr?.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
-  const replica = { name, base: `http://127.0.0.1:${port}`, child, lines };
+  const replica = await startReplica(name, port, configFile, { ...h.directEnv(), API_TOKEN: TOKEN });
   replicas.push(replica);
-  await until(`${name} to answer`, async () => ((await readyz(replica))?.status === 'ready' ? true : undefined), 60_000);
   return replica;
 }
 
-async function readyz(r: Replica): Promise<{ status: string; checks: { leader: { message: string } } } | undefined> {
-  try {
-    return (await (await fetch(`${r.base}/readyz`)).json()) as { status: string; checks: { leader: { message: string } } };
-  } catch {
-    return undefined;
-  }
-}
-
-async function leaderOf(list: Replica[]): Promise<Replica | undefined> {
-  const states = await Promise.all(list.map(async (r) => ({ r, ready: await readyz(r) })));
-  const leading = states.filter((s) => s.ready?.checks.leader.message.startsWith('leading'));
-  return leading.length === 1 ? leading[0]?.r : undefined;
-}
-
-async function call(r: Replica, method: string, url: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  try {
-    const res = await fetch(`${r.base}${url}`, {
-      method,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  } catch (error) {
-    return { status: 0, body: { error: String(error) } };
-  }
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function run(r: Replica, id: string): Promise<RunBody | undefined> {
-  const { status, body } = await call(r, 'GET', `/api/v1/runs/${id}`);
+  const { status, body } = await call(r, TOKEN, 'GET', `/api/v1/runs/${id}`);
   return status === 200 ? (body as unknown as RunBody) : undefined;
 }
 
@@ -134,17 +82,14 @@ beforeAll(async () => {
       name: 'qa',
       clusterName: CLUSTER,
       connectPort: await sim.clusterPort(h.namespace, CLUSTER),
-      // The superuser for SQL, so the run may CHECKPOINT: otherwise the clone waits for a spread checkpoint.
-      job: `    source:\n      host: 127.0.0.1\n      port: ${h.local.source.port}\n      user: replicator\n      sslmode: disable\n      password: { env: SOURCE_PASSWORD }\n      sql: { user: postgres, password: { env: SUPERUSER_PASSWORD } }\n`,
+      job: h.directSourceYaml(),
     })
     .replace(`host: 127.0.0.1, port: "${h.local.source.port}"`, 'host: source-rw.production.svc, port: "5432"');
   for (const name of ['replica-a', 'replica-b', 'replica-c']) await start(name, jobsYaml);
 }, 300_000);
 
 afterAll(async () => {
-  for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM');
-  const exited = (r: Replica) => r.child.exitCode !== null || r.child.signalCode !== null;
-  await Promise.all(replicas.map((r) => new Promise((resolve) => (exited(r) ? resolve(null) : r.child.once('exit', resolve)))));
+  await stopReplicas(replicas);
   await sim?.stop();
   await h?.destroy();
 }, 120_000);
@@ -153,7 +98,7 @@ describe('leader failover during a CNPG clone', () => {
   it('SIGKILL of the leader mid-clone: the new leader resumes the same run; one record, one teardown, refresh verified', async () => {
     const leader = await until('one leader', () => leaderOf(replicas), 30_000);
     const follower = replicas.find((r) => r !== leader) as Replica;
-    const triggered = await call(follower, 'POST', '/api/v1/jobs/qa/runs', { reason: 'failover test' });
+    const triggered = await call(follower, TOKEN, 'POST', '/api/v1/jobs/qa/runs', { reason: 'failover test' });
     expect(triggered.status, JSON.stringify(triggered.body)).toBe(202);
     const id = String((triggered.body.run as { id: string }).id);
 
@@ -208,7 +153,7 @@ describe('leader failover during a CNPG clone', () => {
     expect(done.verification?.ok).toBe(true);
     // The new leader took the same record up again at `start`: it did not start a refresh of its own.
     expect(done.resumed?.map((r) => r.fromPhase)).toEqual(['start']);
-    const { body } = await call(next, 'GET', '/api/v1/jobs/qa/runs');
+    const { body } = await call(next, TOKEN, 'GET', '/api/v1/jobs/qa/runs');
     const runs = (body.runs ?? body.items ?? body) as Array<{ id: string; dryRun?: boolean }>;
     expect(runs.filter((x) => !x.dryRun).map((x) => x.id)).toEqual([id]);
     // Torn down once and created once: the Cluster is the one the killed leader created.

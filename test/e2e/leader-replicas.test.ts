@@ -5,27 +5,19 @@
  * with SIGKILL another takes over within the lease duration plus the retry period and runs the next
  * refresh.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CLI_BIN } from '../support/cli.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
+import { call, leaderOf, type Replica, startReplica, stopReplicas, until } from '../support/replicas.js';
 
 const TOKEN = `t-${randomBytes(12).toString('hex')}`;
 const ns = `replicas-${randomBytes(3).toString('hex')}`;
 // Short, client-go-shaped timings (15 / 10 / 2 by default).
 const LEASE_S = 4;
 const RETRY_S = 1;
-
-interface Replica {
-  name: string;
-  base: string;
-  child: ChildProcess;
-  lines: string[];
-}
 
 let harness: LocalHarness;
 let core: CoreV1Api;
@@ -50,50 +42,9 @@ server:
     advertiseUrl: http://127.0.0.1:${port}
 jobs:${harness.jobYaml({ name: 'qa', targetPort, dataDir: path.join(harness.sandbox.root, 'copies/qa') })}`,
   );
-  const child = spawn(process.execPath, [CLI_BIN, 'serve', '--config', configFile], {
-    env: { ...harness.env, API_TOKEN: TOKEN, POD_NAME: name },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const lines: string[] = [];
-  child.stderr?.on('data', (chunk: Buffer) => lines.push(...chunk.toString().split('\n').filter(Boolean)));
-  const replica = { name, base: `http://127.0.0.1:${port}`, child, lines };
+  const replica = await startReplica(name, port, configFile, { ...harness.env, API_TOKEN: TOKEN });
   replicas.push(replica);
-  await until(`${name} to answer`, async () => ((await readyz(replica))?.status === 'ready' ? true : undefined), 60_000);
   return replica;
-}
-
-async function readyz(r: Replica): Promise<{ status: string; checks: { leader: { message: string } } } | undefined> {
-  try {
-    const res = await fetch(`${r.base}/readyz`);
-    return (await res.json()) as { status: string; checks: { leader: { message: string } } };
-  } catch {
-    return undefined;
-  }
-}
-
-async function leaderOf(list: Replica[]): Promise<Replica | undefined> {
-  const states = await Promise.all(list.map(async (r) => ({ r, ready: await readyz(r) })));
-  const leading = states.filter((s) => s.ready?.checks.leader.message.startsWith('leading'));
-  return leading.length === 1 ? leading[0]?.r : undefined;
-}
-
-async function call(r: Replica, method: string, url: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`${r.base}${url}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** A 202 answer carries the run as `run`. */
@@ -103,7 +54,7 @@ function runIdOf(body: Record<string, unknown> | undefined): string {
 
 async function finished(r: Replica, id: string): Promise<Record<string, unknown>> {
   return until(`run ${id} to finish`, async () => {
-    const { status, body } = await call(r, 'GET', `/api/v1/runs/${id}`);
+    const { status, body } = await call(r, TOKEN, 'GET', `/api/v1/runs/${id}`);
     return status === 200 && ['succeeded', 'failed', 'interrupted'].includes(String(body.status)) ? body : undefined;
   });
 }
@@ -120,10 +71,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM');
-  // A replica killed earlier (SIGKILL) has exited already: its exit event will not come again.
-  const exited = (r: Replica) => r.child.exitCode !== null || r.child.signalCode !== null;
-  await Promise.all(replicas.map((r) => new Promise((resolve) => (exited(r) ? resolve(null) : r.child.once('exit', resolve)))));
+  await stopReplicas(replicas);
   await harness?.destroy();
   await core?.deleteNamespace({ name: ns }).catch(() => undefined);
 }, 120_000);
@@ -132,7 +80,9 @@ describe('three replicas with leader election', () => {
   it('exactly one leads; 200 triggers spread over the three start exactly one run, on the leader', async () => {
     const leader = await until('one leader', () => leaderOf(replicas), 30_000);
     const answers = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => call(replicas[i % 3] as Replica, 'POST', '/api/v1/jobs/qa/runs', { reason: `burst ${i}` })),
+      Array.from({ length: 200 }, (_, i) =>
+        call(replicas[i % 3] as Replica, TOKEN, 'POST', '/api/v1/jobs/qa/runs', { reason: `burst ${i}` }),
+      ),
     );
     const accepted = answers.filter((a) => a.status === 202);
     expect(accepted, JSON.stringify(answers.filter((a) => a.status !== 409).slice(0, 3))).toHaveLength(1);
@@ -145,7 +95,7 @@ describe('three replicas with leader election', () => {
     expect(run.status).toBe('succeeded');
     // Every replica reads the same history: one run.
     for (const r of replicas) {
-      const { body } = await call(r, 'GET', '/api/v1/jobs/qa/runs');
+      const { body } = await call(r, TOKEN, 'GET', '/api/v1/jobs/qa/runs');
       const runs = (body.runs ?? body.items ?? body) as Array<{ id: string; dryRun?: boolean }>;
       expect(runs.filter((x) => !x.dryRun).map((x) => x.id)).toEqual([runId]);
     }
@@ -172,7 +122,7 @@ describe('three replicas with leader election', () => {
     const { status, body } = await until(
       'the follower to forward to the new leader',
       async () => {
-        const answer = await call(follower, 'POST', '/api/v1/jobs/qa/runs', { reason: 'after failover' });
+        const answer = await call(follower, TOKEN, 'POST', '/api/v1/jobs/qa/runs', { reason: 'after failover' });
         return answer.status === 503 ? undefined : answer;
       },
       30_000,

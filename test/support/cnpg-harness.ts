@@ -84,6 +84,27 @@ ${input.values ?? ''}    verify:
 `;
   }
 
+  /**
+   * A job's `source:` lines for the end-to-end refreshes: db-refresher reaches the sandbox source
+   * directly, with the superuser for SQL so it may CHECKPOINT (otherwise the clone waits for a spread
+   * checkpoint). The password comes from SUPERUSER_PASSWORD (see directEnv).
+   */
+  directSourceYaml(): string {
+    return `    source:
+      host: 127.0.0.1
+      port: ${this.local.source.port}
+      user: replicator
+      sslmode: disable
+      password: { env: SOURCE_PASSWORD }
+      sql: { user: postgres, password: { env: SUPERUSER_PASSWORD } }
+`;
+  }
+
+  /** The environment directSourceYaml's references resolve in. */
+  directEnv(): NodeJS.ProcessEnv {
+    return { ...this.local.env, SUPERUSER_PASSWORD: this.local.source.superuserPassword };
+  }
+
   config(jobsYaml: string): Config {
     return this.local.config(jobsYaml, this.local.env);
   }
