@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../src/postgres/command.js';
-import { processesMatching } from '../support/processes.js';
+import { processesMatching, waitFor } from '../support/processes.js';
 
 /** Child processes never outlive their phase, whatever their descendants do, and never see the service's secrets. */
 
@@ -15,6 +15,16 @@ function marker(): string {
   return `${60 + Math.floor(Math.random() * 1000)}.${Math.floor(Math.random() * 1e6)}`;
 }
 
+/**
+ * Waits (2 s at most) until no process's command line holds `needle`: a SIGKILLed process stays in
+ * /proc, not yet a zombie, until the kernel has run its exit, which a loaded machine may delay.
+ * Whatever was not killed (a sleep of a minute or more) is still there after 2 s and fails the test.
+ */
+async function gone(needle: string): Promise<void> {
+  await waitFor(`no process running ${needle}`, () => processesMatching(needle).length === 0, 2_000).catch(() => undefined);
+  expect(processesMatching(needle)).toEqual([]);
+}
+
 describe('runCommand', () => {
   it('ends a timed-out program and the descendant that keeps its output open, within seconds', async () => {
     const m = marker();
@@ -24,7 +34,7 @@ describe('runCommand', () => {
     expect(result.timedOut).toBe(true);
     expect(Date.now() - started).toBeLessThan(8_000);
     expect(result.tail).toContain('started');
-    expect(processesMatching(`sleep ${m}`)).toEqual([]);
+    await gone(`sleep ${m}`);
   });
 
   it('ends the whole group when the signal aborts', async () => {
@@ -35,7 +45,7 @@ describe('runCommand', () => {
     setTimeout(() => abort.abort(new Error('stop')), 300);
     await run;
     expect(Date.now() - started).toBeLessThan(8_000);
-    expect(processesMatching(`sleep ${m}`)).toEqual([]);
+    await gone(`sleep ${m}`);
   });
 
   it('does not start a program when the signal has already aborted', async () => {
@@ -53,7 +63,7 @@ describe('runCommand', () => {
     const result = await runCommand('/bin/sh', ['-c', `sleep ${m} & echo done`]);
     expect(result.exitCode).toBe(0);
     expect(Date.now() - started).toBeLessThan(5_000);
-    expect(processesMatching(`sleep ${m}`)).toEqual([]);
+    await gone(`sleep ${m}`);
   });
 
   it('waits for a timeout beyond what a timer can hold instead of firing at once', async () => {
