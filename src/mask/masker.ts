@@ -161,15 +161,16 @@ async function resample(
   plan: TableMaskPlan,
   before: SampleRow[],
 ): Promise<Array<{ rows: number; unchanged: number }>> {
-  const sampledOf = (i: number) => before.map((r) => r[`v${i}`]).filter((v): v is string => v !== null && v !== undefined);
   if (plan.keyColumns.length === 0) {
+    // Column i's sampled source values, non-NULL.
+    const sampled = plan.columns.map((_, i) => before.map((r) => r[`v${i}`]).filter((v): v is string => v !== null && v !== undefined));
     const [present = {}] = await session.query<Record<string, string[]>>(
       presenceStatement(plan),
-      plan.columns.map((_, i) => [...new Set(sampledOf(i))]),
+      sampled.map((values) => [...new Set(values)]),
     );
-    return plan.columns.map((_, i) => {
+    return sampled.map((values, i) => {
       const left = new Set(present[`v${i}`] ?? []);
-      return { rows: sampledOf(i).length, unchanged: sampledOf(i).filter((v) => left.has(v)).length };
+      return { rows: values.length, unchanged: values.filter((v) => left.has(v)).length };
     });
   }
   const keys = before.map((r) => JSON.parse(r.k) as unknown);

@@ -75,17 +75,6 @@ async function selected(): Promise<string | undefined> {
   return svc.spec?.selector?.['cnpg.io/cluster'];
 }
 
-async function annotations(cluster: string): Promise<Record<string, string>> {
-  const obj = (await h.custom.getNamespacedCustomObject({
-    group: 'postgresql.cnpg.io',
-    version: 'v1',
-    namespace: h.namespace,
-    plural: 'clusters',
-    name: cluster,
-  })) as { metadata: { annotations?: Record<string, string> } };
-  return obj.metadata.annotations ?? {};
-}
-
 /** What a client connecting through the stable Service now reaches. */
 async function throughService<Row extends Record<string, unknown>>(text: string): Promise<Row[]> {
   return queryCopy<Row>(await sim.servicePort(h.namespace, SERVICE), h.local.ownerPassword, text);
@@ -149,7 +138,7 @@ describe('CNPG blue/green', () => {
     expect(await h.clusterExists(B)).toBe(false);
     await waitServedBy(A);
     expect(Number((await throughService<{ n: string }>('SELECT count(*) AS n FROM public.users'))[0]?.n)).toBe(500);
-    expect(await annotations(A)).toMatchObject({ 'db-refresher.io/job': 'qa', 'db-refresher.io/run-id': run.id });
+    expect(await h.clusterAnnotations(A)).toMatchObject({ 'db-refresher.io/job': 'qa', 'db-refresher.io/run-id': run.id });
   });
 
   it('the second run clones qa-db-b beside the live one, which serves throughout, then swaps the selector', async () => {
@@ -195,7 +184,7 @@ describe('CNPG blue/green', () => {
       // A connection opened before the swap stays on the old primary (kube-proxy semantics, §10.5).
       expect((await held.query('SHOW cluster_name')).rows[0]?.cluster_name).toBe(A);
       // The previous copy is kept for keepPrevious, marked retired.
-      expect((await annotations(A))['db-refresher.io/retired-at']).toBeDefined();
+      expect((await h.clusterAnnotations(A))['db-refresher.io/retired-at']).toBeDefined();
       expect(run.phases.find((p) => p.name === 'cleanup-previous')?.detail).toMatchObject({ previous: A });
       expect(probe.queries, diag).toBeGreaterThan(50);
       expect(probe.longestGapMs, diag).toBeLessThan(5000);
@@ -220,7 +209,7 @@ describe('CNPG blue/green', () => {
     await waitServedBy(A);
     // The copy clients had before the swap, with what they wrote to it.
     expect((await throughService<{ n: number }>(marker('a')))[0]?.n).toBe(1);
-    expect((await annotations(B))['db-refresher.io/retired-at']).toBeDefined();
+    expect((await h.clusterAnnotations(B))['db-refresher.io/retired-at']).toBeDefined();
     const forward = await runner(config).run(jobOf(config), { kind: 'cli', by: 'test' }, { operation: 'rollback' });
     expect(forward.status, JSON.stringify(forward.error)).toBe('succeeded');
     expect(await selected()).toBe(B);
@@ -230,7 +219,7 @@ describe('CNPG blue/green', () => {
   });
 
   it('a failure before the swap leaves the live Cluster and the Service untouched and removes the half-made one', async () => {
-    const live = await annotations(A);
+    const live = await h.clusterAnnotations(A);
     const p = await prober();
     const run = await refresh(await job({ minTables: 999 }));
     const probe = await p.stop();
@@ -239,7 +228,7 @@ describe('CNPG blue/green', () => {
     expect(run.error?.message).toContain('the current copy was not changed');
     expect(statuses(run)).toMatchObject({ verify: 'failed', swap: 'skipped' });
     expect(await selected()).toBe(A);
-    expect((await annotations(A))['db-refresher.io/run-id']).toBe(live['db-refresher.io/run-id']);
+    expect((await h.clusterAnnotations(A))['db-refresher.io/run-id']).toBe(live['db-refresher.io/run-id']);
     expect((await throughService<{ n: number }>(marker('a')))[0]?.n).toBe(1);
     expect(await h.clusterExists(B)).toBe(false);
     expect(probe.longestGapMs, gapReport(probe)).toBeLessThan(5000);
@@ -287,12 +276,12 @@ describe('CNPG blue/green', () => {
       expect(resumed.resumed?.[0]?.fromPhase).toBe('swap');
       expect(await selected()).toBe(incoming);
       await waitServedBy(incoming);
-      expect((await annotations(liveBefore))['db-refresher.io/retired-at']).toBeDefined();
-      expect(await annotations(incoming)).toMatchObject({
+      expect((await h.clusterAnnotations(liveBefore))['db-refresher.io/retired-at']).toBeDefined();
+      expect(await h.clusterAnnotations(incoming)).toMatchObject({
         'db-refresher.io/run-id': paused.id,
         'db-refresher.io/last-outcome': 'succeeded',
       });
-      expect((await annotations(liveBefore))['db-refresher.io/run-id']).not.toBe(paused.id);
+      expect((await h.clusterAnnotations(liveBefore))['db-refresher.io/run-id']).not.toBe(paused.id);
       expect(await h.clusterExists(liveBefore)).toBe(true);
       expect(probe.longestGapMs, gapReport(probe)).toBeLessThan(5000);
     });

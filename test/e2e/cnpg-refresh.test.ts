@@ -66,19 +66,6 @@ async function events(cluster: string): Promise<string[]> {
   return list.items.map((e) => e.reason ?? '');
 }
 
-async function annotations(cluster: string): Promise<Record<string, string>> {
-  const obj = (await h.custom.getNamespacedCustomObject({
-    group: 'postgresql.cnpg.io',
-    version: 'v1',
-    namespace: h.namespace,
-    plural: 'clusters',
-    name: cluster,
-  })) as {
-    metadata: { annotations: Record<string, string> };
-  };
-  return obj.metadata.annotations;
-}
-
 describe('refreshing a CNPG Cluster', () => {
   it('creates, waits for healthy, verifies, and records the outcome on the Cluster', async () => {
     const config = await job({ name: 'qa', cluster: 'qa-db' });
@@ -96,7 +83,7 @@ describe('refreshing a CNPG Cluster', () => {
     const port = await sim.clusterPort(h.namespace, 'qa-db');
     const rows = await queryCopy<{ n: string }>(port, h.local.ownerPassword, 'SELECT count(*) AS n FROM public.users');
     expect(Number(rows[0]?.n)).toBe(500);
-    const notes = await annotations('qa-db');
+    const notes = await h.clusterAnnotations('qa-db');
     expect(notes).toMatchObject({
       'db-refresher.io/job': 'qa',
       'db-refresher.io/run-id': run.id,
@@ -174,7 +161,7 @@ describe('refreshing a CNPG Cluster', () => {
     const run = await refresh(await blockedJob('kept', '      sourceUnavailableGraceSeconds: 2\n      keepFailedCluster: true\n'));
     expect(run.error).toMatchObject({ phase: 'start', class: 'source-unreachable' });
     expect(run.error?.message).not.toContain('deleted the half-made Cluster');
-    expect((await annotations('kept-db'))['db-refresher.io/last-outcome']).toBe('failed');
+    expect((await h.clusterAnnotations('kept-db'))['db-refresher.io/last-outcome']).toBe('failed');
   });
 
   it('explains a replication password that only the Cluster gets wrong', async () => {

@@ -13,7 +13,7 @@ import type { SimulatedOperator } from '../cnpg-sim/index.js';
 import { type CnpgFixture, startCnpgFixture } from '../support/cnpg-fixture.js';
 import type { CnpgHarness } from '../support/cnpg-harness.js';
 import { freePort } from '../support/local-harness.js';
-import { call, leaderOf, type Replica, startReplica, stopReplicas, until } from '../support/replicas.js';
+import { call, leaderOf, type Replica, replicaConfigYaml, startReplica, stopReplicas, until } from '../support/replicas.js';
 
 const TOKEN = `t-${randomBytes(12).toString('hex')}`;
 const LEASE_S = 4;
@@ -40,19 +40,15 @@ async function start(name: string, jobsYaml: string): Promise<Replica> {
   const configFile = path.join(h.local.sandbox.root, `${name}.yaml`);
   writeFileSync(
     configFile,
-    `stateDir: state-${name}
-server:
-  host: 127.0.0.1
-  port: ${port}
-  tokens: [{ name: ci, token: { env: API_TOKEN } }]
-  history: { kind: kubernetes, namespace: ${h.namespace}, kubeconfig: ${h.kubeconfigPath} }
-  leaderElection:
-    leaseName: db-refresher
-    leaseDurationSeconds: ${LEASE_S}
-    renewDeadlineSeconds: 3
-    retryPeriodSeconds: ${RETRY_S}
-    advertiseUrl: http://127.0.0.1:${port}
-jobs:${jobsYaml}`,
+    replicaConfigYaml({
+      name,
+      port,
+      namespace: h.namespace,
+      kubeconfig: h.kubeconfigPath,
+      leaseSeconds: LEASE_S,
+      retrySeconds: RETRY_S,
+      jobsYaml: jobsYaml,
+    }),
   );
   const replica = await startReplica(name, port, configFile, { ...h.directEnv(), API_TOKEN: TOKEN });
   replicas.push(replica);
@@ -62,13 +58,6 @@ jobs:${jobsYaml}`,
 async function run(r: Replica, id: string): Promise<RunBody | undefined> {
   const { status, body } = await call(r, TOKEN, 'GET', `/api/v1/runs/${id}`);
   return status === 200 ? (body as unknown as RunBody) : undefined;
-}
-
-async function clusterUid(): Promise<string | undefined> {
-  const obj = (await h.custom
-    .getNamespacedCustomObject({ group: 'postgresql.cnpg.io', version: 'v1', namespace: h.namespace, plural: 'clusters', name: CLUSTER })
-    .catch(() => undefined)) as { metadata?: { uid?: string } } | undefined;
-  return obj?.metadata?.uid;
 }
 
 beforeAll(async () => {
@@ -111,7 +100,7 @@ describe('leader failover during a CNPG clone', () => {
       },
       120_000,
     );
-    const uidAtKill = await clusterUid();
+    const uidAtKill = (await h.getCluster(CLUSTER))?.metadata?.uid;
     expect(uidAtKill).toBeDefined();
     expect(cloning.phases.find((p) => p.name === 'clone')?.detail?.uid).toBe(uidAtKill);
 
@@ -131,15 +120,7 @@ describe('leader failover during a CNPG clone', () => {
       },
       180_000,
     ).catch(async (error: Error) => {
-      const cluster = (await h.custom
-        .getNamespacedCustomObject({
-          group: 'postgresql.cnpg.io',
-          version: 'v1',
-          namespace: h.namespace,
-          plural: 'clusters',
-          name: CLUSTER,
-        })
-        .catch(() => undefined)) as { status?: unknown } | undefined;
+      const cluster = await h.getCluster(CLUSTER);
       console.error(`cluster status: ${JSON.stringify(cluster?.status)}\noperator:\n${simLog.slice(-30).join('\n')}`);
       const phases = last?.phases.map((p) => `${p.name}:${p.status}`).join(' ');
       throw new Error(
@@ -158,7 +139,7 @@ describe('leader failover during a CNPG clone', () => {
     expect(runs.filter((x) => !x.dryRun).map((x) => x.id)).toEqual([id]);
     // Torn down once and created once: the Cluster is the one the killed leader created.
     expect(done.phases.filter((p) => p.name === 'teardown')).toHaveLength(1);
-    expect(await clusterUid()).toBe(uidAtKill);
+    expect((await h.getCluster(CLUSTER))?.metadata?.uid).toBe(uidAtKill);
     // Only the new leader resumed it; the third replica never ran a phase of it.
     const third = rest.find((r) => r !== next) as Replica;
     expect(third.lines.some((l) => l.includes(id) && l.includes('"phase"'))).toBe(false);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort, LocalHarness } from '../support/local-harness.js';
-import { call, leaderOf, type Replica, startReplica, stopReplicas, until } from '../support/replicas.js';
+import { call, leaderOf, type Replica, replicaConfigYaml, startReplica, stopReplicas, until } from '../support/replicas.js';
 
 const TOKEN = `t-${randomBytes(12).toString('hex')}`;
 const ns = `replicas-${randomBytes(3).toString('hex')}`;
@@ -28,19 +28,15 @@ async function start(name: string, targetPort: number, kubeconfigPath: string): 
   const configFile = path.join(harness.sandbox.root, `${name}.yaml`);
   writeFileSync(
     configFile,
-    `stateDir: state-${name}
-server:
-  host: 127.0.0.1
-  port: ${port}
-  tokens: [{ name: ci, token: { env: API_TOKEN } }]
-  history: { kind: kubernetes, namespace: ${ns}, kubeconfig: ${kubeconfigPath} }
-  leaderElection:
-    leaseName: db-refresher
-    leaseDurationSeconds: ${LEASE_S}
-    renewDeadlineSeconds: 3
-    retryPeriodSeconds: ${RETRY_S}
-    advertiseUrl: http://127.0.0.1:${port}
-jobs:${harness.jobYaml({ name: 'qa', targetPort, dataDir: path.join(harness.sandbox.root, 'copies/qa') })}`,
+    replicaConfigYaml({
+      name,
+      port,
+      namespace: ns,
+      kubeconfig: kubeconfigPath,
+      leaseSeconds: LEASE_S,
+      retrySeconds: RETRY_S,
+      jobsYaml: harness.jobYaml({ name: 'qa', targetPort, dataDir: path.join(harness.sandbox.root, 'copies/qa') }),
+    }),
   );
   const replica = await startReplica(name, port, configFile, { ...harness.env, API_TOKEN: TOKEN });
   replicas.push(replica);

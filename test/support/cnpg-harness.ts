@@ -3,6 +3,11 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node
 import type { Config } from '../../src/config/types.js';
 import { LocalHarness } from './local-harness.js';
 
+export interface ClusterObject {
+  metadata?: { uid?: string; annotations?: Record<string, string> };
+  status?: Record<string, unknown>;
+}
+
 /**
  * A real PostgreSQL source (from LocalHarness) and a namespace on the test
  * Kubernetes API server holding the Secret the Cluster's externalClusters
@@ -109,19 +114,27 @@ ${input.values ?? ''}    verify:
     return this.local.config(jobsYaml, this.local.env);
   }
 
-  async clusterExists(name: string): Promise<boolean> {
+  /** The Cluster as the API server has it now, or undefined when there is none. */
+  async getCluster(name: string): Promise<ClusterObject | undefined> {
     try {
-      await this.custom.getNamespacedCustomObject({
+      return (await this.custom.getNamespacedCustomObject({
         group: 'postgresql.cnpg.io',
         version: 'v1',
         namespace: this.namespace,
         plural: 'clusters',
         name,
-      });
-      return true;
+      })) as ClusterObject;
     } catch {
-      return false;
+      return undefined;
     }
+  }
+
+  async clusterExists(name: string): Promise<boolean> {
+    return (await this.getCluster(name)) !== undefined;
+  }
+
+  async clusterAnnotations(name: string): Promise<Record<string, string>> {
+    return (await this.getCluster(name))?.metadata?.annotations ?? {};
   }
 
   async destroy(): Promise<void> {

@@ -14,6 +14,34 @@ export interface Replica {
   lines: string[];
 }
 
+/**
+ * A replica's config file: its own state directory and port, the shared Kubernetes history, and
+ * leader election with short, client-go-shaped timings (renew deadline 3 s).
+ */
+export function replicaConfigYaml(input: {
+  name: string;
+  port: number;
+  namespace: string;
+  kubeconfig: string;
+  leaseSeconds: number;
+  retrySeconds: number;
+  jobsYaml: string;
+}): string {
+  return `stateDir: state-${input.name}
+server:
+  host: 127.0.0.1
+  port: ${input.port}
+  tokens: [{ name: ci, token: { env: API_TOKEN } }]
+  history: { kind: kubernetes, namespace: ${input.namespace}, kubeconfig: ${input.kubeconfig} }
+  leaderElection:
+    leaseName: db-refresher
+    leaseDurationSeconds: ${input.leaseSeconds}
+    renewDeadlineSeconds: 3
+    retryPeriodSeconds: ${input.retrySeconds}
+    advertiseUrl: http://127.0.0.1:${input.port}
+jobs:${input.jobsYaml}`;
+}
+
 export async function startReplica(name: string, port: number, configFile: string, env: NodeJS.ProcessEnv): Promise<Replica> {
   const child = spawn(process.execPath, [CLI_BIN, 'serve', '--config', configFile], {
     env: { ...env, POD_NAME: name },
