@@ -12,9 +12,7 @@ import { RefresherError } from '../errors.js';
 export function refuseBesideReplicas(config: Config, job: JobConfig, verb: 'run' | 'rollback'): void {
   if (!config.server.leaderElection) return;
   const ask =
-    verb === 'run'
-      ? `db-refresher --server <URL> trigger ${job.name} --wait`
-      : `POST /api/v1/jobs/${job.name}/rollback on the service`;
+    verb === 'run' ? `db-refresher --server <URL> trigger ${job.name} --wait` : `POST /api/v1/jobs/${job.name}/rollback on the service`;
   throw new RefresherError(
     'USAGE',
     `job "${job.name}": ${config.path} elects a leader among several service replicas (server.leaderElection), and a ${verb} started here would hold neither the leader's job lock nor its history, so it could change the copy while the leader refreshes it`,

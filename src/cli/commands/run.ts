@@ -1,8 +1,8 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { buildRunner } from '../../composition-root.js';
-import { refuseBesideReplicas } from '../beside-replicas.js';
 import { silentNotifier } from '../../notify/silent.js';
+import { refuseBesideReplicas } from '../beside-replicas.js';
 import { examples, globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
 import { ProgressDisplay } from '../progress.js';
 import { type OutputFormat, renderRunText } from '../render.js';
