@@ -49,13 +49,9 @@ export class ProgressDisplay {
         this.#timer ??= setInterval(() => this.#draw(), 100);
         this.#draw();
         break;
-      case 'progress': {
-        const { percent, copiedBytes, totalBytes } = event.detail as { percent?: number; copiedBytes?: number; totalBytes?: number };
-        if (percent !== undefined) {
-          this.#detail = `${percent}%${copiedBytes !== undefined && totalBytes !== undefined ? ` (${formatBytes(copiedBytes)} of ${formatBytes(totalBytes)})` : ''}`;
-        }
+      case 'progress':
+        this.#detail = progressText(event.detail) ?? this.#detail;
         break;
-      }
       case 'phase-finished': {
         const phase = event.run.phases.find((p) => p.name === event.phase);
         this.#clear();
@@ -93,4 +89,24 @@ export class ProgressDisplay {
     );
     this.#drawn = true;
   }
+}
+
+/**
+ * The progress line's detail: percent and bytes (a local clone's pg_basebackup,
+ * a CNPG clone's pg_stat_progress_basebackup), the ETA when the target knows
+ * its rate, or what the copy waits for before the first byte. Undefined keeps
+ * the line as it was (a report with nothing to show).
+ */
+export function progressText(detail: Record<string, unknown>): string | undefined {
+  const { percent, copiedBytes, totalBytes, etaMs, backupPhase } = detail as {
+    percent?: number;
+    copiedBytes?: number;
+    totalBytes?: number;
+    etaMs?: number;
+    backupPhase?: string;
+  };
+  if (percent === undefined) return typeof backupPhase === 'string' ? backupPhase : undefined;
+  const bytes = copiedBytes !== undefined && totalBytes !== undefined ? ` (${formatBytes(copiedBytes)} of ${formatBytes(totalBytes)})` : '';
+  const eta = typeof etaMs === 'number' && percent < 100 ? `, about ${formatDuration(etaMs)} left` : '';
+  return `${percent}%${bytes}${eta}`;
 }

@@ -26,7 +26,7 @@ export const ErrorResponse = z
 export const Progress = z
   .looseObject({ at: timestamp })
   .describe(
-    'the latest progress the target reported: {percent, copiedBytes, totalBytes} while cloning (pg_basebackup --progress for local copies, pg_stat_progress_basebackup on the source for CloudNativePG), the Cluster phase while a CloudNativePG copy starts',
+    'the latest progress the target reported: {percent, copiedBytes, totalBytes} while a local copy clones (pg_basebackup --progress); while a CloudNativePG copy starts, the Cluster {phase} when it changes and, while its clone Job copies, {backupPhase, percent, copiedBytes, totalBytes, etaMs} from pg_stat_progress_basebackup on the source',
   )
   .meta({ id: 'Progress' });
 

@@ -152,6 +152,7 @@ export class RefresherService implements ServiceParts {
         (event: RunEvent) => this.board.onRunEvent(event),
         (event: RunEvent) => this.metrics.onRunEvent(event),
         (event: RunEvent) => this.api.publishRun(event),
+        (event: RunEvent) => this.#reaper.onRunEvent(event),
       ],
     });
     this.runner = built.runner;
@@ -305,6 +306,8 @@ export class RefresherService implements ServiceParts {
   }
 
   async startRun(job: JobConfig, trigger: Trigger, dryRun: boolean, operation?: 'rollback'): Promise<RunRecord> {
+    // The blue/green clean-up holds the job's lock for a moment; a run waits for it rather than being refused as busy.
+    await this.#reaper.waitForJob(job.name, 30_000);
     const started = await this.runner.start(job, trigger, { dryRun, ...(operation ? { operation } : {}) });
     this.follow(started);
     return started.run;

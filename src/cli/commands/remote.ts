@@ -3,6 +3,7 @@ import { formatDuration } from '../../duration.js';
 import { type RunRecord, TERMINAL_RUN_STATUSES } from '../../run/record.js';
 import { type Paint, paintFor, plain } from '../color.js';
 import { examples, globals, outputOption, print } from '../context.js';
+import { progressText } from '../progress.js';
 import { RemoteClient as Client, type RemoteClient, type RemoteOptions } from '../remote/client.js';
 import { type OutputFormat, renderRunText } from '../render.js';
 
@@ -68,7 +69,7 @@ async function follow(api: RemoteClient, id: string): Promise<RunRecord> {
   const paint = paintFor(process.stderr, process.env);
   let lastLine = '';
   for (;;) {
-    const run = await api.request<RunRecord & { live?: { phase?: string; progress?: { percent?: number } } }>(
+    const run = await api.request<RunRecord & { live?: { phase?: string; progress?: Record<string, unknown> } }>(
       'GET',
       `/api/v1/runs/${id}?wait=${tty ? 1 : 10}`,
     );
@@ -79,8 +80,8 @@ async function follow(api: RemoteClient, id: string): Promise<RunRecord> {
     const phase = run.live?.phase ?? run.phases.find((p) => p.status === 'running')?.name ?? run.status;
     const started = run.phases.find((p) => p.name === phase)?.startedAt;
     const elapsed = started ? formatDuration(Date.now() - Date.parse(started)) : '';
-    const percent = run.live?.progress?.percent;
-    const line = `${phase.padEnd(9)} ${elapsed}${percent !== undefined ? `  ${percent}%` : ''}`;
+    const detail = run.live?.progress ? progressText(run.live.progress) : undefined;
+    const line = `${phase.padEnd(9)} ${elapsed}${detail ? `  ${detail}` : ''}`;
     if (tty) process.stderr.write(`\r\x1b[2K${paint.cyan('…')} ${line}`);
     else if (line.split(' ')[0] !== lastLine.split(' ')[0]) process.stderr.write(`${line}\n`);
     lastLine = line;

@@ -53,10 +53,20 @@ export function formatInZone(iso, timeZone) {
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} ${parts.timeZoneName ?? timeZone}`;
 }
 
-/** Percent and ETA from a progress report, when it has a percentage. */
+/**
+ * Percent and ETA from a progress report, when it has a percentage. A target
+ * that knows its own rate reports `etaMs` (a CNPG clone: the copy starts well
+ * after the phase does); otherwise the ETA is the phase's pace so far.
+ */
 export function progressOf(current, now) {
-  const percent = current?.progress?.percent;
+  const progress = current?.progress;
+  const percent = progress?.percent;
   if (typeof percent !== 'number') return undefined;
+  if (typeof progress.etaMs === 'number') {
+    const reportedAt = progress.at ? Date.parse(progress.at) : NaN;
+    const since = Number.isFinite(reportedAt) ? Math.max(0, now - reportedAt) : 0;
+    return { percent: Math.max(0, Math.min(100, percent)), etaMs: Math.max(0, progress.etaMs - since) };
+  }
   const started = current.phaseStartedAt ? Date.parse(current.phaseStartedAt) : NaN;
   const elapsed = now - started;
   const etaMs = percent > 0 && percent < 100 && Number.isFinite(elapsed) ? (elapsed * (100 - percent)) / percent : undefined;

@@ -1,5 +1,6 @@
 import { sqlEndpoint } from '../../checks/source.js';
 import { systemClock } from '../../clock.js';
+import { sourceCluster } from '../../config/cnpg-values.js';
 import type { JobConfig, PgEndpoint, SourceConfig } from '../../config/types.js';
 import { PhaseFailure } from '../../errors.js';
 import type { Kube } from '../../kube/client.js';
@@ -11,6 +12,7 @@ import { ClusterApi } from './cluster-api.js';
 import { ANNOTATIONS, buildCluster, type RenderedCluster, readWriteServiceHost, renderCluster } from './manifests.js';
 import { type CnpgJob, cnpgPreflight, readOwnership } from './preflight.js';
 import { withPrivateWindow } from './private-window.js';
+import { BASEBACKUP_APPLICATION, type ProgressWatch, watchCloneProgress } from './progress.js';
 import { PHASE } from './readiness.js';
 import { ownerPassword, resolveSourceSecrets } from './source-secrets.js';
 import { waitUntilGone } from './wait-gone.js';
@@ -104,8 +106,8 @@ export class CnpgTarget implements Target {
     };
   }
 
-  async privateAccess(): Promise<PrivateAccess> {
-    return privateAccess(this.#window());
+  async privateAccess(ctx?: PhaseContext): Promise<PrivateAccess> {
+    return privateAccess(this.#window(), ctx);
   }
 
   async open(ctx: PhaseContext): Promise<PhaseDetail> {
@@ -217,20 +219,46 @@ export class CnpgTarget implements Target {
     const started = this.#clock.now().getTime();
     const { target } = this.#job;
     try {
-      await waitUntilReady({
-        api: this.#api,
-        clock: this.#clock,
-        ctx,
-        instances: this.#rendered.instances,
-        readyTimeoutSeconds: target.readyTimeoutSeconds,
-        sourceUnavailableGraceSeconds: target.sourceUnavailableGraceSeconds,
-      });
+      const progress = this.#watchCloneProgress(ctx);
+      try {
+        await waitUntilReady({
+          api: this.#api,
+          clock: this.#clock,
+          ctx,
+          instances: this.#rendered.instances,
+          readyTimeoutSeconds: target.readyTimeoutSeconds,
+          sourceUnavailableGraceSeconds: target.sourceUnavailableGraceSeconds,
+        });
+      } finally {
+        await progress.stop();
+      }
     } catch (error) {
       // A run paused or aborted from outside resumes later; only a refresh that gave up cleans up.
       if (error instanceof PhaseFailure && !ctx.signal.aborted) throw await this.#giveUp(ctx, error);
       throw error;
     }
     return { healthyAfterMs: this.#clock.now().getTime() - started, connect: this.#connectHost() };
+  }
+
+  /** The clone's percentage, bytes and ETA from the source's pg_stat_progress_basebackup, while the start phase waits (progress.ts). */
+  #watchCloneProgress(ctx: PhaseContext): ProgressWatch {
+    const params = sourceCluster(this.#job.target.values).connectionParameters;
+    return watchCloneProgress({
+      sql: this.#sql,
+      // The SQL role's password may live in the Secret the values name, like the clone's.
+      endpoint: async () => {
+        const resolved = await this.resolveSource(this.#job.source).catch(() => undefined);
+        return sqlEndpoint(resolved?.source ?? this.#job.source);
+      },
+      backup: { user: params.user ?? this.#job.source.user, applicationName: params.application_name ?? BASEBACKUP_APPLICATION },
+      clusterCreatedMs: async () => {
+        const cluster = await this.#api.getCluster().catch(() => undefined);
+        const created = Date.parse(String(cluster?.metadata?.creationTimestamp ?? ''));
+        return Number.isNaN(created) ? undefined : created;
+      },
+      ctx,
+      clock: this.#clock,
+    });
   }
 
   /**
