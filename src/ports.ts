@@ -67,6 +67,8 @@ export interface Target {
   privateAccess?(ctx: PhaseContext): Promise<PrivateAccess>;
   /** Ends the private window: the copy now accepts its users' connections. Idempotent. */
   open?(ctx: PhaseContext): Promise<PhaseDetail>;
+  /** Whether an interrupted `open` already let the users in, so a resumed `open` has nothing left to do. */
+  windowOpened?(ctx: PhaseContext): Promise<boolean>;
   /** Roles the target's operator or db-refresher logs in with; a password reset keeps them. */
   reservedRoles?(): string[];
   /** How verification reaches a database on the copy; `owner` is what defaultOwner() gave, when the target needs it to log in. */

@@ -40,6 +40,8 @@ export interface LeaderStatus {
   leader?: { identity: string; url?: string };
   /** Milliseconds since this replica last renewed, while it leads. */
   sinceRenewMs?: number;
+  /** When and why this replica last stopped leading; cleared when it leads again. */
+  lost?: { at: string; reason: string };
 }
 
 export class LeaderElector {
@@ -52,6 +54,7 @@ export class LeaderElector {
   /** Our clock at the last successful create/renew; undefined while not leading. */
   #renewedAt: number | undefined;
   #leading = false;
+  #lost: { at: string; reason: string } | undefined;
   #loop: Promise<void> | undefined;
   #watchdog: NodeJS.Timeout | undefined;
 
@@ -81,6 +84,7 @@ export class LeaderElector {
       leading: this.isLeader,
       leader: holder ? { identity: holder, url: this.#leaderUrl } : undefined,
       sinceRenewMs: this.#renewedAt === undefined ? undefined : this.#o.clock.now().getTime() - this.#renewedAt,
+      lost: this.#lost,
     };
   }
 
@@ -110,6 +114,7 @@ export class LeaderElector {
           this.#renewedAt = this.#o.clock.now().getTime();
           if (!this.#leading) {
             this.#leading = true;
+            this.#lost = undefined;
             log.info({ lease: this.#o.name, identity: this.#o.identity }, 'became the leader');
             this.#o.onStartedLeading?.();
           }
@@ -132,9 +137,22 @@ export class LeaderElector {
 
   #lose(reason: string): void {
     if (!this.#leading) return;
+    const now = this.#o.clock.now().getTime();
+    // isLeader turned false at the renew deadline itself; the watchdog may notice a little later on a busy event loop.
+    const since = this.#renewedAt === undefined ? now : Math.min(now, this.#renewedAt + this.#o.timings.renewDeadlineMs);
     this.#leading = false;
     this.#renewedAt = undefined;
-    this.#o.log.warn({ lease: this.#o.name, identity: this.#o.identity, reason }, 'stopped leading');
+    this.#lost = { at: new Date(since).toISOString(), reason };
+    this.#o.log.warn(
+      {
+        lease: this.#o.name,
+        identity: this.#o.identity,
+        reason,
+        notLeadingSince: this.#lost.at,
+        consequence: 'no phase that changes a target starts here',
+      },
+      'stopped leading',
+    );
     this.#o.onStoppedLeading?.(reason);
   }
 

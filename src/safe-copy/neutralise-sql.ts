@@ -11,9 +11,9 @@ import { quoteIdent } from './sql-text.js';
 export const PRODUCTION_AUTO_CONF_SETTINGS = ['archive_command', 'restore_command', 'primary_conninfo', 'primary_slot_name'] as const;
 
 export const NEUTRALISE_QUERIES = {
-  /** The production settings present in postgresql.auto.conf (pg_file_settings needs superuser). */
-  autoConfSettings: `SELECT DISTINCT name FROM pg_file_settings
-    WHERE sourcefile LIKE '%postgresql.auto.conf' AND name = ANY($1::text[]) ORDER BY name`,
+  /** Settings present in postgresql.auto.conf, with the value that counts (the last; pg_file_settings needs superuser). */
+  autoConfSettings: `SELECT DISTINCT ON (name) name, setting FROM pg_file_settings
+    WHERE sourcefile LIKE '%postgresql.auto.conf' AND name = ANY($1::text[]) ORDER BY name, seqno DESC`,
   synchronousStandbyNames: `SELECT current_setting('synchronous_standby_names') AS value`,
   subscriptions: `SELECT s.subname AS name, d.datname AS database, s.subenabled AS enabled, s.subslotname AS slot
     FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid ORDER BY d.datname, s.subname`,
@@ -27,14 +27,24 @@ export const NEUTRALISE_QUERIES = {
   loginRolesWithPassword: `SELECT rolname AS name FROM pg_authid WHERE rolcanlogin AND rolpassword IS NOT NULL ORDER BY rolname`,
 } as const;
 
-/** Statements that empty synchronous_standby_names and drop production settings from postgresql.auto.conf. Each runs on its own (ALTER SYSTEM refuses a transaction block). */
-export function synchronousReplicationStatements(): string[] {
-  return [
-    ...PRODUCTION_AUTO_CONF_SETTINGS.map((name) => `ALTER SYSTEM RESET ${name}`),
+/** The names neutralise looks for in postgresql.auto.conf. */
+export const AUTO_CONF_NAMES = [...PRODUCTION_AUTO_CONF_SETTINGS, 'synchronous_standby_names'];
+
+/**
+ * Statements that empty synchronous_standby_names and drop production
+ * settings from postgresql.auto.conf, given what the file holds now. Each
+ * ALTER SYSTEM rewrites and fsyncs the file, so only what is there is reset,
+ * and a file that already says '' is left alone (a second pass does nothing).
+ * Each runs on its own (ALTER SYSTEM refuses a transaction block).
+ */
+export function synchronousReplicationStatements(autoConf: ReadonlyArray<{ name: string; setting: string }>): string[] {
+  const present = new Map(autoConf.map((s) => [s.name, s.setting]));
+  const statements = [
+    ...PRODUCTION_AUTO_CONF_SETTINGS.filter((name) => present.has(name)).map((name) => `ALTER SYSTEM RESET ${name}`),
     // SET, not RESET: postgresql.conf may name standbys too, and postgresql.auto.conf is read last.
-    `ALTER SYSTEM SET synchronous_standby_names = ''`,
-    'SELECT pg_reload_conf()',
+    ...(present.get('synchronous_standby_names') === '' ? [] : [`ALTER SYSTEM SET synchronous_standby_names = ''`]),
   ];
+  return statements.length ? [...statements, 'SELECT pg_reload_conf()'] : [];
 }
 
 export interface SubscriptionFact {

@@ -2,6 +2,7 @@ import type { NeutraliseSettings } from '../config/types.js';
 import type { SqlSession } from '../ports.js';
 import { type CopyAccess, withCopySession } from './access.js';
 import {
+  AUTO_CONF_NAMES,
   NEUTRALISE_QUERIES,
   PRODUCTION_AUTO_CONF_SETTINGS,
   passwordResetStatement,
@@ -44,9 +45,10 @@ export async function neutraliseCopy(
 
 async function neutraliseSynchronousReplication(session: SqlSession): Promise<NonNullable<NeutraliseReport['synchronousReplication']>> {
   const [standby] = await session.query<{ value: string }>(NEUTRALISE_QUERIES.synchronousStandbyNames);
-  const present = await session.query<{ name: string }>(NEUTRALISE_QUERIES.autoConfSettings, [[...PRODUCTION_AUTO_CONF_SETTINGS]]);
-  for (const statement of synchronousReplicationStatements()) await session.query(statement);
-  return { standbyNamesWere: standby?.value ?? '', autoConfReset: present.map((r) => r.name) };
+  const autoConf = await session.query<{ name: string; setting: string }>(NEUTRALISE_QUERIES.autoConfSettings, [AUTO_CONF_NAMES]);
+  for (const statement of synchronousReplicationStatements(autoConf)) await session.query(statement);
+  const production = new Set<string>(PRODUCTION_AUTO_CONF_SETTINGS);
+  return { standbyNamesWere: standby?.value ?? '', autoConfReset: autoConf.map((r) => r.name).filter((name) => production.has(name)) };
 }
 
 async function resetPasswords(session: SqlSession, keep: ReadonlySet<string>): Promise<NonNullable<NeutraliseReport['passwords']>> {

@@ -81,6 +81,8 @@ export async function openPhase(input: SafeCopyInput, ctx: PhaseContext): Promis
   const { job, target } = input;
   if (!needsPrivateWindow(job)) return { skipped: 'the copy started open: nothing ran before its users' };
   if (!target.open || !target.privateAccess) return { skipped: `the ${job.target.kind} target has no private window yet` };
+  // Resumed after a kill that came once the copy was open: its checks passed before it opened, and verify reads them again.
+  if (await target.windowOpened?.(ctx)) return { alreadyOpen: true };
   const checks = neutralisationEnabled(job.neutralise) ? await privateChecks(input, ctx) : [];
   const failing = checks.filter((c) => !c.ok);
   if (failing.length > 0) {

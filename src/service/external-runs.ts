@@ -28,15 +28,17 @@ export class ExternalRuns {
   readonly #held = new Set<string>();
   #watcher: FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
-  #stopped = false;
+  #running = false;
 
   constructor(parts: ServiceParts) {
     this.#parts = parts;
     this.#dir = path.join(parts.config.stateDir, 'locks');
   }
 
+  /** Starts watching; again after stop() too (a replica that regains the leader Lease). */
   start(): void {
-    if (this.#watcher || this.#poll || this.#stopped) return;
+    if (this.#running) return;
+    this.#running = true;
     const { log } = this.#parts;
     try {
       mkdirSync(this.#dir, { recursive: true });
@@ -58,17 +60,24 @@ export class ExternalRuns {
     this.#poll.unref();
   }
 
+  /** Stops watching (shutdown, or this replica lost the leader Lease: the new leader's board is the one that counts). */
   stop(): void {
-    this.#stopped = true;
+    this.#running = false;
     this.#watcher?.close();
     this.#watcher = undefined;
     clearInterval(this.#poll);
+    this.#poll = undefined;
     for (const timer of this.#pending.values()) clearTimeout(timer);
     this.#pending.clear();
+    this.#held.clear();
+  }
+
+  get running(): boolean {
+    return this.#running;
   }
 
   #soon(job: string): void {
-    if (this.#stopped || this.#pending.has(job) || !this.#parts.config.jobs.some((j) => j.name === job)) return;
+    if (!this.#running || this.#pending.has(job) || !this.#parts.config.jobs.some((j) => j.name === job)) return;
     const timer = setTimeout(() => {
       this.#pending.delete(job);
       this.#parts.track(this.look(job));

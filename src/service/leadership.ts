@@ -52,7 +52,13 @@ class LeaseLeadership implements Leadership {
   readiness(): { ok: boolean; message: string } {
     const status = this.#elector.status();
     if (status.leading) return { ok: true, message: `leading as ${status.identity}` };
-    return { ok: true, message: status.leader ? `following ${status.leader.identity}` : 'no leader known yet' };
+    // Until it reads the Lease again, a replica that stopped leading still sees itself as the holder.
+    if (status.leader && status.leader.identity !== status.identity) return { ok: true, message: `following ${status.leader.identity}` };
+    if (status.lost) {
+      const { at, reason } = status.lost;
+      return { ok: true, message: `not leading since ${at}: ${reason}; this replica starts no phase that changes a target` };
+    }
+    return { ok: true, message: 'no leader known yet' };
   }
 
   metric(): { pod: string; leading: boolean } {
@@ -110,7 +116,10 @@ export async function createLeadership(options: {
 /**
  * A store that refuses writes while this replica does not lead: a leader cut
  * off from the API server may come back with a run still in hand, and must
- * not overwrite what the new leader recorded since.
+ * not overwrite what the new leader recorded since. A write that began while
+ * leading but ended after the lead was lost (it hung past the renew deadline)
+ * fails too: the runner starts a phase only once its record is saved, and by
+ * then another replica may lead.
  */
 export function fencedStore(store: RunStore, leadership: Leadership): RunStore {
   if (leadership === soleReplica) return store;
@@ -121,7 +130,11 @@ export function fencedStore(store: RunStore, leadership: Leadership): RunStore {
         return (...args: unknown[]) => {
           if (!leadership.leading)
             return Promise.reject(new Error('not the leader any more: run records and suspensions are written only by the leader'));
-          return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args).then((result) => {
+            if (!leadership.leading)
+              throw new Error('stopped leading while the run record was being saved: the new leader settles this run');
+            return result;
+          });
         };
       }
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;

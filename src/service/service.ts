@@ -22,6 +22,7 @@ import { packageVersion } from '../version.js';
 import { ServiceApi } from './api-backend.js';
 import { TickDispatcher } from './dispatch.js';
 import { ExternalRuns } from './external-runs.js';
+import { FollowerView } from './follower-view.js';
 import { ConcurrencyGate } from './gate.js';
 import { JobBoard } from './job-board.js';
 import { createLeadership, fencedStore, type Leadership, soleReplica } from './leadership.js';
@@ -96,6 +97,8 @@ export class RefresherService implements ServiceParts {
   #sweeper: NodeJS.Timeout | undefined;
   /** Runs of `db-refresher run` on the same state directory, brought onto the job board. */
   readonly #external: ExternalRuns;
+  /** A follower's metrics and job board, read from the shared history (leader election only). */
+  readonly #follower: FollowerView;
 
   static async create(options: ServiceOptions): Promise<RefresherService> {
     checkServerConfig(options.config);
@@ -131,7 +134,7 @@ export class RefresherService implements ServiceParts {
       queued: () => this.#gate.queued,
       processMetrics: options.processMetrics ?? false,
       jobInfo: jobInfo(config, this.clock.now()),
-      nextRun: (job) => this.scheduler.pendingFire(job),
+      nextRun: (job) => this.scheduler.pendingFire(job) ?? this.#follower.nextRun(job),
       notifications: () => {
         const stats = (this.notifier as Partial<DeliveringNotifier>).stats?.();
         return stats?.destinations ?? {};
@@ -149,6 +152,7 @@ export class RefresherService implements ServiceParts {
         (event: RunEvent) => this.board.onRunEvent(event),
         (event: RunEvent) => this.metrics.onRunEvent(event),
         (event: RunEvent) => this.api.publishRun(event),
+        (event: RunEvent) => this.#reaper.onRunEvent(event),
       ],
     });
     this.runner = built.runner;
@@ -173,6 +177,7 @@ export class RefresherService implements ServiceParts {
     });
     this.#recovery = new StartupRecovery(this, this.dispatch);
     this.#external = new ExternalRuns(this);
+    this.#follower = new FollowerView(this, (config.server.leaderElection?.leaseDurationSeconds ?? 15) * 1000);
     this.api = new ServiceApi(this);
     this.app = buildApp({
       backend: this.api,
@@ -198,12 +203,20 @@ export class RefresherService implements ServiceParts {
     // Several replicas: the one holding the Lease recovers, schedules and runs, exactly as a restarted
     // service would; one that loses it stops scheduling and stops its runs (their records are the new
     // leader's to settle: fencedStore refuses this replica's writes from then on).
+    this.#follower.start();
     this.leadership.start({
-      gained: () => this.track(this.#lead()),
+      gained: () => {
+        this.#follower.stop();
+        this.track(this.#lead());
+      },
       lost: (reason) => {
         void this.scheduler.stop();
         void this.#reaper.stop();
+        this.#external.stop();
+        clearInterval(this.#sweeper);
+        this.#sweeper = undefined;
         this.runner.abortAll(`this replica lost the leader lease (${reason})`);
+        if (this.#accepting) this.#follower.start();
       },
     });
   }
@@ -259,6 +272,7 @@ export class RefresherService implements ServiceParts {
     this.#accepting = false;
     clearInterval(this.#sweeper);
     this.#external.stop();
+    this.#follower.stop();
     this.log.info({ reason, graceSeconds: this.config.server.shutdownGraceSeconds, active: this.runner.activeCount }, 'shutting down');
     await this.scheduler.stop();
     await this.#reaper.stop();
@@ -292,6 +306,8 @@ export class RefresherService implements ServiceParts {
   }
 
   async startRun(job: JobConfig, trigger: Trigger, dryRun: boolean, operation?: 'rollback'): Promise<RunRecord> {
+    // The blue/green clean-up holds the job's lock for a moment; a run waits for it rather than being refused as busy.
+    await this.#reaper.waitForJob(job.name, 30_000);
     const started = await this.runner.start(job, trigger, { dryRun, ...(operation ? { operation } : {}) });
     this.follow(started);
     return started.run;

@@ -143,6 +143,29 @@ describe('db-refresher CLI', () => {
     }
   });
 
+  it('run and rollback refuse beside elected replicas (exit 2), naming the verb that asks the leader; a dry run is allowed', async () => {
+    const replicated = path.join(harness.sandbox.root, 'replicated.yaml');
+    writeFileSync(
+      replicated,
+      `stateDir: state
+server:
+  history: { kind: kubernetes, namespace: default }
+  leaderElection: { leaseName: db-refresher }
+jobs:${harness.jobYaml({ targetPort })}`,
+    );
+    const run = await cli(['run', 'qa', '--config', replicated], harness.env);
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toContain('elects a leader among several service replicas (server.leaderElection)');
+    expect(run.stderr).toContain('db-refresher --server <URL> trigger qa --wait');
+    expectNoStackTrace(run.stderr);
+    const rollback = await cli(['rollback', 'qa', '--config', replicated], harness.env);
+    expect(rollback.code, rollback.stderr).toBe(2);
+    expect(rollback.stderr).toContain('POST /api/v1/jobs/qa/rollback');
+    const dry = await cli(['run', 'qa', '--dry-run', '--config', replicated, '-o', 'json'], harness.env);
+    expect(dry.stderr).not.toContain('elects a leader');
+    expect(JSON.parse(dry.stdout)).toMatchObject({ job: 'qa', dryRun: true });
+  });
+
   it('schema prints a JSON Schema that knows the job fields', async () => {
     const result = await cli(['schema']);
     expect(result.code).toBe(0);

@@ -2,9 +2,17 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SandboxCluster } from '../../scripts/pg-sandbox.js';
+import { DEFAULT_HBA, type SandboxCluster } from '../../scripts/pg-sandbox.js';
 import { APP_OWNER } from '../../scripts/sample-data.js';
 import type { RunRecord } from '../../src/run/record.js';
+import {
+  hbaLoaded,
+  hbaReloadWanted,
+  OPENED_QUERY,
+  type OpenedFacts,
+  RELOAD_QUERY,
+  type ReloadAsked,
+} from '../../src/targets/cnpg/private-window.js';
 import { queryCopy } from '../support/copy-queries.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 
@@ -339,5 +347,65 @@ describe('no one reads the copy before it is prepared', () => {
     // The port opens at the end of `open`, as the run moves on to verify.
     expect(firstOk?.at ?? 0).toBeGreaterThanOrEqual(openAt);
     expect(Math.abs((firstOk?.at ?? 0) - verifyAt)).toBeLessThan(1000);
+  }, 120_000);
+});
+
+/**
+ * The CNPG window's "pg_hba loaded" decision (src/targets/cnpg/private-window.ts)
+ * on a real server: pg_stat_file gives the file's mtime in whole seconds and
+ * pg_hba_file_rules shows the file, not what the server loaded, so a file
+ * written right after a reload in the same second looks loaded. The server
+ * here plays CloudNativePG's part (write the user's rules, reload); the
+ * decision must not believe them loaded until a reload came after the write.
+ */
+type Facts = OpenedFacts & Record<string, unknown>;
+
+describe("pg_hba loaded after it was written (the CNPG window's check, on a real server)", () => {
+  it('does not take a same-second reload for a load of the file, and proves the load with a reload of its own', async () => {
+    const server = await harness.sandbox.createCluster({ name: 'hba-reload' });
+    await server.sql(`CREATE ROLE tester LOGIN PASSWORD 'tester-password'`);
+    const closed = ['local all all trust', 'host all tester 127.0.0.1/32 reject', ...DEFAULT_HBA.slice(1)];
+    const testerLogsIn = async () => {
+      const c = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'tester', password: 'tester-password', database: 'postgres' });
+      c.on('error', () => undefined);
+      const ok = await c.connect().then(
+        () => true,
+        () => false,
+      );
+      await c.end().catch(() => undefined);
+      return ok;
+    };
+    const facts = async () => (await server.sql<Facts>(OPENED_QUERY, 'postgres', [[]]))[0] as Facts;
+    const loadUs = async () => (await facts()).load_us;
+
+    // Reload, then write the open rules within the same second (retried when the second turns in between).
+    let before: Facts | undefined;
+    for (let attempt = 0; attempt < 10 && !before; attempt += 1) {
+      server.setHba(closed);
+      await server.reload();
+      await waitFor(async () => !(await testerLogsIn()), 'the closed rules to be in force');
+      while (Date.now() % 1000 > 200) await new Promise((r) => setTimeout(r, 5));
+      const previous = await loadUs();
+      await server.reload();
+      await waitFor(async () => (await loadUs()) > previous, 'the reload');
+      server.setHba(DEFAULT_HBA);
+      const seen = await facts();
+      if (Math.floor(seen.load_us / 1_000_000) === seen.hba_mtime_s) before = seen;
+    }
+    if (!before) throw new Error('could not put a reload and a write in the same second');
+    // The file says the tester may log in, yet the server still runs the closed rules...
+    expect(await testerLogsIn()).toBe(false);
+    // ...and the check the window used before (load time >= whole-second mtime) took the file for loaded:
+    const [old] = await server.sql<{ loaded: boolean }>(
+      `SELECT pg_conf_load_time() >= (pg_stat_file(current_setting('hba_file'))).modification AS loaded`,
+    );
+    expect(old?.loaded).toBe(true);
+    // The decision does not, and asks for a reload.
+    expect(hbaLoaded(before)).toBe(false);
+    expect(hbaReloadWanted(before, {})).toBe(true);
+    const [asked] = await server.sql<ReloadAsked & Record<string, unknown>>(RELOAD_QUERY);
+    if (!asked) throw new Error('no answer to the reload');
+    await waitFor(async () => hbaLoaded(await facts(), asked), 'the reload asked for');
+    expect(await testerLogsIn()).toBe(true);
   }, 120_000);
 });

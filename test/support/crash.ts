@@ -5,6 +5,7 @@ import type { RunRecord } from '../../src/run/record.js';
 import { CLI_BIN } from './cli.js';
 import type { LocalHarness } from './local-harness.js';
 import { environOf, processesMatching, waitFor } from './processes.js';
+import { api, type Served, serve } from './serve.js';
 
 /**
  * Drives the built CLI from outside, the way a user or an init system does:
@@ -68,6 +69,86 @@ export function waitForPhase(stateDir: string, job: string, phase: string, excep
     timeoutMs,
     5,
   );
+}
+
+/**
+ * Starts `db-refresher run <job>`, waits until its newest record has `phase`
+ * running, waits `delayMs` more, and kills it -9. Returns the killed run's
+ * record as it was left on disk. `started` gets the CLI process (to kill it in
+ * a test's clean-up should anything fail first).
+ */
+export async function killRunDuring(input: {
+  stateDir: string;
+  job: string;
+  config: string;
+  env: NodeJS.ProcessEnv;
+  phase: string;
+  delayMs?: number;
+  /** Once the phase is under way, kill only when this holds (polled every 2 ms, up to 30 s). */
+  until?: () => boolean | Promise<boolean>;
+  started?: (cli: CliProcess) => void;
+}): Promise<RunRecord> {
+  const { stateDir, job, phase } = input;
+  const before = new Set(records(stateDir, job).map((r) => r.id));
+  const cli = startCli(['run', job, '--config', input.config, '-o', 'json'], input.env);
+  input.started?.(cli);
+  const run = await waitFor(
+    `${phase} to start`,
+    () => {
+      const newest = records(stateDir, job).find((r) => !before.has(r.id));
+      if (cli.child.exitCode !== null) throw new Error(`the run ended before ${phase}: ${cli.stdout()} ${cli.stderr()}`);
+      return newest && runningPhase(newest) === phase ? newest : undefined;
+    },
+    60_000,
+    2,
+  );
+  if (input.delayMs) await new Promise((r) => setTimeout(r, input.delayMs));
+  const deadline = Date.now() + 30_000;
+  while (input.until && !(await input.until())) {
+    if (Date.now() > deadline || cli.child.exitCode !== null) throw new Error(`the moment to kill in ${phase} never came`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  cli.child.kill('SIGKILL');
+  await cli.exit;
+  return records(stateDir, job).find((r) => r.id === run.id) as RunRecord;
+}
+
+/**
+ * What follows a kill with nobody doing anything by hand: a service starts
+ * (its start-up recovery resumes or settles the killed run), then a refresh
+ * runs through its API. Returns both runs as settled, and stops the service.
+ */
+export async function recoverThenRefresh(input: {
+  stateDir: string;
+  job: string;
+  config: string;
+  env: NodeJS.ProcessEnv;
+  token: string;
+  killed: RunRecord;
+  started?: (service: Served) => void;
+  /** Runs once the killed run has settled, before the refresh. */
+  afterRecovery?: (settled: RunRecord) => Promise<void>;
+}): Promise<{ settled: RunRecord; second: RunRecord; serviceExit: number | null }> {
+  const { stateDir, job } = input;
+  const service = await serve(input.config, input.env);
+  input.started?.(service);
+  const settledOf = (id: string, what: string) =>
+    waitFor(
+      what,
+      () => {
+        const r = records(stateDir, job).find((x) => x.id === id);
+        return r && r.status !== 'running' && r.status !== 'queued' ? r : undefined;
+      },
+      60_000,
+      20,
+    );
+  // Start-up recovery is done: the killed run is settled, or resumed and on its way to settled.
+  const settled = await settledOf(input.killed.id, 'the killed run to settle');
+  await input.afterRecovery?.(settled);
+  const started = await api(service.base, input.token, 'POST', `/api/v1/jobs/${job}/runs`);
+  if (started.status !== 202) throw new Error(`the second refresh was not accepted: ${started.status} ${JSON.stringify(started.body)}`);
+  const second = await settledOf((started.body as { run: { id: string } }).run.id, 'the second refresh');
+  return { settled, second, serviceExit: await service.stop() };
 }
 
 /**

@@ -178,15 +178,23 @@ describe('SCRAM verifier', () => {
 });
 
 describe('neutralise SQL', () => {
-  it('empties synchronous_standby_names and resets production ALTER SYSTEM settings', () => {
-    expect(synchronousReplicationStatements()).toEqual([
+  it('empties synchronous_standby_names and resets the production ALTER SYSTEM settings postgresql.auto.conf holds', () => {
+    expect(
+      synchronousReplicationStatements([
+        { name: 'archive_command', setting: '/bin/false %p' },
+        { name: 'primary_conninfo', setting: 'host=prod' },
+        { name: 'synchronous_standby_names', setting: 'prod_standby' },
+      ]),
+    ).toEqual([
       'ALTER SYSTEM RESET archive_command',
-      'ALTER SYSTEM RESET restore_command',
       'ALTER SYSTEM RESET primary_conninfo',
-      'ALTER SYSTEM RESET primary_slot_name',
       "ALTER SYSTEM SET synchronous_standby_names = ''",
       'SELECT pg_reload_conf()',
     ]);
+    // Nothing in the file: postgresql.conf may still name standbys, and the file is read after it.
+    expect(synchronousReplicationStatements([])).toEqual(["ALTER SYSTEM SET synchronous_standby_names = ''", 'SELECT pg_reload_conf()']);
+    // A second pass: nothing left to do, and the file is not rewritten.
+    expect(synchronousReplicationStatements([{ name: 'synchronous_standby_names', setting: '' }])).toEqual([]);
   });
 
   it('disables, then detaches a subscription, and never drops it', () => {

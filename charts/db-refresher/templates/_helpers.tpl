@@ -80,7 +80,8 @@ JSON: {"<namespace>": ["<cluster name>", ...]}.
 {{- $ns := toString $target.namespace -}}
 {{- $names := get $targets $ns | default (list) -}}
 {{- if eq (include "db-refresher.strategyKind" .) "blueGreen" -}}
-{{- $names = concat $names (list (printf "%s-a" (toString $target.clusterName)) (printf "%s-b" (toString $target.clusterName))) -}}
+{{- /* <clusterName> too: a job switched from recreate adopts the Cluster recreate made, then deletes it after keepPrevious. */ -}}
+{{- $names = concat $names (list (toString $target.clusterName) (printf "%s-a" (toString $target.clusterName)) (printf "%s-b" (toString $target.clusterName))) -}}
 {{- else -}}
 {{- $names = append $names (toString $target.clusterName) -}}
 {{- end -}}

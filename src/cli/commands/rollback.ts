@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { buildRunner } from '../../composition-root.js';
+import { refuseBesideReplicas } from '../beside-replicas.js';
 import { examples, globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
 import { type OutputFormat, renderRunText } from '../render.js';
 
@@ -25,6 +26,7 @@ export function registerRollback(program: Command): void {
       const opts = globals(command);
       const config = load(opts);
       const job = requireJob(config, name);
+      refuseBesideReplicas(config, job, 'rollback');
       const log = makeLogger(opts, config, false);
       const { runner, notifier } = buildRunner(config, log);
       const run = await runner.run(

@@ -2,6 +2,7 @@ import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { buildRunner } from '../../composition-root.js';
 import { silentNotifier } from '../../notify/silent.js';
+import { refuseBesideReplicas } from '../beside-replicas.js';
 import { examples, globals, load, makeLogger, outputOption, print, requireJob } from '../context.js';
 import { ProgressDisplay } from '../progress.js';
 import { type OutputFormat, renderRunText } from '../render.js';
@@ -36,6 +37,7 @@ export function registerRun(program: Command): void {
         const opts = globals(command);
         const config = load(opts);
         const job = requireJob(config, name);
+        if (!options.dryRun) refuseBesideReplicas(config, job, 'run');
         const display = process.stderr.isTTY ? new ProgressDisplay(process.stderr) : undefined;
         // On a terminal the progress display is the main output; logs show warnings unless asked for more.
         const log = display

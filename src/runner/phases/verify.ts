@@ -1,5 +1,6 @@
 import { databasesToVerify, verifyCopy } from '../../checks/verify.js';
 import { checkCoverage, coverageChecks } from '../../mask/coverage.js';
+import type { OwnerLogin } from '../../ports.js';
 import { neutralisedVerification } from '../../safe-copy/phases.js';
 import { checksFailure, failingChecks, type Phase, type PhaseRun } from './phase.js';
 import { sourceUnavailable } from './source.js';
@@ -40,6 +41,7 @@ export const verify: Phase = {
     const coverage = await maskingCoverage(
       ctx,
       databases.map((d) => d.name),
+      copyOwner,
     );
     if (coverage) {
       verification.coverage = coverage.record;
@@ -59,14 +61,15 @@ export const verify: Phase = {
  * the masked ones. Under `warn` its findings are warnings, so they are
  * recorded and notified without failing the run.
  */
-async function maskingCoverage(ctx: PhaseRun, verified: readonly string[]) {
+async function maskingCoverage(ctx: PhaseRun, verified: readonly string[], copyOwner: OwnerLogin | undefined) {
   const { job } = ctx;
   if (!job.mask || job.mask.coverage === 'off') return undefined;
   const databases = [...new Set([...verified, ...Object.keys(job.mask.databases)])];
   const record = await checkCoverage({
     mask: job.mask,
     databases,
-    endpoint: (database) => ctx.target.endpoint(database),
+    // As the verifying role, like the other checks: CNPG's endpoint needs the owner's password from its Secret.
+    endpoint: (database) => ctx.target.endpoint(database, copyOwner),
     sql: ctx.sql,
     masking: ctx.record.masking,
   });

@@ -9,10 +9,14 @@ import type { PhaseDetail, RunRecord, TargetDescription } from '../../run/record
 import {
   activeSlot,
   BLUE_GREEN_ANNOTATIONS,
+  type CnpgBlueGreenView,
   type CnpgSlot,
+  legacyCluster,
   otherSlot,
+  outgoingCluster,
   planAfterFailure,
   planCleanup,
+  planLegacyCleanup,
   planPrepare,
   planRollback,
   quotaShortfall,
@@ -65,14 +69,14 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
   }
 
   /** The Cluster of a slot as a CnpgTarget (its own name; connect from strategy.connect when given). */
-  #slotTarget(slot: CnpgSlot): CnpgTarget {
-    const connect = this.#strategy.connect?.[slot];
+  #slotTarget(slot: CnpgSlot | 'legacy'): CnpgTarget {
+    const connect = slot === 'legacy' ? undefined : this.#strategy.connect?.[slot];
     return new CnpgTarget({
       job: {
         ...this.#job,
         target: {
           ...this.#job.target,
-          clusterName: slotClusterName(this.#job.target.clusterName, slot),
+          clusterName: slot === 'legacy' ? this.#job.target.clusterName : slotClusterName(this.#job.target.clusterName, slot),
           adopt: false,
           ...(connect ? { connect } : { connect: undefined }),
         },
@@ -171,6 +175,12 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
     );
     const plan = planPrepare(view);
     if (!plan.ok) checks.push({ name: 'slot for the new Cluster', ok: false, failureClass: 'unsafe-target', message: plan.message });
+    if (!activeSlot(view) && legacyCluster(view))
+      checks.push({
+        name: 'Cluster made by strategy recreate',
+        ok: true,
+        message: `Cluster ${view.namespace}/${view.clusterName} keeps serving until the swap; then clients use Service ${view.serviceName}, and it is kept as the previous copy for keepPrevious (${this.#strategy.keepPrevious}), then deleted`,
+      });
     if (!this.#job.target.values.bootstrapDB.pg_basebackup.secret)
       checks.push({
         name: 'stable application credentials',
@@ -233,7 +243,7 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
         `Cluster ${view.namespace}/${name} is not the copy this run made; the Service was not changed`,
       );
     }
-    const outgoing = active ? slotClusterName(this.#job.target.clusterName, active) : undefined;
+    const outgoing = outgoingCluster(view);
     // Marked first: the mark is ignored while the Cluster is selected, so a crash between the two steps is harmless.
     if (outgoing) await service.markRetired(outgoing, new Date());
     const started = performance.now();
@@ -248,19 +258,43 @@ export class BlueGreenCnpgTarget implements BlueGreenTarget {
       // Connections opened before the switch keep going to the old primary; give them drainSeconds.
       await new Promise((resolve) => setTimeout(resolve, this.#strategy.drainSeconds * 1000));
     }
-    const plan = planCleanup(await service.view(), this.#strategy.keepPreviousSeconds, new Date());
-    if (plan.action === 'wait') return { previous: plan.name, keptUntil: plan.until.toISOString() };
-    if (plan.action === 'none') return { previous: null };
-    const slot = plan.name.endsWith('-a') ? 'a' : 'b';
-    await this.#slotTarget(slot).teardown(ctx);
-    return { deleted: plan.name, why: plan.why };
+    const view = await service.view();
+    const now = new Date();
+    const plan = planCleanup(view, this.#strategy.keepPreviousSeconds, now);
+    const legacy = await this.#cleanLegacy(view, now, ctx);
+    if (plan.action === 'wait') return { previous: plan.name, keptUntil: plan.until.toISOString(), ...legacy };
+    if (plan.action === 'none') return { previous: legacy.legacyKeptUntil ? view.clusterName : null, ...legacy };
+    await this.#slotTarget(this.#slotOf(plan.name)).teardown(ctx);
+    return { deleted: plan.name, why: plan.why, ...legacy };
+  }
+
+  /** The Cluster strategy recreate made, once the first swap retired it: deleted after keepPrevious, or when it will be. */
+  async #cleanLegacy(view: CnpgBlueGreenView, now: Date, ctx: PhaseContext): Promise<PhaseDetail> {
+    const plan = planLegacyCleanup(view, this.#strategy.keepPreviousSeconds, now);
+    if (plan.action === 'wait') return { legacyKeptUntil: plan.until.toISOString() };
+    if (plan.action !== 'delete') return {};
+    await this.#slotTarget('legacy').teardown(ctx);
+    return { legacyDeleted: plan.name, legacyWhy: plan.why };
+  }
+
+  #slotOf(name: string): CnpgSlot {
+    return name.endsWith('-a') ? 'a' : 'b';
   }
 
   async reap(ctx: PhaseContext): Promise<PhaseDetail> {
-    const plan = planCleanup(await (await this.#service()).view(), this.#strategy.keepPreviousSeconds, new Date());
-    if (plan.action !== 'delete') return { removed: [] };
-    await this.#slotTarget(plan.name.endsWith('-a') ? 'a' : 'b').teardown(ctx);
-    return { removed: [`Cluster ${plan.name} (${plan.why})`] };
+    const view = await (await this.#service()).view();
+    const now = new Date();
+    const plan = planCleanup(view, this.#strategy.keepPreviousSeconds, now);
+    const legacy = await this.#cleanLegacy(view, now, ctx);
+    const removed = legacy.legacyDeleted ? [`Cluster ${legacy.legacyDeleted} (${legacy.legacyWhy})`] : [];
+    const waits = [
+      plan.action === 'wait' ? plan.until.getTime() : undefined,
+      legacy.legacyKeptUntil ? Date.parse(String(legacy.legacyKeptUntil)) : undefined,
+    ].filter((t): t is number => t !== undefined);
+    const keptUntil = waits.length ? { keptUntil: new Date(Math.min(...waits)).toISOString() } : {};
+    if (plan.action !== 'delete') return { removed, ...(plan.action === 'wait' ? { previous: plan.name } : {}), ...keptUntil };
+    await this.#slotTarget(this.#slotOf(plan.name)).teardown(ctx);
+    return { removed: [...removed, `Cluster ${plan.name} (${plan.why})`], ...keptUntil };
   }
 
   async afterFailure(run: RunRecord, ctx: PhaseContext): Promise<string | undefined> {

@@ -13,6 +13,11 @@ import { ANNOTATIONS, LABELS, MANAGED_BY_VALUE, quantityToBytes } from './manife
  * 1.30 writes on the primary's Pod, as its own `-rw` Service does (BEHAVIOUR.md §4.2, §10.5). It carries
  * neither `cnpg.io/isManaged` nor `cnpg.io/cluster`, and its name is none of a Cluster's own Service
  * names, so the operator leaves it alone (§10.5, exceptions 1 and 3).
+ *
+ * A job switched from strategy recreate still has the Cluster recreate made, named `<clusterName>`
+ * (the "legacy" Cluster). It is adopted as the live copy: the first blueGreen run clones `-a` beside
+ * it, the swap retires it like any outgoing Cluster, and it is deleted once keepPrevious has passed.
+ * Rollback does not switch back to it (the Service only ever selects `-a` or `-b`).
  */
 
 export type CnpgSlot = 'a' | 'b';
@@ -98,6 +103,8 @@ export interface CnpgBlueGreenView {
   namespace: string;
   service: ServiceView | undefined;
   clusters: Record<CnpgSlot, ClusterView>;
+  /** The Cluster named `<clusterName>`, as strategy recreate made it (absent from views that did not read it). */
+  legacy?: ClusterView;
 }
 
 const isOurs = (labels: Record<string, string>, annotations: Record<string, string>, job: string): boolean =>
@@ -108,6 +115,19 @@ export function serviceRefusal(view: CnpgBlueGreenView): string | undefined {
   const s = view.service;
   if (!s || isOurs(s.labels, s.annotations, view.job)) return undefined;
   return `Service ${view.namespace}/${view.serviceName} exists and db-refresher did not create it for job "${view.job}"; it will not be changed. Choose another strategy.serviceName, or delete that Service if clients should reach the copy through db-refresher's`;
+}
+
+/** The legacy Cluster (`<clusterName>`) when it is this job's and not being deleted. */
+export function legacyCluster(view: CnpgBlueGreenView): Extract<ClusterView, { exists: true }> | undefined {
+  const legacy = view.legacy;
+  return legacy?.exists && !legacy.deleting && isOurs(legacy.labels, legacy.annotations, view.job) ? legacy : undefined;
+}
+
+/** The Cluster clients use now and the swap retires: the active slot's, or before the first swap the legacy one. */
+export function outgoingCluster(view: CnpgBlueGreenView): string | undefined {
+  const active = activeSlot(view);
+  if (active) return slotClusterName(view.clusterName, active);
+  return legacyCluster(view) && !serviceRefusal(view) ? view.clusterName : undefined;
 }
 
 /** The slot the Service points at; undefined before the first swap. */
@@ -171,6 +191,26 @@ export function planCleanup(view: CnpgBlueGreenView, keepPreviousSeconds: number
 }
 
 /**
+ * The legacy Cluster after the first swap: deleted once keepPrevious has passed since that swap retired
+ * it. Before the first swap it is the live copy, and one without a retirement mark (made again by a
+ * later switch back to recreate) is never deleted here.
+ */
+export function planLegacyCleanup(view: CnpgBlueGreenView, keepPreviousSeconds: number, now: Date): CleanupPlan {
+  const legacy = legacyCluster(view);
+  if (!legacy || !activeSlot(view) || serviceRefusal(view)) return { action: 'none' };
+  const retiredAt = Date.parse(legacy.annotations[BLUE_GREEN_ANNOTATIONS.retiredAt] ?? '');
+  if (Number.isNaN(retiredAt)) return { action: 'none' };
+  const until = new Date(retiredAt + keepPreviousSeconds * 1000);
+  if (until.getTime() <= now.getTime())
+    return {
+      action: 'delete',
+      name: view.clusterName,
+      why: `keepPrevious has passed since the first blueGreen swap retired it at ${new Date(retiredAt).toISOString()} (strategy recreate made it)`,
+    };
+  return { action: 'wait', until, name: view.clusterName };
+}
+
+/**
  * After a failed run: the Cluster this run made goes, but only while the Service does not select it
  * (before the swap); and what the error should add about the copy clients use. A failure after the swap
  * (in cleanup-previous) must not say "not changed": clients already use the new copy.
@@ -185,7 +225,7 @@ export function planAfterFailure(view: CnpgBlueGreenView, runId: string): { remo
     return {
       note: `the swap was made: clients use ${slotClusterName(view.clusterName, made)}, the new copy, through Service ${view.namespace}/${view.serviceName}`,
     };
-  if (!active && !serviceRefusal(view))
+  if (!active && !serviceRefusal(view) && !legacyCluster(view))
     return made ? { remove: made, note: 'there was no copy before; the half-made one is removed' } : { note: 'there was no copy before' };
   return made ? { remove: made, note: 'the current copy was not changed' } : { note: 'the current copy was not changed' };
 }
@@ -204,6 +244,12 @@ export function planRollback(view: CnpgBlueGreenView): RollbackPlan {
   const slot = otherSlot(active);
   const to = slotClusterName(view.clusterName, slot);
   const there = view.clusters[slot];
+  const legacy = legacyCluster(view);
+  if ((!there.exists || there.deleting) && legacy?.annotations[BLUE_GREEN_ANNOTATIONS.retiredAt])
+    return {
+      ok: false,
+      message: `the previous copy is Cluster ${view.namespace}/${view.clusterName}, which strategy recreate made; rollback switches only between ${slotClusterName(view.clusterName, 'a')} and ${slotClusterName(view.clusterName, 'b')}. It is kept until keepPrevious has passed and still answers on its own Service ${view.clusterName}-rw`,
+    };
   if (!there.exists || there.deleting || !isOurs(there.labels, there.annotations, view.job))
     return {
       ok: false,
@@ -220,6 +266,12 @@ export function planRollback(view: CnpgBlueGreenView): RollbackPlan {
       message: `Cluster ${view.namespace}/${to} is not healthy; rolling back to it would leave clients without a database`,
     };
   return { ok: true, from: slotClusterName(view.clusterName, active), to, toSlot: slot };
+}
+
+/** Bytes as a Kubernetes quantity a person reads: whole Gi, else Mi (rounded down: never more room than there is). */
+function binaryQuantity(bytes: number): string {
+  if (bytes <= 0) return '0';
+  return bytes % 2 ** 30 === 0 ? `${bytes / 2 ** 30}Gi` : `${Math.floor(bytes / 2 ** 20)}Mi`;
 }
 
 export interface ResourceQuotaView {
@@ -257,7 +309,7 @@ export function quotaShortfall(input: {
       const need = isCount ? claims : bytes;
       if (free < need)
         problems.push(
-          `ResourceQuota ${quota.name} ${key}: the new Cluster needs ${isCount ? need : input.values.storage.size + (claims > 1 ? ` × ${claims}` : '')}, ${isCount ? free : `${Math.max(0, Math.floor(free / 2 ** 30))}Gi`} left while the current Cluster keeps its volumes`,
+          `ResourceQuota ${quota.name} ${key}: the new Cluster needs ${isCount ? need : input.values.storage.size + (claims > 1 ? ` × ${claims}` : '')}, ${isCount ? free : binaryQuantity(free)} left while the current Cluster keeps its volumes`,
         );
     }
   }

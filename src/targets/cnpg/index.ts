@@ -106,8 +106,8 @@ export class CnpgTarget implements Target {
     };
   }
 
-  async privateAccess(): Promise<PrivateAccess> {
-    return privateAccess(this.#window());
+  async privateAccess(ctx?: PhaseContext): Promise<PrivateAccess> {
+    return privateAccess(this.#window(), ctx);
   }
 
   async open(ctx: PhaseContext): Promise<PhaseDetail> {

@@ -106,9 +106,11 @@ export function userWindowSettings(spec: Record<string, unknown>): UserWindowSet
 
 /**
  * The JSON merge patch that opens the clone: `null` removes a key. Opening
- * happens in two patches: first pg_hba and the parameters (the superuser
- * still logs in to see them take effect), then `superuserOnly` puts
- * superuser access and ALTER SYSTEM back to the user's values.
+ * happens in two patches: first `access`, pg_hba and the parameters, with
+ * superuser access kept on (stated, not just left alone, so that an `open`
+ * resumed after the second patch gets the door back and can see the first
+ * take effect), then `superuser` puts superuser access and ALTER SYSTEM back
+ * to the user's values.
  */
 export function openPatch(
   input: UserWindowSettings & { settings: NeutraliseSettings; part?: 'access' | 'superuser' },
@@ -122,30 +124,50 @@ export function openPatch(
   };
   const superuser = { enableSuperuserAccess: input.userSuperuserAccess ?? false };
   const alterSystem = { enableAlterSystem: input.userAlterSystem ?? false };
-  if (input.part === 'access') return { spec: { postgresql: access } };
+  if (input.part === 'access') return { spec: { enableSuperuserAccess: true, postgresql: access } };
   if (input.part === 'superuser') return { spec: { ...superuser, postgresql: alterSystem } };
   return { spec: { ...superuser, postgresql: { ...alterSystem, ...access } } };
 }
 
 /**
  * What the superuser reads to know the opening patch took effect (run with
- * the private parameters' names as $1): settings waiting for a restart, whether
- * pg_hba.conf was loaded after it was last written (CNPG writes the file,
- * then reloads: §10.3), the catch-all reject rules in the file, and the
- * private parameters' current and built-in values.
+ * the private parameters' names as $1): settings waiting for a restart, when
+ * the configuration was last loaded (microseconds since the epoch) and when
+ * pg_hba.conf was last written (whole seconds: pg_stat_file gives st_mtime),
+ * the catch-all reject rules in the file (pg_hba_file_rules reads the FILE,
+ * not what the server loaded), and the private parameters' current and
+ * built-in values.
  */
 export const OPENED_QUERY = `SELECT
   (SELECT count(*)::int FROM pg_settings WHERE pending_restart) AS pending_restart,
-  pg_conf_load_time() >= (pg_stat_file(current_setting('hba_file'))).modification AS hba_loaded,
+  (extract(epoch FROM pg_conf_load_time()) * 1000000)::bigint::float8 AS load_us,
+  extract(epoch FROM (pg_stat_file(current_setting('hba_file'))).modification)::bigint::float8 AS hba_mtime_s,
   (SELECT count(*)::int FROM pg_hba_file_rules
     WHERE auth_method = 'reject' AND database = '{all}' AND user_name = '{all}' AND address = 'all') AS reject_all,
   (SELECT coalesce(json_object_agg(name, json_build_array(setting, boot_val)), '{}'::json)
     FROM pg_settings WHERE name = ANY($1::text[])) AS settings,
   current_setting('shared_preload_libraries') AS libraries`;
 
+/**
+ * Asks the server to reload its configuration (as the superuser: it reloads
+ * the files CloudNativePG wrote, nothing else), with the instant it asked and
+ * the pg_hba.conf write it asked about.
+ */
+export const RELOAD_QUERY = `SELECT
+  (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::float8 AS at_us,
+  extract(epoch FROM (pg_stat_file(current_setting('hba_file'))).modification)::bigint::float8 AS hba_mtime_s,
+  pg_reload_conf() AS signalled`;
+
+/** A reload db-refresher asked for: when (server clock, microseconds), and the pg_hba.conf mtime it was asked after. */
+export interface ReloadAsked {
+  at_us: number;
+  hba_mtime_s: number;
+}
+
 export interface OpenedFacts {
   pending_restart: number;
-  hba_loaded: boolean;
+  load_us: number;
+  hba_mtime_s: number;
   reject_all: number;
   settings: Record<string, [string, string]>;
   libraries: string;
@@ -154,16 +176,45 @@ export interface OpenedFacts {
 const REJECT_ALL = /^\s*host\s+all\s+all\s+all\s+reject\s*$/;
 
 /**
+ * Pure: whether the server loaded pg_hba.conf as it is now. The file's mtime
+ * has whole seconds and the load time microseconds, so a load in the same
+ * second as the last write proves nothing (the write may have come after
+ * it): only a load in a later second does, or a load at or after a reload
+ * db-refresher asked for once the file already held what it holds now (same
+ * mtime).
+ */
+export function hbaLoaded(facts: Pick<OpenedFacts, 'load_us' | 'hba_mtime_s'>, asked?: ReloadAsked): boolean {
+  if (Math.floor(facts.load_us / 1_000_000) > facts.hba_mtime_s) return true;
+  return asked !== undefined && asked.hba_mtime_s === facts.hba_mtime_s && facts.load_us >= asked.at_us;
+}
+
+/** Pure: whether to ask for a reload now: the file is the user's, its load is not proven, and no reload asked after its last write is still on its way. */
+export function hbaReloadWanted(facts: OpenedFacts, input: UserWindowSettings, asked?: ReloadAsked): boolean {
+  if (holdsPrivateReject(facts, input) || hbaLoaded(facts, asked)) return false;
+  return asked === undefined || asked.hba_mtime_s !== facts.hba_mtime_s;
+}
+
+function holdsPrivateReject(facts: OpenedFacts, input: UserWindowSettings): boolean {
+  const userRejects = (input.userHba ?? []).filter((line) => REJECT_ALL.test(line)).length;
+  return facts.reject_all > userRejects;
+}
+
+export const HBA_NOT_LOADED = 'pg_hba.conf may have been written after the last configuration reload';
+
+/**
  * Pure: why the copy is not open yet, or undefined once it is. The private
  * parameters need a restart to go (CNPG restarts the primary in place, §10.1),
  * so their loaded value equal to the user's (or PostgreSQL's built-in one)
  * means the restart happened; a parameter no loaded library defines is not
  * listed in pg_settings and is skipped.
  */
-export function notYetOpen(facts: OpenedFacts, input: UserWindowSettings & { settings: NeutraliseSettings }): string | undefined {
-  const userRejects = (input.userHba ?? []).filter((line) => REJECT_ALL.test(line)).length;
-  if (facts.reject_all > userRejects) return "pg_hba.conf still holds the private window's reject rule";
-  if (!facts.hba_loaded) return 'pg_hba.conf was written after the last configuration reload';
+export function notYetOpen(
+  facts: OpenedFacts,
+  input: UserWindowSettings & { settings: NeutraliseSettings },
+  asked?: ReloadAsked,
+): string | undefined {
+  if (holdsPrivateReject(facts, input)) return "pg_hba.conf still holds the private window's reject rule";
+  if (!hbaLoaded(facts, asked)) return HBA_NOT_LOADED;
   if (withholdsCron(input.settings, input.userLibraries)) {
     const loaded = facts.libraries.split(',').map((name) => name.trim());
     if (!loaded.includes(PG_CRON)) return "pg_cron is not loaded yet (waiting for CloudNativePG's in-place restart)";

@@ -51,8 +51,8 @@ export class StableService {
     }
   }
 
-  async #cluster(slot: CnpgSlot): Promise<ClusterView> {
-    const name = slotClusterName(this.#clusterName, slot);
+  async #cluster(slot: CnpgSlot | 'legacy'): Promise<ClusterView> {
+    const name = slot === 'legacy' ? this.#clusterName : slotClusterName(this.#clusterName, slot);
     try {
       const obj = (await withRetry(`read Cluster ${this.#namespace}/${name}`, () =>
         this.#kube.custom.getNamespacedCustomObject({ ...CLUSTER, namespace: this.#namespace, name }),
@@ -73,7 +73,7 @@ export class StableService {
   }
 
   async view(): Promise<CnpgBlueGreenView> {
-    const [service, a, b] = await Promise.all([this.#service(), this.#cluster('a'), this.#cluster('b')]);
+    const [service, a, b, legacy] = await Promise.all([this.#service(), this.#cluster('a'), this.#cluster('b'), this.#cluster('legacy')]);
     return {
       job: this.#job,
       clusterName: this.#clusterName,
@@ -87,6 +87,7 @@ export class StableService {
           }
         : undefined,
       clusters: { a, b },
+      legacy,
     };
   }
 

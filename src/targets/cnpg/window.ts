@@ -5,12 +5,16 @@ import type { Clock, PhaseContext, PrivateAccess, SqlConnector } from '../../por
 import type { PhaseDetail } from '../../run/record.js';
 import type { ClusterApi } from './cluster-api.js';
 import {
+  HBA_NOT_LOADED,
+  hbaReloadWanted,
   notYetOpen,
   OPENED_QUERY,
   type OpenedFacts,
   openPatch,
   PRIVATE_SUPERUSER,
   privateParameters,
+  RELOAD_QUERY,
+  type ReloadAsked,
   type UserWindowSettings,
   userWindowSettings,
   withholdsCron,
@@ -49,8 +53,26 @@ function superuserSecretName(input: WindowInput): string {
   return named || `${input.api.name}-superuser`;
 }
 
-/** The superuser's door during the window: the password CloudNativePG generated (or the user's superuserSecret). */
-export async function privateAccess(input: WindowInput): Promise<PrivateAccess> {
+/**
+ * The superuser's door during the window: the password CloudNativePG
+ * generated (or the user's superuserSecret). An `open` killed after its last
+ * patch left superuser access off (CloudNativePG then deletes the generated
+ * Secret and empties the password, §10.7), so the resumed phase turns it on
+ * again and waits until the superuser logs in; the resumed `open` turns it
+ * off at its end. The copy was prepared before that first `open`.
+ */
+export async function privateAccess(input: WindowInput, ctx?: PhaseContext): Promise<PrivateAccess> {
+  const cluster = await input.api.getCluster();
+  const spec = (cluster?.spec ?? {}) as { enableSuperuserAccess?: boolean };
+  if (cluster && spec.enableSuperuserAccess !== true) {
+    await input.api.patchCluster({ spec: { enableSuperuserAccess: true } });
+    ctx?.log.warn({ cluster: input.api.where }, 'private window: superuser access was off (an interrupted open); turned it on again');
+    return reopenedAccess(input, ctx);
+  }
+  return accessFromSecret(input);
+}
+
+async function accessFromSecret(input: WindowInput): Promise<PrivateAccess> {
   const name = superuserSecretName(input);
   const read = await input.api.readSecretKey({ name, key: 'password' });
   if (read.value === undefined) {
@@ -70,6 +92,30 @@ export async function privateAccess(input: WindowInput): Promise<PrivateAccess> 
   return { endpoint, maintenanceDatabase: MAINTENANCE_DATABASE };
 }
 
+/** Waits until CloudNativePG wrote the superuser's Secret again and applied its password (asynchronously, §10.7). */
+async function reopenedAccess(input: WindowInput, ctx?: PhaseContext): Promise<PrivateAccess> {
+  const deadline = input.clock.now().getTime() + input.timeoutSeconds * 1000;
+  for (;;) {
+    if (ctx?.signal.aborted) throw ctx.signal.reason ?? new Error('aborted');
+    let why: string;
+    try {
+      const access = await accessFromSecret(input);
+      await input.sql.withSession(access.endpoint(MAINTENANCE_DATABASE), MAINTENANCE_DATABASE, (session) => session.query('SELECT 1'));
+      return access;
+    } catch (error) {
+      why = (error as Error).message;
+    }
+    if (input.clock.now().getTime() > deadline) {
+      throw new PhaseFailure(
+        'timeout',
+        `superuser access to the copy was turned on again but ${PRIVATE_SUPERUSER} could not log in within ${input.timeoutSeconds} s: ${why}`,
+        { hint: 'CloudNativePG recreates the superuser Secret and applies its password; check the operator and instance Pod logs.' },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 /**
  * Opens the window: patches pg_hba and the parameters back to the user's
  * (CloudNativePG reloads, and restarts the primary in place for the
@@ -82,7 +128,7 @@ export async function openWindow(input: WindowInput, ctx: PhaseContext): Promise
   const started = input.clock.now().getTime();
   await input.api.patchCluster(openPatch({ ...user, settings: input.settings, part: 'access' }));
   ctx.log.info({ cluster: input.api.where }, 'private window: pg_hba and parameters patched back to the user values');
-  const access = await privateAccess(input);
+  const access = await privateAccess(input, ctx);
   const waited = await waitOpened(input, user, access, ctx);
   await input.api.patchCluster(openPatch({ ...user, settings: input.settings, part: 'superuser' }));
   return {
@@ -99,16 +145,23 @@ export async function openWindow(input: WindowInput, ctx: PhaseContext): Promise
 async function waitOpened(input: WindowInput, user: UserWindowSettings, access: PrivateAccess, ctx: PhaseContext): Promise<string> {
   const deadline = input.clock.now().getTime() + input.timeoutSeconds * 1000;
   const names = Object.keys(privateParameters(input.settings, user));
+  const window = { ...user, settings: input.settings };
   let why = 'not checked yet';
+  let asked: ReloadAsked | undefined;
   for (;;) {
     if (ctx.signal.aborted) throw ctx.signal.reason ?? new Error('aborted');
     try {
-      const [facts] = await input.sql.withSession(access.endpoint(MAINTENANCE_DATABASE), MAINTENANCE_DATABASE, (session) =>
-        session.query<OpenedFacts & Record<string, unknown>>(OPENED_QUERY, [names]),
-      );
-      const pending = facts ? notYetOpen(facts, { ...user, settings: input.settings }) : 'no answer';
-      if (!pending) return 'pg_hba and parameters in effect';
-      why = pending;
+      why = await input.sql.withSession(access.endpoint(MAINTENANCE_DATABASE), MAINTENANCE_DATABASE, async (session) => {
+        const [facts] = await session.query<OpenedFacts & Record<string, unknown>>(OPENED_QUERY, [names]);
+        if (!facts) return 'no answer';
+        const pending = notYetOpen(facts, window, asked);
+        // pg_hba.conf's mtime has whole seconds: a reload in the second it was written proves nothing, so ask for one now.
+        if (pending && hbaReloadWanted(facts, window, asked)) {
+          [asked] = await session.query<ReloadAsked & Record<string, unknown>>(RELOAD_QUERY);
+        }
+        return pending ?? '';
+      });
+      if (!why) return 'pg_hba and parameters in effect';
     } catch (error) {
       // CloudNativePG restarts the primary in place: connections fail for a moment.
       why = `cannot connect: ${(error as Error).message}`;
@@ -120,6 +173,7 @@ async function waitOpened(input: WindowInput, user: UserWindowSettings, access: 
         { hint: 'Check the instance Pod log: CloudNativePG reloads pg_hba and restarts the primary in place for the parameters it needs.' },
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    // Right after asking for a reload, look again soon: the postmaster handles it at once.
+    await new Promise((resolve) => setTimeout(resolve, asked && why === HBA_NOT_LOADED ? 50 : 250));
   }
 }

@@ -329,7 +329,13 @@ export class BlueGreenLocalTarget implements BlueGreenTarget {
       log: ctx.log,
       signal: ctx.signal,
     });
-    return { ...(finished ? { finished: `${journal?.kind} of run ${journal?.runId}` } : {}), removed };
+    const retired = this.#slots.retired();
+    const kept = this.#slots.slot('previous').kind === 'ours' && retired;
+    return {
+      ...(finished ? { finished: `${journal?.kind} of run ${journal?.runId}` } : {}),
+      removed,
+      ...(kept ? { keptUntil: new Date(Date.parse(retired.retiredAt) + this.#strategy.keepPreviousSeconds * 1000).toISOString() } : {}),
+    };
   }
 
   /** Client sessions on a copy, for draining before its fast shutdown (the job's SQL role sees every session's pid). */

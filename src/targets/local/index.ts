@@ -19,7 +19,14 @@ import { clearStaging, cloneCopy } from './clone.js';
 import { authDirFor, pgCtlStartArgs, pgCtlStopArgs, SERVER_LOG_FILE, STAGING_MARKER_FILE, stagingDirFor } from './commands.js';
 import { directorySize, inspectDataDir, overlaps, readMarker, refusalReason, runningServer } from './data-dir.js';
 import { endCloneProcesses } from './orphans.js';
-import { closePrivately, type PrivateWindowDeps, privateEndpoint, runsPrivately, startPrivately } from './private-window.js';
+import {
+  closePrivately,
+  ensureRunsPrivately,
+  type PrivateWindowDeps,
+  privateEndpoint,
+  runsPrivately,
+  startPrivately,
+} from './private-window.js';
 import { emptyTrash, moveToTrash } from './removal.js';
 
 export type LocalJob = JobConfig & { target: LocalTargetConfig };
@@ -259,18 +266,21 @@ export class LocalTarget implements Target {
   async privateAccess(ctx: PhaseContext): Promise<PrivateAccess> {
     if (!this.#sql) throw new Error('the local target was built without a SQL connector');
     const { source } = this.#job;
-    const endpoint = await privateEndpoint(
-      this.#window(ctx),
-      this.#sql,
-      { user: source.sql.user, database: source.dbname },
-      this.#config.port,
-    );
+    const window = this.#window(ctx);
+    // A copy found down (an `open` killed between its stop and its start) starts privately again.
+    await ensureRunsPrivately(window, { noLogicalWorkers: this.#job.neutralise.subscriptions }, ctx);
+    const endpoint = await privateEndpoint(window, this.#sql, { user: source.sql.user, database: source.dbname }, this.#config.port);
     return { endpoint, maintenanceDatabase: source.dbname };
+  }
+
+  async windowOpened(ctx: PhaseContext): Promise<boolean> {
+    // Only `open` starts the copy on its port, after its checks passed (`start` refuses a copy running open).
+    return !runsPrivately(this.#window(ctx)) && runningServer(this.#config.dataDir) !== undefined;
   }
 
   async open(ctx: PhaseContext): Promise<PhaseDetail> {
     const window = this.#window(ctx);
-    if (!runsPrivately(window) && runningServer(this.#config.dataDir)) return { alreadyOpen: true };
+    if (await this.windowOpened(ctx)) return { alreadyOpen: true };
     const closed = await closePrivately(window, ctx);
     const started = await this.#startOpen(ctx);
     return { ...closed, ...started };

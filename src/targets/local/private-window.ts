@@ -93,11 +93,13 @@ export async function startPrivately(
   const socketDir = await prepareSocketDir(deps);
   const started = Date.now();
   const logFile = path.join(deps.dataDir, SERVER_LOG_FILE);
-  const libraries = withoutPgCron((await configuredSetting(deps, 'shared_preload_libraries', ctx)) ?? '');
-  const withoutCron =
-    libraries === undefined
-      ? undefined
-      : { libraries, cronDatabase: (await configuredSetting(deps, 'cron.database_name', ctx)) || PG_CRON_DEFAULT_DATABASE };
+  // Both at once (each is a `postgres -C` process); pg_cron's database matters only when pg_cron is preloaded.
+  const [preloaded, cronDatabase] = await Promise.all([
+    configuredSetting(deps, 'shared_preload_libraries', ctx),
+    configuredSetting(deps, 'cron.database_name', ctx),
+  ]);
+  const libraries = withoutPgCron(preloaded ?? '');
+  const withoutCron = libraries === undefined ? undefined : { libraries, cronDatabase: cronDatabase || PG_CRON_DEFAULT_DATABASE };
   const result = await runCommand(
     deps.pgCtl,
     pgCtlPrivateStartArgs({
@@ -119,6 +121,23 @@ export async function startPrivately(
 }
 
 /**
+ * The copy must run privately for the window's phases: one found down (an
+ * `open` killed after its stop) starts privately again, closed to its users.
+ * A copy running open is left to startPrivately's refusal or to `open`.
+ */
+export async function ensureRunsPrivately(
+  deps: PrivateWindowDeps,
+  options: { noLogicalWorkers: boolean },
+  ctx: PhaseContext,
+): Promise<void> {
+  // Killed right after `open` asked for the shutdown: let it finish first.
+  if (postmasterStatus(deps.dataDir) === 'stopping') await stopped(deps.dataDir, ctx.signal);
+  if (runningServer(deps.dataDir)) return;
+  ctx.log.warn({ dataDir: deps.dataDir }, 'private window: the copy was down; starting it privately again');
+  await startPrivately(deps, options, ctx);
+}
+
+/**
  * A setting as the copy's configuration files give it (`postgres -C`, which
  * reads them without starting a server), or undefined when none sets it.
  */
@@ -136,6 +155,32 @@ async function configuredSetting(deps: PrivateWindowDeps, name: string, ctx: Pha
   return stdout.at(-1)?.trim();
 }
 
+/** The status line of postmaster.pid (`starting`, `ready`, `stopping`, ...), or undefined. */
+function postmasterStatus(dataDir: string): string | undefined {
+  try {
+    return readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[7]?.trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The bootstrap superuser's name per private server (data directory, pid and
+ * start time from postmaster.pid): each phase of the window asks for the
+ * endpoint, and a session to look the name up again costs a round of
+ * connection set-up each time.
+ */
+const superuserOf = new Map<string, string>();
+
+function serverKey(dataDir: string): string | undefined {
+  try {
+    const lines = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
+    return `${dataDir}|${lines[0]}|${lines[2]}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The superuser's endpoint on the private socket. The bootstrap superuser (OID 10) is whatever the source's is called. */
 export async function privateEndpoint(
   deps: PrivateWindowDeps,
@@ -144,27 +189,59 @@ export async function privateEndpoint(
   port: number,
 ): Promise<(database: string) => PgEndpoint> {
   const base = { host: socketDirFor(deps), port, sslmode: 'disable' as const };
-  const [row] = await sql.withSession({ ...base, user: probe.user, dbname: probe.database }, probe.database, (session) =>
-    session.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE oid = 10'),
-  );
-  const superuser = row?.rolname ?? 'postgres';
-  return (database) => ({ ...base, user: superuser, dbname: database });
+  const key = serverKey(deps.dataDir);
+  let superuser = key ? superuserOf.get(key) : undefined;
+  if (!superuser) {
+    const [row] = await sql.withSession({ ...base, user: probe.user, dbname: probe.database }, probe.database, (session) =>
+      session.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE oid = 10'),
+    );
+    superuser = row?.rolname ?? 'postgres';
+    if (key) {
+      if (superuserOf.size > 100) superuserOf.clear();
+      superuserOf.set(key, superuser);
+    }
+  }
+  const name = superuser;
+  return (database) => ({ ...base, user: name, dbname: database });
 }
 
-/** Ends the private window: a fast shutdown; the caller starts the copy on its real port. */
+/** How long the private copy gets to shut down (pg_ctl's own default wait is 60 s). */
+const STOP_TIMEOUT_MS = 120_000;
+
+/**
+ * Ends the private window: a fast shutdown; the caller starts the copy on its
+ * real port. pg_ctl only signals (-W); the wait is ours, on the same sign
+ * pg_ctl waits for (postmaster.pid gone, or its process gone), checked every
+ * 10 ms instead of pg_ctl's 100.
+ */
 export async function closePrivately(deps: PrivateWindowDeps, ctx: PhaseContext): Promise<{ stopMs: number }> {
   const started = Date.now();
   if (runningServer(deps.dataDir)) {
-    const result = await runCommand(deps.pgCtl, ['stop', '-D', deps.dataDir, '-m', 'fast', '-w', '-t', '120'], {
+    const result = await runCommand(deps.pgCtl, ['stop', '-D', deps.dataDir, '-m', 'fast', '-W'], {
       runAs: deps.runAs,
       signal: ctx.signal,
+      timeoutMs: 30_000,
     });
     if (result.exitCode !== 0 && runningServer(deps.dataDir)) {
       throw new PhaseFailure('unknown', `could not stop the private copy in ${deps.dataDir} (exit ${result.exitCode})`, {
         details: result.tail,
       });
     }
+    await stopped(deps.dataDir, ctx.signal);
   }
   await rm(socketDirFor(deps), { recursive: true, force: true });
   return { stopMs: Date.now() - started };
+}
+
+async function stopped(dataDir: string, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (runningServer(dataDir)) {
+    if (signal.aborted) throw signal.reason ?? new Error('aborted');
+    if (Date.now() > deadline) {
+      throw new PhaseFailure('timeout', `the private copy in ${dataDir} did not shut down within ${STOP_TIMEOUT_MS / 1000} s`, {
+        hint: `Its server log (${SERVER_LOG_FILE} in the data directory) says what it waits for.`,
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }

@@ -133,6 +133,7 @@ export class LocalSlots {
       steps.push({ step: describeStep(step), detail, ms: Math.round(performance.now() - started) });
       ctx.log.info({ step: describeStep(step), detail }, 'swap step done');
       if (step.step === 'finish') break;
+      await this.#pauseForTest(step, ctx);
     }
     return { steps, downtimeMs, drainedMs };
   }
@@ -185,6 +186,22 @@ export class LocalSlots {
     });
     for (const step of steps) done.push(await this.apply(step, { log: input.log, signal: input.signal, now: () => input.now }));
     return done;
+  }
+
+  /**
+   * Crash tests only: DB_REFRESHER_TEST_PAUSE_AFTER_SWAP_STEP=<step key> (e.g. `move-current-previous`)
+   * makes the process wait after that step until it is killed, so a test can SIGKILL a real
+   * `db-refresher run` between any two steps instead of racing them (the two renames are microseconds
+   * apart). Unset in production; it changes no state.
+   */
+  async #pauseForTest(step: SwapStep, ctx: { log: Logger; signal: AbortSignal }): Promise<void> {
+    const wanted = this.#o.env.DB_REFRESHER_TEST_PAUSE_AFTER_SWAP_STEP;
+    if (!wanted || wanted !== swapStepKey(step)) return;
+    ctx.log.warn({ step: swapStepKey(step) }, 'swap paused for a crash test (DB_REFRESHER_TEST_PAUSE_AFTER_SWAP_STEP)');
+    await new Promise<void>((resolve) => {
+      if (ctx.signal.aborted) resolve();
+      ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
   }
 
   async #drain(seconds: number, ctx: { log: Logger; signal: AbortSignal }): Promise<number> {
@@ -277,6 +294,13 @@ export function describeStep(step: SwapStep): string {
     case 'refuse':
       return 'refuse';
   }
+}
+
+/** A step as one word-list for DB_REFRESHER_TEST_PAUSE_AFTER_SWAP_STEP: `stop-current`, `move-next-current`, `start-current`. */
+export function swapStepKey(step: SwapStep): string {
+  return describeStep(step)
+    .replace(/ to port \d+$/, '')
+    .replace(/ → | /g, '-');
 }
 
 function readText(file: string): string {
