@@ -38,7 +38,10 @@ _db_refresher_complete() {
     compadd -- "\${candidates[@]}"
   fi
 }
-(( $+functions[compdef] )) && compdef _db_refresher_complete ${bin}
+# Without compinit there is no compdef: register nothing, and still end with status 0.
+if (( $+functions[compdef] )); then
+  compdef _db_refresher_complete ${bin}
+fi
 `;
 
 const fish = (bin: string) => `# db-refresher completion for fish. Load it with:
