@@ -68,6 +68,11 @@ describe('strategy blueGreen, local', () => {
     const swap = run.phases.find((p) => p.name === 'swap');
     console.log(`blue/green refresh: swap downtime ${swap?.detail?.downtimeMs} ms, prober longest gap ${probe.longestGapMs} ms`);
     expect(probe.longestGapMs).toBeLessThan(5000);
+    // The old copy checkpoints while it still serves, so its shutdown (the start of the gap) has little to write.
+    const steps = (swap?.detail?.steps ?? []) as string[];
+    const at = (name: string) => steps.findIndex((s) => s.startsWith(`${name} (`));
+    expect(at('checkpoint current')).toBeGreaterThan(-1);
+    expect(at('checkpoint current')).toBeLessThan(at('stop current'));
     expect(slots().slot('current')).toMatchObject({ kind: 'ours', runId: run.id, runningPort: port });
     expect(slots().slot('previous')).toMatchObject({ kind: 'ours', runId: before.kind === 'ours' ? before.runId : 'none' });
     expect(run.phases.find((p) => p.name === 'cleanup-previous')?.detail).toMatchObject({ previousKeptUntil: expect.any(String) });

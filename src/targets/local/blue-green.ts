@@ -51,6 +51,7 @@ export class BlueGreenLocalTarget implements BlueGreenTarget {
       env: this.#env,
       startTimeoutSeconds,
       countClients: (p) => this.#countClients(p),
+      checkpoint: (p) => this.#checkpoint(p),
     });
   }
 
@@ -343,6 +344,11 @@ export class BlueGreenLocalTarget implements BlueGreenTarget {
   }
 
   /** Client sessions on a copy, for draining before its fast shutdown (the job's SQL role sees every session's pid). */
+  async #checkpoint(port: number): Promise<void> {
+    if (!this.#sql) return;
+    await this.#sql.withSession({ ...this.#current.endpoint('postgres'), port }, 'postgres', (s) => s.query('CHECKPOINT'));
+  }
+
   async #countClients(port: number): Promise<number | undefined> {
     if (!this.#sql) return undefined;
     const endpoint = { ...this.#current.endpoint('postgres'), port };

@@ -99,6 +99,22 @@ export function runningServer(dataDir: string): RunningServer | undefined {
   }
 }
 
+/**
+ * Waits until the server in dataDir is gone, on the sign `pg_ctl stop -w`
+ * waits for (postmaster.pid gone, or its process gone), looked at every 10 ms
+ * instead of pg_ctl's 100: used after `pg_ctl stop -W`, where a stop is
+ * downtime. False when it is still running at the deadline.
+ */
+export async function waitUntilStopped(dataDir: string, options: { signal: AbortSignal; timeoutMs: number }): Promise<boolean> {
+  const deadline = Date.now() + options.timeoutMs;
+  while (runningServer(dataDir)) {
+    if (options.signal.aborted) throw options.signal.reason ?? new Error('aborted');
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
+}
+
 /** Bytes used under a directory (apparent sizes, not following links). */
 export function directorySize(dir: string): number {
   let total = 0;

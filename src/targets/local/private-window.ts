@@ -9,7 +9,7 @@ import type { PhaseContext, SqlConnector } from '../../ports.js';
 import { runCommand } from '../../postgres/command.js';
 import type { OsUser } from '../../postgres/os-user.js';
 import { SERVER_LOG_FILE } from './commands.js';
-import { runningServer } from './data-dir.js';
+import { runningServer, waitUntilStopped } from './data-dir.js';
 import {
   PG_CRON_DEFAULT_DATABASE,
   PRIVATE_HBA,
@@ -234,14 +234,9 @@ export async function closePrivately(deps: PrivateWindowDeps, ctx: PhaseContext)
 }
 
 async function stopped(dataDir: string, signal: AbortSignal): Promise<void> {
-  const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (runningServer(dataDir)) {
-    if (signal.aborted) throw signal.reason ?? new Error('aborted');
-    if (Date.now() > deadline) {
-      throw new PhaseFailure('timeout', `the private copy in ${dataDir} did not shut down within ${STOP_TIMEOUT_MS / 1000} s`, {
-        hint: `Its server log (${SERVER_LOG_FILE} in the data directory) says what it waits for.`,
-      });
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
+  if (!(await waitUntilStopped(dataDir, { signal, timeoutMs: STOP_TIMEOUT_MS }))) {
+    throw new PhaseFailure('timeout', `the private copy in ${dataDir} did not shut down within ${STOP_TIMEOUT_MS / 1000} s`, {
+      hint: `Its server log (${SERVER_LOG_FILE} in the data directory) says what it waits for.`,
+    });
   }
 }

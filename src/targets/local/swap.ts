@@ -7,7 +7,7 @@ import { discoverPgBinDirs } from '../../postgres/binaries.js';
 import { runCommand } from '../../postgres/command.js';
 import type { OsUser } from '../../postgres/os-user.js';
 import { MARKER_FILE, type Marker, pgCtlStartArgs, pgCtlStopArgs, SERVER_LOG_FILE } from './commands.js';
-import { readMarker, runningServer } from './data-dir.js';
+import { readMarker, runningServer, waitUntilStopped } from './data-dir.js';
 import {
   cleanupSteps,
   type LocalSwapView,
@@ -28,6 +28,9 @@ import {
 
 export const RETIRED_FILE = 'db-refresher-retired.json';
 
+/** How long a fast shutdown may take (what `pgCtlStopArgs` gives pg_ctl). */
+const STOP_TIMEOUT_MS = 120_000;
+
 export interface LocalSlotsOptions {
   job: string;
   dataDir: string;
@@ -38,6 +41,8 @@ export interface LocalSlotsOptions {
   startTimeoutSeconds: number;
   /** Client sessions on the copy in a slot (for draining); undefined when it cannot be asked. */
   countClients?: (port: number) => Promise<number | undefined>;
+  /** A CHECKPOINT on the copy serving on a port; throws when the role may not. */
+  checkpoint?: (port: number) => Promise<void>;
 }
 
 export interface StepOutcome {
@@ -126,6 +131,8 @@ export class LocalSlots {
       const started = performance.now();
       if (step.step === 'stop' && step.slot === 'current' && step.drain) {
         drainedMs = await this.#drain(ctx.drainSeconds, ctx);
+        const checkpoint = await this.#checkpointBeforeStop(ctx.log);
+        if (checkpoint) steps.push(checkpoint);
         stopStarted = performance.now();
       }
       const detail = await this.apply(step, { ...ctx, journal });
@@ -204,6 +211,26 @@ export class LocalSlots {
     });
   }
 
+  /**
+   * A fast shutdown writes every dirty buffer in its shutdown checkpoint, and
+   * clients wait for all of it. A CHECKPOINT while the old copy still serves
+   * leaves the shutdown little to write, however much testers wrote (the same
+   * reason a switchover checkpoints first). Best effort: a role that may not
+   * checkpoint only makes the stop as long as it was.
+   */
+  async #checkpointBeforeStop(log: Logger): Promise<StepOutcome | undefined> {
+    if (!this.#o.checkpoint || !runningServer(this.paths.current)) return undefined;
+    const started = performance.now();
+    let detail = 'CHECKPOINT while the old copy still serves';
+    try {
+      await this.#o.checkpoint(this.#o.port);
+    } catch (error) {
+      detail = `skipped (${(error as Error).message}): the shutdown writes the dirty buffers instead`;
+      log.debug({ err: error }, 'no CHECKPOINT before the swap');
+    }
+    return { step: 'checkpoint current', detail, ms: Math.round(performance.now() - started) };
+  }
+
   async #drain(seconds: number, ctx: { log: Logger; signal: AbortSignal }): Promise<number> {
     const started = performance.now();
     const deadline = started + seconds * 1000;
@@ -226,9 +253,18 @@ export class LocalSlots {
   async #stop(dir: string, signal: AbortSignal): Promise<string> {
     const running = runningServer(dir);
     if (!running) return `${dir} was not running`;
-    const result = await runCommand(this.#pgCtl(dir), pgCtlStopArgs(dir), { runAs: this.#o.runAs, signal });
+    // pg_ctl only signals (-W); the wait is ours, every 10 ms instead of pg_ctl's 100: the stop of the
+    // serving copy is downtime.
+    const result = await runCommand(this.#pgCtl(dir), [...pgCtlStopArgs(dir).filter((a) => a !== '-w'), '-W'], {
+      runAs: this.#o.runAs,
+      signal,
+    });
     if (result.exitCode !== 0 && runningServer(dir))
       throw new PhaseFailure('unknown', `pg_ctl stop failed for ${dir} (exit ${result.exitCode})`, { details: result.tail });
+    if (!(await waitUntilStopped(dir, { signal, timeoutMs: STOP_TIMEOUT_MS })))
+      throw new PhaseFailure('timeout', `the copy in ${dir} did not shut down within ${STOP_TIMEOUT_MS / 1000} s`, {
+        hint: `Its server log (${SERVER_LOG_FILE} in the data directory) says what it waits for.`,
+      });
     return `stopped ${dir} (pid ${running.pid}, fast shutdown)`;
   }
 
