@@ -1,10 +1,15 @@
+import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import pg from 'pg';
 import { pino } from 'pino';
 import { Sandbox, type SandboxCluster } from '../scripts/pg-sandbox.js';
 import { Secret } from '../src/config/secret.js';
 import type { MaskConfig, PgEndpoint } from '../src/config/types.js';
 import { checkCoverage } from '../src/mask/coverage.js';
+import { keyParamList, keyParams } from '../src/mask/key.js';
 import { maskCopy } from '../src/mask/masker.js';
+import { highestParam } from '../src/mask/plan.js';
+import { maskExpression } from '../src/mask/strategies.js';
 import { PgConnector } from '../src/postgres/sql.js';
 
 /**
@@ -20,6 +25,12 @@ import { PgConnector } from '../src/postgres/sql.js';
  * catalog query over the same columns and their statistics rows (see
  * COVERAGE_PEER_QUERY), alternating which goes first, BENCH_ROUNDS times.
  *
+ * BENCH_PART=pieces (not part of `all`) times each fake's expression alone:
+ * `SELECT sum(length(expr))` over BENCH_PIECE_ROWS values (default 200,000),
+ * against md5 of the same column, alternating, BENCH_ROUNDS times. It reports
+ * the server backend's CPU time (utime + stime from /proc, 10 ms ticks), not
+ * wall time, so other processes on a busy machine barely move the figures.
+ *
  * BENCH_PART=mask or BENCH_PART=coverage runs one part only.
  */
 
@@ -27,6 +38,7 @@ const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const tables = Number(process.env.BENCH_TABLES ?? 10_000);
 const part = process.env.BENCH_PART ?? 'all';
+const pieceRows = Number(process.env.BENCH_PIECE_ROWS ?? 200_000);
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -224,6 +236,58 @@ LEFT JOIN pg_statistic st ON st.starelid = c.oid AND st.staattnum = a.attnum AND
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'`;
 
+async function benchPieces(cluster: SandboxCluster): Promise<void> {
+  await cluster.sql(
+    `CREATE TABLE people AS SELECT g AS id, 'person' || g || '@mail.example.org' AS email, 'Person Number ' || g AS full_name,
+       '+49 30 ' || (10000000 + g) AS phone FROM generate_series(1, ${pieceRows}) g`,
+  );
+  await cluster.sql('VACUUM ANALYZE people');
+  const client = new pg.Client({ host: cluster.host, port: cluster.port, user: 'postgres', password: cluster.superuserPassword });
+  await client.connect();
+  try {
+    await client.query('SET jit = off');
+    const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+    // The backend's CPU time in ms: fields 14 and 15 of /proc/<pid>/stat, in clock ticks of 10 ms.
+    const cpuMs = () => {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(fields[11]) + Number(fields[12])) * 10;
+    };
+    const text = { sqlType: 'text', typname: 'text', category: 'S', notNull: false };
+    const pieces: Record<string, string> = {
+      'md5 (peer)': 'md5(email)',
+      'scan only': 'email',
+      email: maskExpression('email', 'email', text),
+      name: maskExpression('name', 'full_name', text),
+      phone: maskExpression('phone', 'phone', text),
+    };
+    const params = keyParamList(keyParams('bench-key'));
+    const cpu: Record<string, number[]> = {};
+    for (let round = 0; round < rounds; round += 1) {
+      for (const [name, expression] of Object.entries(pieces)) {
+        const before = cpuMs();
+        await client.query(`SELECT sum(length((${expression})::text)) FROM people`, params.slice(0, highestParam(expression)));
+        const times = cpu[name] ?? [];
+        times.push(cpuMs() - before);
+        cpu[name] = times;
+      }
+    }
+    const md5 = median(cpu['md5 (peer)'] ?? []);
+    const result = Object.fromEntries(
+      Object.entries(cpu).map(([name, times]) => [
+        name,
+        {
+          medianCpuMs: median(times),
+          perValueUs: Number(((median(times) / pieceRows) * 1000).toFixed(2)),
+          md5s: Number((median(times) / md5).toFixed(1)),
+        },
+      ]),
+    );
+    console.log(JSON.stringify({ values: pieceRows, rounds, pieces: result }, null, 2));
+  } finally {
+    await client.end();
+  }
+}
+
 async function main(): Promise<void> {
   console.log(`machine: ${cpus().length} × ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
   const sandbox = Sandbox.create('dbr-bench-mask-');
@@ -234,6 +298,7 @@ async function main(): Promise<void> {
     });
     if (part === 'all' || part === 'mask') await benchMask(cluster);
     if (part === 'all' || part === 'coverage') await benchCoverage(cluster);
+    if (part === 'pieces') await benchPieces(cluster);
   } finally {
     await sandbox.destroy();
   }

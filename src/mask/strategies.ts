@@ -161,29 +161,28 @@ const pow10 = (digits: string) => `${POWERS_OF_TEN}[(${digits}) + 1]`;
  * PostgreSQL does not share common subexpressions, and each round uses the one
  * before it twice, so written as one expression the digits would be extracted
  * dozens of times per value (20× slower than md5 in bench/mask-vs-update.ts).
- * Instead a scalar subquery computes the digits and each round once, in a
- * chain of LATERAL steps; OFFSET 0 keeps the planner from folding them back
- * together.
+ * Instead a scalar subquery computes each intermediate once, in a chain of
+ * LATERAL steps (OFFSET 0 keeps the planner from folding them back together):
+ * the digits, their count and halves, the halves as numbers with their powers
+ * of ten, then each round. A column of a step costs a reference; an
+ * expression repeated in place costs a call per use (length() walks the
+ * string every time).
  */
 function phoneExpression(col: string): string {
-  // After the first step the digits are a column (d) of the subquery, so these are cheap.
-  const n = 'length(d)';
-  const u = `(${n} / 2)`;
-  const w = `(${n} - ${n} / 2)`;
   // Only numbers the Feistel network takes are cast, so no cast can fail or overflow.
-  const fits = `${n} BETWEEN 4 AND 18`;
-  const a0 = `CASE WHEN ${fits} THEN left(d, ${u})::bigint END`;
-  const b0 = `CASE WHEN ${fits} THEN substr(d, ${u} + 1)::bigint END`;
+  const fits = 'n BETWEEN 4 AND 18';
   const round = (i: number, x: string, mod: string) =>
-    `(${uint32(`sha256(${KEY_PARAMS.ipad} || convert_to('phone${i}:' || ${n} || ':' || (${x}), 'UTF8'))`)} % ${mod})`;
+    `(${uint32(`sha256(${KEY_PARAMS.ipad} || convert_to('phone${i}:' || n || ':' || (${x}), 'UTF8'))`)} % ${mod})`;
   const steps = [
     `(SELECT translate(${col}, translate(${col}, '0123456789', ''), '') AS d OFFSET 0) AS digits`,
-    `LATERAL (SELECT (${a0} + ${round(0, b0, pow10(u))}) % ${pow10(u)} AS c0 OFFSET 0) AS r0`,
-    `LATERAL (SELECT (${b0} + ${round(1, 'c0', pow10(w))}) % ${pow10(w)} AS c1 OFFSET 0) AS r1`,
-    `LATERAL (SELECT (c0 + ${round(2, 'c1', pow10(u))}) % ${pow10(u)} AS c2 OFFSET 0) AS r2`,
+    'LATERAL (SELECT length(d) AS n, length(d) / 2 AS u, length(d) - length(d) / 2 AS w OFFSET 0) AS sizes',
+    `LATERAL (SELECT CASE WHEN ${fits} THEN left(d, u)::bigint END AS a0, CASE WHEN ${fits} THEN substr(d, u + 1)::bigint END AS b0, ${pow10('u')} AS pu, ${pow10('w')} AS pw OFFSET 0) AS halves`,
+    `LATERAL (SELECT (a0 + ${round(0, 'b0', 'pu')}) % pu AS c0 OFFSET 0) AS r0`,
+    `LATERAL (SELECT (b0 + ${round(1, 'c0', 'pw')}) % pw AS c1 OFFSET 0) AS r1`,
+    `LATERAL (SELECT (c0 + ${round(2, 'c1', 'pu')}) % pu AS c2 OFFSET 0) AS r2`,
   ];
-  const feistel = `lpad(c1::text, ${w}, '0') || lpad(c2::text, ${u}, '0')`;
-  const fallback = `left(translate(encode(${hmacText(col, 'phone:')}, 'hex'), 'abcdef', '012345'), ${n})`;
+  const feistel = `lpad(c1::text, w, '0') || lpad(c2::text, u, '0')`;
+  const fallback = `left(translate(encode(${hmacText(col, 'phone:')}, 'hex'), 'abcdef', '012345'), n)`;
   const value = `CASE WHEN left(${col}, 1) = '+' THEN '+' ELSE '' END || CASE WHEN ${fits} THEN ${feistel} ELSE ${fallback} END`;
   return `CASE WHEN ${col} IS NULL THEN NULL ELSE (SELECT ${value} FROM ${steps.join(', ')}) END`;
 }

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { Config } from '../config/types.js';
+import { RefresherError } from '../errors.js';
 import type { LeaderElector } from '../kube/leader-elector.js';
 import type { Logger } from '../observe/logger.js';
 import type { Clock, RunStore } from '../ports.js';
@@ -128,11 +129,17 @@ export function fencedStore(store: RunStore, leadership: Leadership): RunStore {
       const value = Reflect.get(target, key, receiver);
       if ((key === 'save' || key === 'saveSuspension') && typeof value === 'function') {
         return (...args: unknown[]) => {
+          // NO_LEADER answers 503: a client that triggered a run here tries again and reaches the new leader.
           if (!leadership.leading)
-            return Promise.reject(new Error('not the leader any more: run records and suspensions are written only by the leader'));
+            return Promise.reject(
+              new RefresherError('NO_LEADER', 'not the leader any more: run records and suspensions are written only by the leader'),
+            );
           return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args).then((result) => {
             if (!leadership.leading)
-              throw new Error('stopped leading while the run record was being saved: the new leader settles this run');
+              throw new RefresherError(
+                'NO_LEADER',
+                'stopped leading while the run record was being saved: the new leader settles this run',
+              );
             return result;
           });
         };

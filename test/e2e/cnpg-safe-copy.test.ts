@@ -14,7 +14,10 @@ import type { SandboxCluster } from '../../scripts/pg-sandbox.js';
 import { APP_OWNER } from '../../scripts/sample-data.js';
 import { buildRunner } from '../../src/composition-root.js';
 import type { Config } from '../../src/config/types.js';
-import type { RunRecord } from '../../src/run/record.js';
+import { Kube } from '../../src/kube/client.js';
+import { type RunRecord, startPhase } from '../../src/run/record.js';
+import { ClusterApi } from '../../src/targets/cnpg/cluster-api.js';
+import { openPatch, userWindowSettings } from '../../src/targets/cnpg/private-window.js';
 import type { SimulatedOperator } from '../cnpg-sim/index.js';
 import { type CnpgFixture, startCnpgFixture } from '../support/cnpg-fixture.js';
 import type { CnpgHarness } from '../support/cnpg-harness.js';
@@ -291,4 +294,72 @@ describe('a failure inside the window', () => {
     expect(run.verification).toBeUndefined();
     await expect(queryCopy(port, h.local.ownerPassword, 'SELECT 1')).rejects.toThrow(/pg_hba\.conf rejects connection/);
   }, 240_000);
+});
+
+/**
+ * A service killed inside `open` (BEHAVIOUR.md §10.7: with superuser access
+ * off, CloudNativePG deletes the generated Secret and empties the password).
+ * The record says open is running (it is saved before the phase starts); the
+ * Cluster shows what open's patches did before the kill, each one API request.
+ * A restarted service takes the run up again (Runner.resume, as its recovery
+ * does) and must finish open by itself.
+ */
+describe('an open interrupted after each of its patches', () => {
+  for (const [patches, what] of [
+    [1, 'after pg_hba and the parameters went back to the user'],
+    [2, 'after superuser access went off too'],
+  ] as const) {
+    it(`is finished by a resumed run, ${what}`, async () => {
+      const name = `reopen-${patches}`;
+      const port = await sim.clusterPort(h.namespace, `${name}-db`);
+      const config = await job(name);
+      const j = config.jobs[0];
+      if (!j) throw new Error('no job');
+      const first = buildRunner(config, pino({ level: 'silent' }), {
+        onEvent: (e) => {
+          if (e.type === 'phase-finished' && e.phase === 'mask') first.runner.pauseAll('killed');
+        },
+      });
+      const paused = await first.runner.run(j, { kind: 'cli', by: 'test' });
+      expect(paused.status, JSON.stringify(paused.error)).toBe('running');
+      expect(phase(paused, 'open')?.status).toBe('pending');
+      // Still closed: neutralise, prepare and mask are done, open is not.
+      await expect(queryCopy(port, h.local.ownerPassword, 'SELECT 1')).rejects.toThrow(/pg_hba\.conf rejects connection/);
+      const killed = startPhase(paused, 'open', new Date());
+
+      // What open did before the kill, with its own patches (the job's cluster values: pg_cron preloaded).
+      const api = new ClusterApi({
+        namespace: h.namespace,
+        name: `${name}-db`,
+        kubeconfig: undefined,
+        clock: { now: () => new Date() },
+        kube: new Kube(h.kc),
+      });
+      const user = userWindowSettings({
+        postgresql: {
+          shared_preload_libraries: ['pg_cron'],
+          parameters: { 'cron.database_name': 'postgres', 'cron.use_background_workers': 'on', max_worker_processes: '20' },
+        },
+      });
+      await api.patchCluster(openPatch({ ...user, settings: j.neutralise, part: 'access' }));
+      if (patches === 2) {
+        await api.patchCluster(openPatch({ ...user, settings: j.neutralise, part: 'superuser' }));
+        // The operator has acted on it: the generated superuser Secret is gone.
+        await waitFor(
+          async () => (await api.readSecretKey({ name: `${name}-db-superuser`, key: 'password' })).value === undefined,
+          'the superuser Secret to go',
+        );
+      }
+
+      const second = buildRunner(config, pino({ level: 'silent' }));
+      const resumed = await (await second.runner.resume(killed, j)).done;
+      expect(resumed.status, JSON.stringify(resumed.error)).toBe('succeeded');
+      expect(resumed.resumed?.[0]?.fromPhase).toBe('open');
+      expect(phase(resumed, 'open')?.detail).toMatchObject({ opened: true, superuserAccess: false });
+      expect(resumed.verification?.checks.filter((c) => !c.ok)).toEqual([]);
+      const cluster = (await api.getCluster()) as { spec?: { enableSuperuserAccess?: boolean } } | undefined;
+      expect(cluster?.spec?.enableSuperuserAccess).toBe(false);
+      expect(await queryCopy(port, h.local.ownerPassword, 'SELECT 1 AS ok')).toEqual([{ ok: 1 }]);
+    }, 300_000);
+  }
 });

@@ -2,10 +2,19 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { RunRecord } from '../../src/run/record.js';
-import { type CliProcess, cloneProcesses, records, runningPhase, sourceReplication, startCli, waitFor } from '../support/crash.js';
+import {
+  type CliProcess,
+  cloneProcesses,
+  killRunDuring,
+  records,
+  recoverThenRefresh,
+  runningPhase,
+  sourceReplication,
+  startCli,
+} from '../support/crash.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
 import { processesMatching } from '../support/processes.js';
-import { api, killServes, type Served, serve } from '../support/serve.js';
+import { killServes, type Served } from '../support/serve.js';
 
 /**
  * kill -9 of `db-refresher run` in every phase, three times per phase. After
@@ -63,25 +72,9 @@ function env(): NodeJS.ProcessEnv {
 }
 
 /** Starts `run`, waits for `phase` to be under way, kills -9 at a random instant in its first moments. Returns the killed run's record. */
-async function killDuring(phase: string): Promise<RunRecord> {
-  const before = new Set(records(stateDir, JOB).map((r) => r.id));
-  const cli = startCli(['run', JOB, '--config', config, '-o', 'json'], env());
-  children.push(cli);
-  const run = await waitFor(
-    `${phase} to start`,
-    () => {
-      const newest = records(stateDir, JOB).find((r) => !before.has(r.id));
-      if (cli.child.exitCode !== null) throw new Error(`the run ended before ${phase}: ${cli.stdout()} ${cli.stderr()}`);
-      return newest && runningPhase(newest) === phase ? newest : undefined;
-    },
-    60_000,
-    2,
-  );
-  const delay = phase === 'clone' || phase === 'start' || phase === 'teardown' ? Math.random() * 300 : 0;
-  if (delay) await new Promise((r) => setTimeout(r, delay));
-  cli.child.kill('SIGKILL');
-  await cli.exit;
-  return records(stateDir, JOB).find((r) => r.id === run.id) as RunRecord;
+function killDuring(phase: string): Promise<RunRecord> {
+  const delayMs = phase === 'clone' || phase === 'start' || phase === 'teardown' ? Math.random() * 300 : 0;
+  return killRunDuring({ stateDir, job: JOB, config, env: env(), phase, delayMs, started: (cli) => children.push(cli) });
 }
 
 function unmarkedThingsIntact(): void {
@@ -106,34 +99,19 @@ it(`survives kill -9 in every phase (${KILLS_PER_PHASE} times each) with no manu
       seen.push(runningPhase(killed) ?? killed.status);
       const t1 = Date.now();
 
-      const service = await serve(config, env());
-      children.push(service);
-      // Start-up recovery is done: the killed run is settled, or resumed and on its way to settled.
-      const settled = await waitFor(
-        'the killed run to settle',
-        () => {
-          const r = records(stateDir, JOB).find((x) => x.id === killed.id);
-          return r && r.status !== 'running' && r.status !== 'queued' ? r : undefined;
-        },
-        60_000,
-        20,
-      );
+      const { settled, second, serviceExit } = await recoverThenRefresh({
+        stateDir,
+        job: JOB,
+        config,
+        env: env(),
+        token: TOKEN,
+        killed,
+        started: (service) => children.push(service),
+      });
       expect(['interrupted', 'succeeded', 'failed']).toContain(settled.status);
-      const started = await api(service.base, TOKEN, 'POST', `/api/v1/jobs/${JOB}/runs`);
-      expect(started.status, JSON.stringify(started.body)).toBe(202);
-      const id = (started.body as { run: { id: string } }).run.id;
-      const second = await waitFor(
-        'the second refresh',
-        () => {
-          const r = records(stateDir, JOB).find((x) => x.id === id);
-          return r && r.status !== 'running' && r.status !== 'queued' ? r : undefined;
-        },
-        60_000,
-        20,
-      );
       expect(second.status, `after a kill in ${phase}: ${JSON.stringify(second.error)}`).toBe('succeeded');
       expect(second.verification?.ok).toBe(true);
-      expect(await service.stop()).toBe(0);
+      expect(serviceExit).toBe(0);
 
       expect(records(stateDir, JOB).filter((r) => r.status === 'running' || r.status === 'queued')).toEqual([]);
       expect(cloneProcesses(harness.sandbox.root)).toEqual([]);

@@ -105,3 +105,19 @@ export async function stopReplicas(replicas: Replica[]): Promise<void> {
   for (const r of replicas) if (!exited(r)) r.child.kill('SIGTERM');
   await Promise.all(replicas.map((r) => new Promise((resolve) => (exited(r) ? resolve(null) : r.child.once('exit', resolve)))));
 }
+
+/** A replica's /metrics as `name{labels}` → value (lines as Prometheus writes them); empty when it does not answer. */
+export async function metricsOf(r: Replica): Promise<Map<string, number>> {
+  const values = new Map<string, number>();
+  try {
+    const text = await (await fetch(`${r.base}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const at = line.lastIndexOf(' ');
+      values.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
+  } catch {
+    // Not answering: no series.
+  }
+  return values;
+}

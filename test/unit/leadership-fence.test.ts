@@ -55,10 +55,15 @@ describe('fencedStore', () => {
   it('refuses a save when this replica does not lead', async () => {
     const store = fencedStore(new FileRunStore(dir), leadershipFor(0));
     await expect(store.save(record())).rejects.toThrow(/not the leader any more/);
+    await expect(store.saveSuspension('qa', { suspended: true, by: 'x', at: new Date().toISOString() })).rejects.toMatchObject({
+      code: 'NO_LEADER',
+    });
   });
 
   it('a save that ends after the lead was lost fails: the phase it starts must not run', async () => {
     const store = fencedStore(new FileRunStore(dir), leadershipFor(1));
     await expect(store.save(record())).rejects.toThrow(/stopped leading while the run record was being saved/);
+    // NO_LEADER: the HTTP API answers 503, and the client tries again (at the new leader).
+    await expect(fencedStore(new FileRunStore(dir), leadershipFor(1)).save(record())).rejects.toMatchObject({ code: 'NO_LEADER' });
   });
 });

@@ -81,6 +81,10 @@ export class BlueGreenLocalTarget implements BlueGreenTarget {
     return this.#beside().open(ctx);
   }
 
+  windowOpened(ctx: PhaseContext): Promise<boolean> {
+    return this.#beside().windowOpened(ctx);
+  }
+
   reservedRoles(): string[] {
     return this.#beside().reservedRoles();
   }

@@ -82,6 +82,10 @@ func builtins() []builtin {
 		{gv: coreGV, plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim", namespaced: true, shortNames: []string{"pvc"}, status: true, nameFn: sub,
 			newObj: func() runtime.Object { return &corev1.PersistentVolumeClaim{} }, newList: func() runtime.Object { return &corev1.PersistentVolumeClaimList{} },
 			defaults: defaultPVC},
+		// Stored and served only: no quota controller fills status.used and no admission enforces it; a
+		// test writes status (through /status) the way the quota controller would.
+		{gv: coreGV, plural: "resourcequotas", kind: "ResourceQuota", namespaced: true, shortNames: []string{"quota"}, status: true, nameFn: sub,
+			newObj: func() runtime.Object { return &corev1.ResourceQuota{} }, newList: func() runtime.Object { return &corev1.ResourceQuotaList{} }},
 		{gv: batchGV, plural: "jobs", kind: "Job", namespaced: true, status: true, generation: true, nameFn: sub,
 			newObj: func() runtime.Object { return &batchv1.Job{} }, newList: func() runtime.Object { return &batchv1.JobList{} },
 			defaults: defaultJob},
