@@ -73,6 +73,8 @@ SELECT cols.schema, cols."table", cols."column", cols.sampleable, stats.relid IS
        lower(cols."column") LIKE ANY ($1::text[]) AS name_hint, coalesce(m.sampled, 0) AS sampled,
        coalesce(m.email_values, 0) AS email_values, coalesce(m.email_in_text, 0) AS email_in_text, coalesce(m.phone_values, 0) AS phone_values,
        coalesce(m.card_candidates, '{}') AS card_candidates, coalesce(m.iban_candidates, '{}') AS iban_candidates,
+       -- pg_stats hides what the role may not read, so a missing sample may mean "not allowed": asked only then.
+       CASE WHEN cols.sampleable AND stats.relid IS NULL THEN has_column_privilege(cols.relid, cols.attnum, 'SELECT') END AS readable,
        NULL::int AS total_columns, NULL::int AS total_tables
 FROM cols
 LEFT JOIN stats ON stats.relid = cols.relid AND stats.attnum = cols.attnum
@@ -81,7 +83,7 @@ WHERE lower(cols."column") LIKE ANY ($1::text[]) OR m.email_values > 0 OR m.emai
    OR cardinality(m.card_candidates) > 0 OR cardinality(m.iban_candidates) > 0
    OR (cols.sampleable AND stats.relid IS NULL AND cols.reltuples <> 0)
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT count(*) FROM cols)::int, (SELECT count(DISTINCT relid) FROM cols)::int`;
 }
 
@@ -99,6 +101,8 @@ export interface CoverageColumnRow extends Record<string, unknown> {
   phone_values: number | null;
   card_candidates: string[] | null;
   iban_candidates: string[] | null;
+  /** false when the checking role may not read a column that has no visible sample; null when not asked. */
+  readable: boolean | null;
   total_columns: number | null;
   total_tables: number | null;
 }

@@ -58,6 +58,7 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
   let queries = 0;
   let columns = 0;
   let tables = 0;
+  const unreadable: Array<{ database: string; schema: string; table: string; column: string; user: string }> = [];
   for (const database of input.databases) {
     const evidence = await input.sql.withSession(input.endpoint(database), database, async (session) => {
       const params = [
@@ -87,6 +88,10 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
       const unanalysed: Array<{ schema: string; table: string; column: string }> = [];
       for (const row of rows) {
         if (row.column === null || row.schema === null || row.table === null) continue;
+        if (row.readable === false) {
+          unreadable.push({ database, schema: row.schema, table: row.table, column: row.column, user: input.endpoint(database).user });
+          continue;
+        }
         if (row.sampleable && !row.has_stats && row.has_rows !== false) {
           unanalysed.push({ schema: row.schema, table: row.table, column: row.column });
           if (!row.name_hint) continue;
@@ -118,6 +123,21 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
       const classified = classifyColumn(column);
       if (classified.rules.length > 0) findings.push(finding(column, classified));
     }
+  }
+
+  // A column the checking role may not read cannot be shown clean: a finding unless masked or allowed.
+  for (const c of unreadable) {
+    const table = `${c.schema}.${c.table}`;
+    if (isMasked(mask, c.database, table, c.column) || isAllowed(mask.allow, c.database, `${table}.${c.column}`)) continue;
+    findings.push({
+      database: c.database,
+      table,
+      column: c.column,
+      rules: ['unreadable'],
+      sampled: 0,
+      matched: 0,
+      evidence: `the role "${c.user}" may not read this column, so its values were not checked`,
+    });
   }
 
   // Masked columns whose re-sampled rows kept their source value were not really masked.
@@ -167,7 +187,9 @@ export function coverageChecks(coverage: CoverageRecord): Check[] {
     ok: false,
     message: f.rules.includes('resample:unchanged')
       ? `${f.evidence}; check the strategy (a constant or sql expression that returns the value unchanged)`
-      : `looks personal and is neither masked nor allowed (${f.rules.join(', ')}): ${f.evidence}; mask it under mask.databases.${f.database}, or list ${f.table}.${f.column} under mask.allow`,
+      : f.rules.includes('unreadable')
+        ? `${f.evidence}: grant that role SELECT on ${f.table} (or pg_read_all_data), mask the column, or list ${f.table}.${f.column} under mask.allow`
+        : `looks personal and is neither masked nor allowed (${f.rules.join(', ')}): ${f.evidence}; mask it under mask.databases.${f.database}, or list ${f.table}.${f.column} under mask.allow`,
     failureClass: 'verification-failed',
     severity: coverage.mode === 'warn' ? 'warning' : 'error',
   }));

@@ -43,7 +43,7 @@ export interface CoverageFinding {
   /** schema.table */
   table: string;
   column: string;
-  /** Rules that matched: `name:email`, `values:email`, `values:iban`, `values:card`, `resample:unchanged`. */
+  /** Rules that matched: `name:email`, `values:email`, `values:iban`, `values:card`, `resample:unchanged`, `unreadable` (the checking role may not read it). */
   rules: string[];
   /** Values sampled from the column, and how many of them matched the value rules. */
   sampled: number;

@@ -332,6 +332,43 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(strict.findings.find((f) => f.table === 'public.products')?.rules).toEqual(['name:name']);
   });
 
+  it('coverage: a column the checking role may not read is a finding that says so, not a permission error', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `CREATE TABLE public.vault (id int PRIMARY KEY, contact text, label text);
+       INSERT INTO public.vault SELECT g, 'v' || g || '@vault.example.net', 'x' FROM generate_series(1, 50) g;
+       ANALYZE public.vault;
+       CREATE ROLE checker LOGIN PASSWORD 'checker-pw';
+       GRANT USAGE ON SCHEMA public, billing TO checker;
+       GRANT SELECT ON ALL TABLES IN SCHEMA public, billing TO checker;
+       REVOKE SELECT ON public.vault FROM checker;
+       GRANT SELECT (id) ON public.vault TO checker;`,
+      db,
+    );
+    await mask(db);
+    const asChecker = (database: string): PgEndpoint => ({
+      ...endpoint(database),
+      user: 'checker',
+      password: new Secret('checker-pw', 'test'),
+    });
+    const coverage = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint: asChecker, sql: new PgConnector() });
+    const vault = coverage.findings.filter((f) => f.table === 'public.vault');
+    expect(vault.map((f) => [f.column, f.rules])).toEqual([
+      ['contact', ['unreadable']],
+      ['label', ['unreadable']],
+    ]);
+    expect(vault[0]?.evidence).toContain('the role "checker" may not read this column');
+    expect(coverage.ok).toBe(false);
+    // Masked or allowed columns it cannot read are not findings: masking ran as the superuser.
+    const allowed = await checkCoverage({
+      mask: { ...maskConfig(db, 'key-one'), allow: ['public.vault.contact', 'public.vault.label'] },
+      databases: [db],
+      endpoint: asChecker,
+      sql: new PgConnector(),
+    });
+    expect(allowed.findings.filter((f) => f.table === 'public.vault')).toEqual([]);
+  });
+
   it('coverage: the query count does not grow with the number of tables', async () => {
     const db = await freshCopy();
     await cluster.sql(
