@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { progressText } from '../../src/cli/progress.js';
-import { progressOf } from '../../src/http/ui/render.js';
+import { formatInZone, progressOf } from '../../src/http/ui/render.js';
 import {
   type BackupRow,
   BackupTracker,
@@ -196,5 +196,17 @@ describe('the progress line and the status page', () => {
       percent: 25,
       etaMs: 12_000,
     });
+  });
+});
+
+describe('formatInZone (kept between renders of the status page)', () => {
+  it('gives the same text from its cache as when first made, per zone, also past the cache size', () => {
+    const iso = '2026-12-07T02:00:00.000Z';
+    expect(formatInZone(iso, 'Europe/Berlin')).toBe('2026-12-07 03:00 CET');
+    expect(formatInZone(iso, 'Europe/Berlin')).toBe('2026-12-07 03:00 CET');
+    expect(formatInZone(iso, 'America/New_York')).toBe('2026-12-06 21:00 GMT-5');
+    for (let i = 0; i < 5000; i++) formatInZone(new Date(Date.parse(iso) + i * 60_000).toISOString(), 'UTC');
+    expect(formatInZone(iso, 'Europe/Berlin')).toBe('2026-12-07 03:00 CET');
+    expect(formatInZone(new Date(Date.parse(iso) + 4999 * 60_000).toISOString(), 'UTC')).toBe('2026-12-10 13:19 UTC');
   });
 });

@@ -31,10 +31,28 @@ export function formatAge(ms) {
 }
 
 const zoneFormats = new Map();
+/**
+ * Texts already made, by zone and time: formatToParts is the dearest call in a
+ * row (half of the server's render of 1,000 rows), and the next runs repeat
+ * (jobs share schedules, and a next run stays the same until it passes).
+ */
+const zoneTexts = new Map();
+const ZONE_TEXTS_MAX = 4096;
 
 /** "2026-11-25 03:00 CET": a time as read in a zone (the job's schedule zone). */
 export function formatInZone(iso, timeZone) {
   if (!iso) return '';
+  const key = `${timeZone} ${iso}`;
+  let text = zoneTexts.get(key);
+  if (text === undefined) {
+    text = formatInZoneNow(iso, timeZone);
+    if (zoneTexts.size >= ZONE_TEXTS_MAX) zoneTexts.clear();
+    zoneTexts.set(key, text);
+  }
+  return text;
+}
+
+function formatInZoneNow(iso, timeZone) {
   let format = zoneFormats.get(timeZone);
   if (!format) {
     format = new Intl.DateTimeFormat('en-GB', {
