@@ -175,7 +175,7 @@ export const OPERATIONS: readonly Operation[] = [
       '400': err('malformed body'),
       '404': err('no such job'),
       '409': err(
-        '`job-busy`: the job is running or queued (`runId` names that run); `job-suspended`: suspended and no manual runs allowed',
+        '`job-busy`: the job is running or queued (`runId` names that run; null, with Retry-After, while the service itself holds the job for a moment for upkeep); `job-suspended`: suspended and no manual runs allowed',
       ),
       '413': err('body over server.bodyLimitBytes'),
       '503': err('shutting down (`Retry-After` is set)'),
@@ -197,7 +197,7 @@ export const OPERATIONS: readonly Operation[] = [
       '400': err('malformed body, or `dryRun: true`'),
       '404': err('no such job'),
       '409': err(
-        '`no-previous-copy`: the job uses a strategy that keeps no previous copy (`recreate`); `job-busy`: the job is running or queued (`runId` names that run)',
+        '`no-previous-copy`: the job uses a strategy that keeps no previous copy (`recreate`); `job-busy`: the job is running or queued (`runId` names that run; null, with Retry-After, while the service itself holds the job for a moment for upkeep)',
       ),
       '413': err('body over server.bodyLimitBytes'),
       '503': err('shutting down (`Retry-After` is set)'),

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { isRunId } from '../run/record.js';
 import type { ApiBackend } from './backend.js';
 import { replyError } from './reply.js';
 import { runPath, summarizeRun } from './views.js';
@@ -11,7 +12,6 @@ import { runPath, summarizeRun } from './views.js';
  */
 
 const JOB_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const RUN_ID = /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$/;
 
 export const reasonBody = z
   .strictObject(
@@ -59,7 +59,7 @@ export function registerActionRoutes(api: FastifyInstance, backend: ApiBackend, 
     const id = request.params.id;
     const body = reasonBody.safeParse(request.body);
     if (!body.success) return replyError(reply, 'USAGE', problem(body.error));
-    if (!RUN_ID.test(id)) return replyError(reply, 'RUN_NOT_FOUND', `no run with id "${id.slice(0, 80)}"`);
+    if (!isRunId(id)) return replyError(reply, 'RUN_NOT_FOUND', `no run with id "${id.slice(0, 80)}"`);
     const result = await backend.cancel(id, {
       by: request.principal?.name ?? 'unknown',
       ...(body.data?.reason ? { reason: body.data.reason } : {}),

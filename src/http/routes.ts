@@ -1,7 +1,8 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { refusesManualRuns } from '../config/job-rules.js';
 import { isRefresherError } from '../errors.js';
+import { isRunId, RUN_ID_PATTERN } from '../run/record.js';
 import { JobListResponse, serializerSchema } from './api-schemas.js';
 import type { ApiBackend } from './backend.js';
 import { replyError } from './reply.js';
@@ -14,7 +15,6 @@ import { runPath, runView, summarizeRun } from './views.js';
  */
 
 const JOB_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const RUN_ID = /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$/;
 
 export const triggerBody = z
   .strictObject(
@@ -47,7 +47,7 @@ export const jobsQuery = z.object({
 
 export const runsQuery = z.object({
   limit: limit(200, 20),
-  before: z.string().regex(RUN_ID, { error: 'must be a run id, e.g. from nextCursor' }).optional(),
+  before: z.string().regex(RUN_ID_PATTERN, { error: 'must be a run id, e.g. from nextCursor' }).optional(),
 });
 
 /**
@@ -116,7 +116,7 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, clo
     const query = waitQuery.safeParse(request.query);
     if (!query.success) return replyError(reply, 'USAGE', problem(query.error));
     const wait = query.data.wait ?? 0;
-    const run = RUN_ID.test(id) ? await (wait > 0 ? waitForEnd(backend, id, wait, closing) : backend.getRun(id)) : undefined;
+    const run = isRunId(id) ? await (wait > 0 ? waitForEnd(backend, id, wait, closing) : backend.getRun(id)) : undefined;
     if (!run) return replyError(reply, 'RUN_NOT_FOUND', `no run with id "${id.slice(0, 80)}"`);
     return runView(run, backend.currentRun(run.job));
   });
@@ -145,13 +145,7 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, clo
       if (isRefresherError(error) && error.code === 'JOB_BUSY') {
         // The lock's message names the holding process; that is for the log, not for API clients.
         request.log.info({ err: error.message }, 'trigger refused: job busy');
-        const runId = backend.runningRunId(job.name);
-        return replyError(
-          reply,
-          'JOB_BUSY',
-          `job "${job.name}" is already running${runId ? ` (run ${runId})` : ''}; wait for that run to finish, one refresh per job runs at a time`,
-          { runId: runId ?? null, ...(runId ? { links: { run: runPath(runId) } } : {}) },
-        );
+        return jobBusy(reply, job.name, backend.runningRunId(job.name));
       }
       if (isRefresherError(error) && error.httpStatus !== 500) {
         if (error.code === 'SHUTTING_DOWN') reply.header('retry-after', '30');
@@ -187,14 +181,35 @@ export function registerApiRoutes(api: FastifyInstance, backend: ApiBackend, clo
       reply.header('location', runPath(run.id));
       return reply.code(202).send({ run: summarizeRun(run), links: { self: runPath(run.id) } });
     } catch (error) {
-      if (isRefresherError(error) && error.code === 'JOB_BUSY') {
-        const runId = backend.runningRunId(job.name);
-        return replyError(reply, 'JOB_BUSY', error.message, {
-          runId: runId ?? null,
-          ...(runId ? { links: { run: runPath(runId) } } : {}),
-        });
-      }
+      if (isRefresherError(error) && error.code === 'JOB_BUSY') return jobBusy(reply, job.name, backend.runningRunId(job.name));
       throw error;
     }
   });
+}
+
+/**
+ * 409 job-busy naming the run that holds the job. The lock may instead be held for a moment by the
+ * service's own upkeep (start-up recovery settling earlier runs, the sweep of previous copies), which
+ * is not a run a client could look up: then no run id, and Retry-After.
+ */
+function jobBusy(reply: FastifyReply, job: string, holder: string | undefined) {
+  const runId = holder !== undefined && isRunId(holder) ? holder : undefined;
+  if (!runId) {
+    reply.header('retry-after', '5');
+    return replyError(
+      reply,
+      'JOB_BUSY',
+      `job "${job}" is busy with the service's own upkeep (settling earlier runs after a start or a change of leader, or removing a previous copy); try again in a few seconds`,
+      { runId: null },
+    );
+  }
+  return replyError(
+    reply,
+    'JOB_BUSY',
+    `job "${job}" is already running (run ${runId}); wait for that run to finish, one refresh per job runs at a time`,
+    {
+      runId,
+      links: { run: runPath(runId) },
+    },
+  );
 }

@@ -158,6 +158,13 @@ export interface RunRecord {
   compacted?: boolean;
 }
 
+/** What newRunId makes. Lock holders that are not runs (start-up recovery, the previous-copy sweep) do not match. */
+export const RUN_ID_PATTERN = /^[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}$/;
+
+export function isRunId(id: string): boolean {
+  return RUN_ID_PATTERN.test(id);
+}
+
 export function newRunId(now: Date): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('.', '');
   return `${stamp}-${randomBytes(3).toString('hex')}`;

@@ -252,6 +252,19 @@ describe('POST /api/v1/jobs/{job}/runs', () => {
     });
   });
 
+  it("409 with Retry-After and no run link while the service's own upkeep holds the job (not a run anyone can look up)", async () => {
+    for (const holder of ['recovery', 'reaper-1796229123238']) {
+      backend.busy.set('qa', holder);
+      const res = await app.inject({ method: 'POST', url: '/api/v1/jobs/qa/runs', headers: auth() });
+      expect(res.statusCode).toBe(409);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.json()).toEqual(expect.objectContaining({ error: 'job-busy', runId: null }));
+      expect(res.json().links).toBeUndefined();
+      expect(res.json().message).toContain("busy with the service's own upkeep");
+      expect(res.body).not.toContain(holder);
+    }
+  });
+
   it('409 for a suspended job that does not allow manual runs; 404 for an unknown job', async () => {
     expect((await app.inject({ method: 'POST', url: '/api/v1/jobs/frozen/runs', headers: auth() })).json()).toMatchObject({
       error: 'job-suspended',
