@@ -1,4 +1,5 @@
 import { systemClock } from '../clock.js';
+import { RefresherError } from '../errors.js';
 import { Kube, podNamespace, type V1ConfigMap } from '../kube/client.js';
 import { LABELS, MANAGED_BY_VALUE } from '../kube/labels.js';
 import { isConflict, isNotFound, sleep, withRetry } from '../kube/retry.js';
@@ -58,6 +59,7 @@ export class KubernetesRunStore implements RunStore {
   readonly #queues = new Map<string, Promise<unknown>>();
   #lastScan = 0;
   readonly #clock: Clock;
+  #mayWrite: (() => boolean) | undefined;
 
   private constructor(api: Kube['core'], namespace: string, options: KubernetesRunStoreOptions) {
     this.#api = api;
@@ -73,6 +75,16 @@ export class KubernetesRunStore implements RunStore {
     const kube = options.kube ?? Kube.fromFile(options.kubeconfig, options.env ?? process.env);
     const namespace = options.namespace ?? podNamespace() ?? kube.contextNamespace ?? 'default';
     return new KubernetesRunStore(kube.core, namespace, options);
+  }
+
+  /**
+   * With leader election: asked before every write attempt. A save that meets
+   * a 409 reads again and writes again; if the lead was lost meanwhile, that
+   * second write would put the old leader's view of a run over what the new
+   * leader recorded since, so it is refused instead.
+   */
+  fence(mayWrite: () => boolean): void {
+    this.#mayWrite = mayWrite;
   }
 
   get namespace(): string {
@@ -140,6 +152,8 @@ export class KubernetesRunStore implements RunStore {
         },
         data: boundAndCompact(data, { keep: this.#keep, keepFull: this.#keepFull }),
       };
+      if (this.#mayWrite && !this.#mayWrite())
+        throw new RefresherError('NO_LEADER', 'not the leader any more: the run record was not written; the new leader settles this run');
       try {
         if (current)
           await retrying('replace history ConfigMap', () =>

@@ -124,6 +124,8 @@ export async function createLeadership(options: {
  */
 export function fencedStore(store: RunStore, leadership: Leadership): RunStore {
   if (leadership === soleReplica) return store;
+  // Inside the store too: its retry after a 409 must not write once the lead is gone.
+  (store as Partial<{ fence(mayWrite: () => boolean): void }>).fence?.(() => leadership.leading);
   return new Proxy(store, {
     get(target, key, receiver) {
       const value = Reflect.get(target, key, receiver);

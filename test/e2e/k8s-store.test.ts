@@ -151,6 +151,24 @@ describe('KubernetesRunStore', () => {
     expect(lines.some((l) => l.includes('history ConfigMap changed meanwhile; retrying'))).toBe(true);
   });
 
+  it('a fenced store writes nothing once its replica stops leading, not even the retry after a 409', async () => {
+    const [old, next] = [await store({ keepRuns: 100 }), await store({ keepRuns: 100 })];
+    let leading = true;
+    old.fence(() => leading);
+    const run = finished('fenced', 0);
+    await old.save({ ...run, status: 'running' });
+    // The new leader settles the run; the old one, cut off, comes back with its own view of it.
+    const settled = { ...run, status: 'interrupted' as const };
+    await next.save(settled);
+    leading = false;
+    await expect(old.save(run)).rejects.toMatchObject({ code: 'NO_LEADER' });
+    await expect(old.saveSuspension('fenced', { suspended: true, by: 'x', at: new Date().toISOString() })).rejects.toMatchObject({
+      code: 'NO_LEADER',
+    });
+    expect(await next.get(run.id)).toEqual(settled);
+    expect(await next.getSuspension('fenced')).toBeUndefined();
+  });
+
   it("keeps a job's suspension beside its runs: runs saved and compacted later do not drop it", async () => {
     const s = await store({ keepRuns: 2 });
     expect(await s.getSuspension('epsilon')).toBeUndefined();
