@@ -9,6 +9,7 @@ import { neutraliseCopy } from './neutralise.js';
 import { keptRoles, neutralisationEnabled } from './neutralise-sql.js';
 import { needsPrivateWindow } from './plan.js';
 import { runPrepareSteps } from './prepare.js';
+import { whileRestarting } from './reconnect.js';
 import { applyRoles } from './roles.js';
 
 /**
@@ -93,10 +94,18 @@ export async function openPhase(input: SafeCopyInput, ctx: PhaseContext): Promis
   return { ...(await target.open(ctx)), ...(checks.length ? { checks } : {}) };
 }
 
+/** How long the checks before `open` wait for a copy that is restarting (a resumed CNPG open). */
+const RESTART_WAIT_MS = 120_000;
+
 async function privateChecks(input: SafeCopyInput, ctx: PhaseContext): Promise<Check[]> {
-  const access = await copyAccess(input, ctx);
-  const facts = await withCopySession(access, access.maintenanceDatabase, (session) =>
-    readNeutralisedFacts(session, input.job.neutralise, (db, fn) => withCopySession(access, db, fn)),
+  const facts = await whileRestarting(
+    async () => {
+      const access = await copyAccess(input, ctx);
+      return withCopySession(access, access.maintenanceDatabase, (session) =>
+        readNeutralisedFacts(session, input.job.neutralise, (db, fn) => withCopySession(access, db, fn)),
+      );
+    },
+    { signal: ctx.signal, timeoutMs: RESTART_WAIT_MS },
   );
   return neutralisedChecks(input.job.neutralise, facts);
 }
