@@ -145,7 +145,14 @@ export async function recoverThenRefresh(input: {
   // Start-up recovery is done: the killed run is settled, or resumed and on its way to settled.
   const settled = await settledOf(input.killed.id, 'the killed run to settle');
   await input.afterRecovery?.(settled);
-  const started = await api(service.base, input.token, 'POST', `/api/v1/jobs/${job}/runs`);
+  // A resumed run's record is saved settled a moment before it lets go of the job: a 409 naming that
+  // run then means "a moment later", as it would for any client.
+  let started = await api(service.base, input.token, 'POST', `/api/v1/jobs/${job}/runs`);
+  for (const until = Date.now() + 15_000; started.status === 409 && Date.now() < until; ) {
+    if ((started.body as { runId?: string }).runId !== input.killed.id) break;
+    await new Promise((r) => setTimeout(r, 200));
+    started = await api(service.base, input.token, 'POST', `/api/v1/jobs/${job}/runs`);
+  }
   if (started.status !== 202) throw new Error(`the second refresh was not accepted: ${started.status} ${JSON.stringify(started.body)}`);
   const second = await settledOf((started.body as { run: { id: string } }).run.id, 'the second refresh');
   return { settled, second, serviceExit: await service.stop() };
