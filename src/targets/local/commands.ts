@@ -84,6 +84,11 @@ export function pgCtlStopArgs(dataDir: string): string[] {
   return ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '120'];
 }
 
+/** A fast shutdown that pg_ctl only signals (-W): the caller waits with waitUntilStopped, every 10 ms instead of pg_ctl's 100. */
+export function pgCtlSignalStopArgs(dataDir: string): string[] {
+  return ['stop', '-D', dataDir, '-m', 'fast', '-W'];
+}
+
 function quoteConfValue(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }

@@ -8,7 +8,7 @@ import { classifyLog } from '../../failures.js';
 import type { PhaseContext, SqlConnector } from '../../ports.js';
 import { runCommand } from '../../postgres/command.js';
 import type { OsUser } from '../../postgres/os-user.js';
-import { SERVER_LOG_FILE } from './commands.js';
+import { pgCtlSignalStopArgs, SERVER_LOG_FILE } from './commands.js';
 import { runningServer, waitUntilStopped } from './data-dir.js';
 import {
   PG_CRON_DEFAULT_DATABASE,
@@ -217,7 +217,7 @@ const STOP_TIMEOUT_MS = 120_000;
 export async function closePrivately(deps: PrivateWindowDeps, ctx: PhaseContext): Promise<{ stopMs: number }> {
   const started = Date.now();
   if (runningServer(deps.dataDir)) {
-    const result = await runCommand(deps.pgCtl, ['stop', '-D', deps.dataDir, '-m', 'fast', '-W'], {
+    const result = await runCommand(deps.pgCtl, pgCtlSignalStopArgs(deps.dataDir), {
       runAs: deps.runAs,
       signal: ctx.signal,
       timeoutMs: 30_000,

@@ -6,7 +6,7 @@ import type { Logger } from '../../observe/logger.js';
 import { discoverPgBinDirs } from '../../postgres/binaries.js';
 import { runCommand } from '../../postgres/command.js';
 import type { OsUser } from '../../postgres/os-user.js';
-import { MARKER_FILE, type Marker, pgCtlStartArgs, pgCtlStopArgs, SERVER_LOG_FILE } from './commands.js';
+import { MARKER_FILE, type Marker, pgCtlSignalStopArgs, pgCtlStartArgs, SERVER_LOG_FILE } from './commands.js';
 import { readMarker, runningServer, waitUntilStopped } from './data-dir.js';
 import {
   cleanupSteps,
@@ -205,9 +205,11 @@ export class LocalSlots {
     const wanted = this.#o.env.DB_REFRESHER_TEST_PAUSE_AFTER_SWAP_STEP;
     if (!wanted || wanted !== swapStepKey(step)) return;
     ctx.log.warn({ step: swapStepKey(step) }, 'swap paused for a crash test (DB_REFRESHER_TEST_PAUSE_AFTER_SWAP_STEP)');
-    await new Promise<void>((resolve) => {
-      if (ctx.signal.aborted) resolve();
-      ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+    // Only a kill or an abort ends the pause; an abort must not go on to the next step.
+    await new Promise<void>((_resolve, reject) => {
+      const stop = () => reject(ctx.signal.reason ?? new Error('aborted'));
+      if (ctx.signal.aborted) stop();
+      else ctx.signal.addEventListener('abort', stop, { once: true });
     });
   }
 
@@ -255,7 +257,7 @@ export class LocalSlots {
     if (!running) return `${dir} was not running`;
     // pg_ctl only signals (-W); the wait is ours, every 10 ms instead of pg_ctl's 100: the stop of the
     // serving copy is downtime.
-    const result = await runCommand(this.#pgCtl(dir), [...pgCtlStopArgs(dir).filter((a) => a !== '-w'), '-W'], {
+    const result = await runCommand(this.#pgCtl(dir), pgCtlSignalStopArgs(dir), {
       runAs: this.#o.runAs,
       signal,
     });
