@@ -8,6 +8,7 @@
 /** Every column of the tables named in $1 (text[] of "schema.table"). */
 export const MASKED_TABLE_COLUMNS = `
 SELECT n.nspname AS schema, c.relname AS "table", c.relkind AS kind, greatest(c.reltuples, 0)::bigint AS estimated_rows,
+       pg_relation_size(c.oid) / current_setting('block_size')::int AS pages,
        a.attname AS "column", format_type(a.atttypid, a.atttypmod) AS sql_type,
        coalesce(bt.typname, t.typname) AS typname, coalesce(bt.typcategory, t.typcategory) AS category,
        a.attnotnull AS not_null, a.attgenerated <> '' AS generated,
@@ -29,6 +30,8 @@ export interface CatalogColumnRow extends Record<string, unknown> {
   table: string;
   kind: string;
   estimated_rows: string | number;
+  /** The main fork's size in pages (bigint, so a string from pg). */
+  pages: string | number;
   column: string;
   sql_type: string;
   typname: string;

@@ -1,42 +1,25 @@
 import type { MaskConfig, PgEndpoint } from '../config/types.js';
 import { PhaseFailure } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import type { SqlConnector, SqlSession } from '../ports.js';
+import type { SqlConnector } from '../ports.js';
 import { type CatalogColumnRow, FOREIGN_KEY_COLUMNS, type ForeignKeyRow, MASKED_TABLE_COLUMNS } from './catalog.js';
+import { type PageRange, planChunks } from './chunks.js';
 import { keyParamList, keyParams } from './key.js';
 import { type DatabaseMaskConfig, maskedTables, planDatabase, type TableMaskPlan } from './plan.js';
-import type { MaskedColumnRecord, MaskedDatabaseRecord, MaskedTableRecord, MaskingRecord } from './record.js';
-import { quoteIdent, quoteQualified, splitTable } from './sql-text.js';
+import type { MaskedDatabaseRecord, MaskedTableRecord, MaskingRecord } from './record.js';
+import { analyzeAndResample, type SampleRow, sampleStatement } from './resample.js';
+import { applySessionSettings, errorText, MASKING_SESSION_SETTINGS } from './session.js';
+import { SplitTable } from './split-table.js';
 
 /**
  * Masks the copy: checks every configured column against the copy's catalog
  * (and has the server EXPLAIN every statement) before the first update, then
- * runs one set-based UPDATE per table, up to `parallel` tables at a time, each
- * on its own connection, followed by ANALYZE so the statistics describe the
- * masked data and no longer hold source values.
- *
- * Every masking session sets session_replication_role = replica: user
- * triggers and foreign-key checks do not fire for its own updates, so nothing
- * runs per row, and nothing has to be switched back on afterwards (a crash
- * leaves no table with triggers disabled).
+ * runs one set-based UPDATE per table, up to `parallel` at a time, each on its
+ * own connection, followed by ANALYZE so the statistics describe the masked
+ * data and no longer hold source values. A large plain table is split into
+ * page ranges masked in parallel on one shared snapshot (split-table.ts).
+ * Session settings: session.ts.
  */
-
-/** Session settings of every masking connection; what each one is for is said in README (Masking). */
-export const MASKING_SESSION_SETTINGS: ReadonlyArray<{ sql: string; why: string; required: boolean }> = [
-  {
-    sql: 'SET session_replication_role = replica',
-    why: 'triggers and foreign-key checks off for this session only',
-    required: true,
-  },
-  { sql: 'SET statement_timeout = 0', why: 'a large table may take longer than the default statement timeout', required: true },
-  { sql: 'SET synchronous_commit = off', why: 'the copy is rebuilt by the next run anyway', required: true },
-  { sql: "SET DateStyle = 'ISO, YMD'", why: 'dateShift hashes the text of a date; the same in every session', required: true },
-  { sql: "SET TimeZone = 'UTC'", why: 'dateShift hashes the text of a timestamp; the same in every session', required: true },
-  { sql: 'SET jit = off', why: 'compiling the long masking expressions costs more than it saves', required: true },
-  // Keep bind parameters (the key blocks) out of the server log, where the server supports it.
-  { sql: 'SET log_parameter_max_length = 0', why: 'bind parameters (the key blocks) stay out of the server log', required: false },
-  { sql: 'SET log_parameter_max_length_on_error = 0', why: 'bind parameters stay out of error log lines', required: false },
-];
 
 export interface MaskInput {
   mask: MaskConfig;
@@ -47,31 +30,15 @@ export interface MaskInput {
   signal: AbortSignal;
   progress?(detail: Record<string, unknown>): void;
   now?(): number;
+  /** The smallest page range a table is split into (chunks.ts MIN_CHUNK_PAGES); tests set a small one to split small tables. */
+  minChunkPages?: number;
 }
 
 interface Work {
   database: string;
   plan: TableMaskPlan;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-async function applySessionSettings(session: SqlSession): Promise<void> {
-  for (const setting of MASKING_SESSION_SETTINGS) {
-    try {
-      await session.execute(setting.sql);
-    } catch (error) {
-      if (!setting.required) continue;
-      if (setting.sql.includes('session_replication_role')) {
-        throw new Error(
-          `cannot switch off triggers and foreign-key checks for the masking session (${errorText(error)}); masking needs a superuser on the copy, or on PostgreSQL 15 and later: GRANT SET ON PARAMETER session_replication_role TO the role db-refresher uses`,
-        );
-      }
-      throw error;
-    }
-  }
+  /** One open range: the table is one UPDATE; more: masked as page ranges in parallel. */
+  ranges: PageRange[];
 }
 
 /** Catalog checks and EXPLAIN of every statement: all problems of all databases, before any update. */
@@ -86,6 +53,7 @@ async function planAll(input: MaskInput, params: unknown[]): Promise<Work[]> {
         const columns = await session.query<CatalogColumnRow>(MASKED_TABLE_COLUMNS, [tables]);
         const foreignKeys = await session.query<ForeignKeyRow>(FOREIGN_KEY_COLUMNS, [tables]);
         const plan = planDatabase({ database, config, columns, foreignKeys });
+        const [server] = await session.query<{ version: number }>("SELECT current_setting('server_version_num')::int AS version");
         if (!plan.ok) {
           problems.push(...plan.problems);
           return;
@@ -94,7 +62,14 @@ async function planAll(input: MaskInput, params: unknown[]): Promise<Work[]> {
           try {
             // The server parses, type-checks and plans the real statement (constants, sql expressions, casts) without running it.
             await session.query(`EXPLAIN ${table.statement}`, params.slice(0, table.paramCount));
-            work.push({ database, plan: table });
+            const ranges = planChunks({
+              kind: table.kind,
+              serverVersion: Number(server?.version ?? 0),
+              pages: table.pages,
+              parallel: input.mask.parallel,
+              minChunkPages: input.minChunkPages,
+            });
+            work.push({ database, plan: table, ranges });
           } catch (error) {
             problems.push(`${database}: ${table.table}: the masking statement is not valid for this table: ${errorText(error)}`);
           }
@@ -117,70 +92,6 @@ async function planAll(input: MaskInput, params: unknown[]): Promise<Work[]> {
   return work;
 }
 
-/** Up to `sampleRows` rows with the masked columns as text, taken before the update; `k` is the primary key when there is one. */
-function sampleStatement(plan: TableMaskPlan, limit: number): string {
-  const { schema, table } = splitTable(plan.table);
-  const key =
-    plan.keyColumns.length > 0
-      ? `json_build_object(${plan.keyColumns.map((c) => `'${c.replaceAll("'", "''")}', ${quoteIdent(c)}`).join(', ')})::text`
-      : "''";
-  const values = plan.columns.map((c, i) => `${quoteIdent(c.column)}::text AS v${i}`).join(', ');
-  const anyValue = plan.columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
-  return `SELECT ${key} AS k, ${values} FROM ${plan.only}${quoteQualified(schema, table)} WHERE ${anyValue} LIMIT ${limit}`;
-}
-
-/** The sampled rows again, by primary key, after the update. */
-function resampleStatement(plan: TableMaskPlan): string {
-  const { schema, table } = splitTable(plan.table);
-  const key = `json_build_object(${plan.keyColumns.map((c) => `'${c.replaceAll("'", "''")}', t.${quoteIdent(c)}`).join(', ')})::text`;
-  const values = plan.columns.map((c, i) => `t.${quoteIdent(c.column)}::text AS v${i}`).join(', ');
-  const join = plan.keyColumns.map((c) => `t.${quoteIdent(c)} = s.${quoteIdent(c)}`).join(' AND ');
-  const target = quoteQualified(schema, table);
-  return `SELECT ${key} AS k, ${values} FROM ${plan.only}${target} t JOIN json_populate_recordset(NULL::${target}, $1::json) s ON ${join}`;
-}
-
-/**
- * Without a primary key the sampled rows cannot be found again, so the sampled
- * source values are looked for in the masked columns instead: which of them are
- * still there, in one scan of the table. ($i is column i's sampled values.)
- */
-function presenceStatement(plan: TableMaskPlan): string {
-  const { schema, table } = splitTable(plan.table);
-  const present = plan.columns.map(
-    (c, i) =>
-      `coalesce(array_agg(DISTINCT ${quoteIdent(c.column)}::text) FILTER (WHERE ${quoteIdent(c.column)}::text = ANY ($${i + 1}::text[])), '{}') AS v${i}`,
-  );
-  return `SELECT ${present.join(', ')} FROM ${plan.only}${quoteQualified(schema, table)}`;
-}
-
-type SampleRow = Record<string, string | null> & { k: string };
-
-/** Per masked column: sampled values, and how many of them the masked table still holds. */
-async function resample(
-  session: SqlSession,
-  plan: TableMaskPlan,
-  before: SampleRow[],
-): Promise<Array<{ rows: number; unchanged: number }>> {
-  if (plan.keyColumns.length === 0) {
-    // Column i's sampled source values, non-NULL.
-    const sampled = plan.columns.map((_, i) => before.map((r) => r[`v${i}`]).filter((v): v is string => v !== null && v !== undefined));
-    const [present = {}] = await session.query<Record<string, string[]>>(
-      presenceStatement(plan),
-      sampled.map((values) => [...new Set(values)]),
-    );
-    return sampled.map((values, i) => {
-      const left = new Set(present[`v${i}`] ?? []);
-      return { rows: values.length, unchanged: values.filter((v) => left.has(v)).length };
-    });
-  }
-  const keys = before.map((r) => JSON.parse(r.k) as unknown);
-  const after = new Map((await session.query<SampleRow>(resampleStatement(plan), [JSON.stringify(keys)])).map((r) => [r.k, r] as const));
-  return plan.columns.map((_, i) => {
-    const sampled = before.filter((r) => r[`v${i}`] !== null);
-    return { rows: sampled.length, unchanged: sampled.filter((r) => after.get(r.k)?.[`v${i}`] === r[`v${i}`]).length };
-  });
-}
-
 async function maskTable(input: MaskInput, item: Work, params: unknown[], running: Set<number>): Promise<MaskedTableRecord> {
   const { plan, database } = item;
   const now = input.now ?? Date.now;
@@ -192,22 +103,59 @@ async function maskTable(input: MaskInput, item: Work, params: unknown[], runnin
     if (pid !== undefined) running.add(pid);
     let rows: number;
     try {
+      // An abort between picking this table and registering its backend would not cancel it.
+      if (input.signal.aborted) throw new Error('masking stopped');
       rows = await session.execute(plan.statement, params.slice(0, plan.paramCount));
     } finally {
       if (pid !== undefined) running.delete(pid);
     }
-    const { schema, table } = splitTable(plan.table);
-    // Fresh statistics: the copy's pg_statistic still held the source's most common values.
-    await session.execute(`ANALYZE ${quoteQualified(schema, table)}`);
-    const columns: MaskedColumnRecord[] = plan.columns.map((c) => ({ column: c.column, strategy: c.describe }));
-    if (before.length > 0) {
-      const counts = await resample(session, plan, before);
-      counts.forEach((resampled, i) => {
-        (columns[i] as MaskedColumnRecord).resampled = resampled;
-      });
-    }
+    const columns = await analyzeAndResample(session, plan, before);
     return { table: plan.table, rows, durationMs: now() - started, columns };
   });
+}
+
+/** One unit of the worker pool: a whole table, or one page range of a split table. */
+interface QueueItem {
+  database: string;
+  plan: TableMaskPlan;
+  /** Resolves with the table's record once the table is done; a range other than the last one resolves with undefined. */
+  run(): Promise<MaskedTableRecord | undefined>;
+}
+
+/** The tables in their order, a split table as one item per range at its place. */
+function queueOf(
+  input: MaskInput,
+  work: Work[],
+  params: unknown[],
+  running: (database: string) => Set<number>,
+): { queue: QueueItem[]; splits: SplitTable[] } {
+  const queue: QueueItem[] = [];
+  const splits: SplitTable[] = [];
+  for (const item of work) {
+    const { database, plan, ranges } = item;
+    if (ranges.length < 2) {
+      queue.push({ database, plan, run: () => maskTable(input, item, params, running(database)) });
+      continue;
+    }
+    const split = new SplitTable({
+      sql: input.sql,
+      endpoint: input.endpoint(database),
+      database,
+      plan,
+      ranges,
+      params: params.slice(0, plan.paramCount),
+      sampleRows: input.mask.sampleRows,
+      running: running(database),
+      signal: input.signal,
+      log: input.log,
+      now: input.now ?? Date.now,
+    });
+    splits.push(split);
+    ranges.forEach((_, i) => {
+      queue.push({ database, plan, run: () => split.runChunk(i) });
+    });
+  }
+  return { queue, splits };
 }
 
 /** Cancels the queries still running on the copy: a closed connection alone would let an UPDATE run to its end. */
@@ -223,9 +171,15 @@ async function cancelRunning(input: MaskInput, database: string, pids: Set<numbe
 export async function maskCopy(input: MaskInput): Promise<MaskingRecord> {
   const params = keyParamList(keyParams(input.mask.key.reveal()));
   const work = await planAll(input, params);
-  const parallel = Math.max(1, Math.min(input.mask.parallel, work.length));
-  const results = new Map<string, MaskedTableRecord[]>();
   const running = new Map<string, Set<number>>();
+  const runningIn = (database: string): Set<number> => {
+    const pids = running.get(database) ?? new Set<number>();
+    running.set(database, pids);
+    return pids;
+  };
+  const { queue, splits } = queueOf(input, work, params, runningIn);
+  const parallel = Math.max(1, Math.min(input.mask.parallel, queue.length));
+  const results = new Map<string, MaskedTableRecord[]>();
   let next = 0;
   let done = 0;
   let failure: unknown;
@@ -237,17 +191,16 @@ export async function maskCopy(input: MaskInput): Promise<MaskingRecord> {
   try {
     const worker = async () => {
       while (failure === undefined && !input.signal.aborted) {
-        const item = work[next];
+        const item = queue[next];
         next += 1;
         if (!item) return;
-        const pids = running.get(item.database) ?? new Set<number>();
-        running.set(item.database, pids);
         try {
-          const record = await maskTable(input, item, params, pids);
+          const record = await item.run();
+          if (!record) continue;
           results.set(item.database, [...(results.get(item.database) ?? []), record]);
           done += 1;
           input.log.info(
-            { database: item.database, table: item.plan.table, rows: record.rows, durationMs: record.durationMs },
+            { database: item.database, table: item.plan.table, rows: record.rows, durationMs: record.durationMs, chunks: record.chunks },
             'table masked',
           );
           input.progress?.({ tablesDone: done, tables: work.length, table: `${item.database}: ${item.plan.table}` });
@@ -262,6 +215,8 @@ export async function maskCopy(input: MaskInput): Promise<MaskingRecord> {
     await Promise.all(Array.from({ length: parallel }, worker));
   } finally {
     input.signal.removeEventListener('abort', onAbort);
+    // No chunk runs any more: end the snapshot sessions of split tables whose ranges did not all run.
+    await Promise.all(splits.map((split) => split.abandon()));
   }
   if (input.signal.aborted) throw input.signal.reason ?? new Error('masking stopped');
   if (failure !== undefined) throw failure;

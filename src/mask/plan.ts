@@ -24,8 +24,12 @@ export interface TableMaskPlan {
   /** schema.table */
   table: string;
   columns: MaskedColumn[];
-  /** One set-based UPDATE over the whole table (and its partitions). */
+  /** One set-based UPDATE over the whole table (and its partitions): `${head} WHERE ${filter}`. */
   statement: string;
+  /** `UPDATE … SET …`, without the WHERE clause, for statements restricted to a page range (chunks.ts). */
+  head: string;
+  /** `col IS NOT NULL OR …`: the rows the statement rewrites. */
+  filter: string;
   /**
    * How many of the key's bind parameters the statement takes: a statement
    * with only phone or redact columns uses $1–$2 or none, and PostgreSQL
@@ -36,6 +40,10 @@ export interface TableMaskPlan {
   only: 'ONLY ' | '';
   /** reltuples, to start the biggest tables first. */
   estimatedRows: number;
+  /** pg_class.relkind: 'r' plain, 'p' partitioned. */
+  kind: 'r' | 'p';
+  /** The table's size in pages when the catalog was read (0 for a partitioned parent), to decide whether to split it. */
+  pages: number;
   /** Columns of the primary key, used to re-sample masked rows; empty when the table has none. */
   keyColumns: string[];
 }
@@ -127,14 +135,19 @@ export function planDatabase(input: {
     const only = kind === 'r' ? 'ONLY ' : '';
     // Rows whose masked columns are all NULL stay as they are: nothing to mask, nothing to rewrite.
     const anyValue = columns.map((c) => `${quoteIdent(c.column)} IS NOT NULL`).join(' OR ');
-    const statement = `UPDATE ${only}${quoteQualified(schema, name)} SET ${sets.join(', ')} WHERE ${anyValue}`;
+    const head = `UPDATE ${only}${quoteQualified(schema, name)} SET ${sets.join(', ')}`;
+    const statement = `${head} WHERE ${anyValue}`;
     tables.push({
       table,
       columns,
       statement,
+      head,
+      filter: anyValue,
       paramCount: highestParam(statement),
       only,
       estimatedRows: Number(rows[0]?.estimated_rows ?? 0),
+      kind,
+      pages: Number(rows[0]?.pages ?? 0),
       keyColumns: rows.filter((r) => r.in_primary_key).map((r) => r.column),
     });
   }

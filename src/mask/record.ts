@@ -16,6 +16,8 @@ export interface MaskedTableRecord {
   table: string;
   rows: number;
   durationMs: number;
+  /** Page ranges masked in parallel on one shared snapshot (docs/masking.md); absent when the table was one UPDATE. */
+  chunks?: number;
   columns: MaskedColumnRecord[];
 }
 

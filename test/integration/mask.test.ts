@@ -222,6 +222,128 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(await cluster.sql('SELECT remark FROM public.remarks', db)).toEqual([{ remark: 'xxxx xxx xx 000-0000' }]);
   });
 
+  describe('a large table split into page ranges', () => {
+    const PEOPLE = 30_000;
+    const TABLES: Record<string, Record<string, MaskStrategy>> = {
+      'public.people': { email: 'email', name: 'name', phone: 'phone' },
+      'public.events': { email: 'email' },
+      'public.tiny': { email: 'email' },
+    };
+
+    /**
+     * people (about 370 pages) splits into two ranges with a minimum of 50 pages. events, a partitioned
+     * table with more rows, is never split and goes first (biggest first), so with two connections the
+     * second range of people starts only after the first one committed: the interleaving in which a
+     * range that did not share the first one's snapshot would see, and mask again, the new row versions
+     * the first one wrote at the end of the table.
+     */
+    async function splitSource(): Promise<string> {
+      const name = 'splitsource';
+      await cluster.sql(`CREATE DATABASE ${name}`);
+      await cluster.sql(
+        `CREATE TABLE public.people (id int PRIMARY KEY, email text UNIQUE, name text, phone text);
+         INSERT INTO public.people SELECT g, 'person' || g || '@mail.example.org', 'Person Number ' || g,
+           CASE WHEN g % 7 = 0 THEN NULL ELSE '+49 30 ' || (1000000 + g) END FROM generate_series(1, ${PEOPLE}) g;
+         CREATE TABLE public.events (id int, email text) PARTITION BY RANGE (id);
+         CREATE TABLE public.events_a PARTITION OF public.events FOR VALUES FROM (0) TO (60000);
+         CREATE TABLE public.events_b PARTITION OF public.events FOR VALUES FROM (60000) TO (200000);
+         INSERT INTO public.events SELECT g, 'event' || g || '@mail.example.org' FROM generate_series(1, 120000) g;
+         CREATE TABLE public.tiny (id int PRIMARY KEY, email text UNIQUE);
+         INSERT INTO public.tiny SELECT g, 't' || g || '@mail.example.org' FROM generate_series(1, 100) g;
+         ANALYZE;`,
+        name,
+      );
+      return name;
+    }
+
+    const maskSplit = (database: string, minChunkPages: number, tables = TABLES) =>
+      maskCopy({
+        mask: maskConfig(database, 'key-one', tables, 2),
+        endpoint,
+        sql: new PgConnector(),
+        log: silentLogger(),
+        signal: new AbortController().signal,
+        minChunkPages,
+      });
+
+    /** Other sessions on the database, waiting up to 5 s for closed connections' backends to exit. */
+    async function sessionsLeft(database: string): Promise<number> {
+      for (let attempt = 0; ; attempt++) {
+        const [row] = await cluster.sql<{ n: string }>(
+          'SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+          database,
+        );
+        if (Number(row?.n) === 0 || attempt === 50) return Number(row?.n);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+
+    const dump = async (database: string) =>
+      (await cluster.sql<{ id: number; email: string; name: string; phone: string | null }>(
+        'SELECT id, email, name, phone FROM public.people ORDER BY id',
+        database,
+      )) as Array<Record<string, unknown>>;
+
+    it('masks every row exactly once, as one UPDATE would, on one shared snapshot', async () => {
+      const template = await splitSource();
+      await cluster.sql('CREATE DATABASE split_copy TEMPLATE splitsource');
+      await cluster.sql('CREATE DATABASE whole_copy TEMPLATE splitsource');
+      const [{ pages } = { pages: '0' }] = await cluster.sql<{ pages: string }>(
+        "SELECT pg_relation_size('public.people') / current_setting('block_size')::int AS pages",
+        template,
+      );
+      expect(Number(pages)).toBeGreaterThanOrEqual(100);
+
+      const split = await maskSplit('split_copy', 50);
+      const whole = await maskSplit('whole_copy', 1_000_000);
+      const tables = (record: typeof split) => new Map(record.databases[0]?.tables.map((t) => [t.table, t]));
+      const people = tables(split).get('public.people');
+      expect(people?.chunks).toBe(2);
+      expect(people?.rows).toBe(PEOPLE);
+      expect(people?.columns.map((c) => c.resampled?.unchanged)).toEqual([0, 0, 0]);
+      expect(people?.columns.map((c) => c.resampled?.rows)).toEqual([20, 20, expect.any(Number)]);
+      // The partitioned parent and the small table stay one statement each.
+      expect(tables(split).get('public.events')?.chunks).toBeUndefined();
+      expect(tables(split).get('public.events')?.rows).toBe(120_000);
+      expect(tables(split).get('public.tiny')?.chunks).toBeUndefined();
+      expect(tables(whole).get('public.people')?.chunks).toBeUndefined();
+      expect(tables(whole).get('public.people')?.rows).toBe(PEOPLE);
+
+      // A row masked twice or not at all would differ from the one-statement copy.
+      const [splitRows, wholeRows, sourceRows] = await Promise.all([dump('split_copy'), dump('whole_copy'), dump(template)]);
+      expect(splitRows).toHaveLength(PEOPLE);
+      const different = splitRows.filter((row, i) => JSON.stringify(row) !== JSON.stringify(wholeRows[i]));
+      expect(different).toEqual([]);
+      expect(splitRows.filter((row, i) => row.email === sourceRows[i]?.email || row.name === sourceRows[i]?.name)).toEqual([]);
+
+      const [state] = await cluster.sql<Record<string, string>>(
+        `SELECT (SELECT count(DISTINCT email) FROM public.people) AS emails,
+                (SELECT count(*) FROM pg_index WHERE NOT indisvalid) AS invalid_indexes`,
+        'split_copy',
+      );
+      expect(state).toEqual({ emails: String(PEOPLE), invalid_indexes: '0' });
+      expect(await sessionsLeft('split_copy')).toBe(0);
+      // The unique index holds: a duplicate of a masked address is refused.
+      await expect(
+        cluster.sql('INSERT INTO public.people (id, email) SELECT 0, email FROM public.people WHERE id = 1', 'split_copy'),
+      ).rejects.toThrow(/people_email_key/);
+    });
+
+    it('fails masking with the range and the cause when one range fails, and leaves no session behind', async () => {
+      await cluster.sql('CREATE DATABASE split_fail TEMPLATE splitsource');
+      const error = await maskSplit('split_fail', 50, {
+        'public.people': { email: 'email', name: { sql: `CASE WHEN id = ${PEOPLE} THEN (1 / (id - id))::text ELSE name END` } },
+      }).then(
+        () => undefined,
+        (e: unknown) => e as MaskError,
+      );
+      expect(error?.failureClass).toBe('masking-failed');
+      expect(error?.message).toMatch(/^masking split_fail: public\.people failed: pages \d+–end: division by zero/);
+      // The coordinator's snapshot session and both ranges' sessions are closed.
+      expect(await sessionsLeft('split_fail')).toBe(0);
+    });
+  });
+
   it('re-samples tables without a primary key by looking for the sampled source values', async () => {
     const db = await freshCopy();
     await cluster.sql(

@@ -18,6 +18,7 @@ function column(table: string, name: string, extra: Partial<CatalogColumnRow> = 
     table: rel,
     kind: 'r',
     estimated_rows: 10,
+    pages: 0,
     column: name,
     sql_type: 'text',
     typname: 'text',
@@ -161,6 +162,8 @@ describe('planDatabase', () => {
       /^UPDATE ONLY "public"\."customers" SET "email" = .*, "Full Name" = .* WHERE "email" IS NOT NULL OR "Full Name" IS NOT NULL$/s,
     );
     expect(table?.keyColumns).toEqual(['id']);
+    // The parts a page range's statement is built from (chunks.ts) make up the whole statement.
+    expect(`${table?.head} WHERE ${table?.filter}`).toBe(table?.statement);
   });
 
   it('lists every problem at once, each naming database, table and column', () => {
