@@ -33,5 +33,5 @@ export function keyParams(key: string): KeyParams {
 
 /** The parameters in the order of KEY_PARAMS ($1–$4). */
 export function keyParamList(params: KeyParams): unknown[] {
-  return [params.ipad, params.opad, params.givenSeed, params.familySeed];
+  return [params.ipad, params.givenSeed, params.familySeed, params.opad];
 }

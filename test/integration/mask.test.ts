@@ -1,9 +1,11 @@
+import { createHash, createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, type SandboxCluster } from '../../scripts/pg-sandbox.js';
 import type { MaskStrategy } from '../../src/config/schema-mask.js';
 import { Secret } from '../../src/config/secret.js';
 import type { MaskConfig, PgEndpoint } from '../../src/config/types.js';
 import { checkCoverage, coverageChecks } from '../../src/mask/coverage.js';
+import { keyParams } from '../../src/mask/key.js';
 import { maskCopy } from '../../src/mask/masker.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { PgConnector } from '../../src/postgres/sql.js';
@@ -23,14 +25,20 @@ const CUSTOMERS = 2000;
 const PINNED_PHONES: Array<string | null> = [
   null,
   '',
-  '31',
-  '+4392',
-  '9627244320700045985072',
+  '53',
+  '+1330',
+  '0020068643493283459388',
   '',
-  '+87783890051',
-  '+7535084344531290527',
-  '7686757713',
-  '+134022288172',
+  '+13918988506',
+  '+5361522508477913485',
+  '5152110474',
+  '+082995469956',
+];
+
+/** public.people masked under 'pinned-phone-key'. */
+const PINNED_PEOPLE = [
+  { email: 'noah.moreno.bcb2022b97dd2c01@example.com', full_name: 'Yusuf Costa 317c1a287f4656f1' },
+  { email: 'ursula.romero.242c08018303a9a0@example.com', full_name: 'Petra Huber 7a2ca452e15acdf2' },
 ];
 
 const STANDARD: Record<string, Record<string, MaskStrategy>> = {
@@ -203,23 +211,47 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(same).toBe('0');
   });
 
-  it('gives phone fakes that stay the same from release to release; tables with only unkeyed or phone columns work', async () => {
+  it('gives fakes that stay the same from release to release; tables with only unkeyed, phone or hash columns work', async () => {
     // Pinned values under a fixed key: a refresh after an upgrade must give the same
     // fakes as before, so joins between copies and saved test data keep working.
+    // A release that changes them must say so (docs/masking.md, "Stable fakes").
     const db = await freshCopy();
     await cluster.sql(
       `CREATE TABLE public.phones (id int PRIMARY KEY, phone text);
        INSERT INTO public.phones VALUES (1, NULL), (2, ''), (3, '12'), (4, '+12 34'), (5, '1234567890123456789012'),
          (6, 'abc'), (7, '+1 (555) 0000042'), (8, '+1 234 567 890 123 456 789'), (9, '030 1234567'), (10, '+44 20 7946 0958');
        CREATE TABLE public.remarks (id int PRIMARY KEY, remark text);
-       INSERT INTO public.remarks VALUES (1, 'Call Ann at 555-0142')`,
+       INSERT INTO public.remarks VALUES (1, 'Call Ann at 555-0142');
+       CREATE TABLE public.people (id int PRIMARY KEY, email text, full_name text);
+       INSERT INTO public.people VALUES (1, 'ann@corp.test', 'Ann Smith'), (2, 'bob@corp.test', 'Bob Jones');
+       CREATE TABLE public.tokens (id int PRIMARY KEY, token text);
+       INSERT INTO public.tokens VALUES (1, 'tok-1'), (2, NULL)`,
       db,
     );
-    // A statement binds only the key parameters it uses: phone takes two, redact none.
-    await mask(db, 'pinned-phone-key', { 'public.phones': { phone: 'phone' }, 'public.remarks': { remark: 'redact' } });
+    // A statement binds only the key parameters it uses: phone takes one, redact none, hash all four.
+    await mask(db, 'pinned-phone-key', {
+      'public.phones': { phone: 'phone' },
+      'public.remarks': { remark: 'redact' },
+      'public.people': { email: 'email', full_name: 'name' },
+      'public.tokens': { token: 'hash' },
+    });
     const rows = await cluster.sql<{ phone: string | null }>('SELECT phone FROM public.phones ORDER BY id', db);
     expect(rows.map((r) => r.phone)).toEqual(PINNED_PHONES);
     expect(await cluster.sql('SELECT remark FROM public.remarks', db)).toEqual([{ remark: 'xxxx xxx xx 000-0000' }]);
+    expect(await cluster.sql('SELECT email, full_name FROM public.people ORDER BY id', db)).toEqual(PINNED_PEOPLE);
+    // The tag is the first 64 bits of the HMAC's inner hash, sha256((key ⊕ ipad) || 'email:' || value).
+    const inner = (message: string) =>
+      createHash('sha256')
+        .update(Buffer.concat([keyParams('pinned-phone-key').ipad, Buffer.from(message)]))
+        .digest('hex')
+        .slice(0, 16);
+    expect(PINNED_PEOPLE[0]?.email).toContain(`.${inner('email:ann@corp.test')}@`);
+    expect(PINNED_PEOPLE[1]?.full_name).toMatch(new RegExp(` ${inner('name:Bob Jones')}$`));
+    // hash is the plain HMAC-SHA256 of the value: what openssl dgst -sha256 -hmac KEY gives.
+    expect(await cluster.sql('SELECT token FROM public.tokens ORDER BY id', db)).toEqual([
+      { token: createHmac('sha256', 'pinned-phone-key').update('tok-1').digest('hex') },
+      { token: null },
+    ]);
   });
 
   describe('a large table split into page ranges', () => {

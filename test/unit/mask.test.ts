@@ -108,20 +108,45 @@ describe('strategies', () => {
   it('never put the key in SQL text: keyed expressions read bind parameters', () => {
     const sql = maskExpression('email', 'email', text);
     expect(sql).toContain('$1::bytea');
-    expect(sql).toContain('$2::bytea');
+    expect(sql).toContain('$2::bigint');
     expect(sql).not.toContain('k3y');
+  });
+
+  it('make each email, name and phone fake cost one keyed sha256() per hash, not a full HMAC (two)', () => {
+    // sha256() dominates a fake's cost in PostgreSQL: the fakes use the HMAC's inner hash only.
+    for (const strategy of ['email', 'name'] as const) {
+      const sql = maskExpression(strategy, 'c', text);
+      expect(sql.match(/sha256\(/g)).toHaveLength(1);
+      expect(sql).toContain('sha256($1::bytea || convert_to(');
+      expect(sql).not.toContain('$4');
+    }
+    // hash stays the full HMAC, reproducible with openssl.
+    expect(maskExpression('hash', 'c', text).match(/sha256\(/g)).toHaveLength(2);
+  });
+
+  it('compute the phone fake from the number arithmetically, with 8-byte messages for the rounds', () => {
+    const sql = maskExpression('phone', 'phone', text);
+    expect(sql.match(/int8send\(/g)).toHaveLength(3);
+    expect(sql).not.toMatch(/'phone[0-9]:'/);
   });
 
   it("extract a phone number's digits once per value, not once per use in the Feistel rounds", () => {
     const sql = maskExpression('phone', 'phone', text);
     // One translate() pair for the digits, one for the fallback's hex digits.
     expect(sql.match(/translate\(/g)).toHaveLength(3);
-    expect(sql.match(/sha256\(/g)).toHaveLength(5);
+    // Three rounds, each written once, and the fallback.
+    expect(sql.match(/sha256\(/g)).toHaveLength(4);
   });
 
   it('bind only the key parameters a statement refers to', () => {
-    expect(highestParam(`UPDATE t SET a = ${maskExpression('email', 'a', text)}`)).toBe(4);
-    expect(highestParam(`UPDATE t SET a = ${maskExpression('phone', 'a', text)}`)).toBe(2);
+    expect(highestParam(`UPDATE t SET a = ${maskExpression('email', 'a', text)}`)).toBe(3);
+    expect(highestParam(`UPDATE t SET a = ${maskExpression('phone', 'a', text)}`)).toBe(1);
+    expect(highestParam(`UPDATE t SET a = ${maskExpression({ dateShift: 3 }, 'a', { ...text, typname: 'date' })}`)).toBe(1);
+    // hash needs $4 (the outer block) and names $2–$3 so PostgreSQL can type them.
+    const hash = maskExpression('hash', 'a', text);
+    expect(highestParam(`UPDATE t SET a = ${hash}`)).toBe(4);
+    expect(hash).toContain('$2::bigint');
+    expect(hash).toContain('$3::bigint');
     expect(highestParam(`UPDATE t SET a = ${maskExpression('redact', 'a', text)}`)).toBe(0);
   });
 
