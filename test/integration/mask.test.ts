@@ -316,8 +316,12 @@ describe('maskCopy on real PostgreSQL', () => {
         database,
       )) as Array<Record<string, unknown>>;
 
+    let template: string;
+    beforeAll(async () => {
+      template = await splitSource();
+    });
+
     it('masks every row exactly once, as one UPDATE would, on one shared snapshot', async () => {
-      const template = await splitSource();
       await cluster.sql('CREATE DATABASE split_copy TEMPLATE splitsource');
       await cluster.sql('CREATE DATABASE whole_copy TEMPLATE splitsource');
       const [{ pages } = { pages: '0' }] = await cluster.sql<{ pages: string }>(
@@ -359,6 +363,41 @@ describe('maskCopy on real PostgreSQL', () => {
       await expect(
         cluster.sql('INSERT INTO public.people (id, email) SELECT 0, email FROM public.people WHERE id = 1', 'split_copy'),
       ).rejects.toThrow(/people_email_key/);
+    });
+
+    it('cancels every range on abort, ends the snapshot session, and commits nothing', async () => {
+      await cluster.sql('CREATE DATABASE split_abort TEMPLATE splitsource');
+      const controller = new AbortController();
+      // About 1 ms per row (a sleep correlated with the row), so both ranges are still running when the abort comes.
+      const slowName: MaskStrategy = { sql: "name || (SELECT '' FROM pg_sleep(0.001 + 0 * id))" };
+      const masking = maskCopy({
+        mask: maskConfig('split_abort', 'key-one', { 'public.people': { email: 'email', name: slowName } }, 2),
+        endpoint,
+        sql: new PgConnector(),
+        log: silentLogger(),
+        signal: controller.signal,
+        minChunkPages: 50,
+      }).then(
+        () => new Error('masking was not stopped'),
+        (e: unknown) => e as Error,
+      );
+      for (let attempt = 0; attempt < 300; attempt++) {
+        const [row] = await cluster.sql<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = 'split_abort' AND state = 'active' AND query LIKE 'UPDATE%'",
+        );
+        if (Number(row?.n) === 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const aborted = Date.now();
+      controller.abort(new Error('stopped by the test'));
+      expect((await masking).message).toBe('stopped by the test');
+      expect(Date.now() - aborted).toBeLessThan(5000);
+      expect(await sessionsLeft('split_abort')).toBe(0);
+      const [left] = await cluster.sql<{ n: string }>(
+        "SELECT count(*) AS n FROM public.people WHERE email LIKE '%@mail.example.org'",
+        'split_abort',
+      );
+      expect(left?.n).toBe(String(PEOPLE));
     });
 
     it('fails masking with the range and the cause when one range fails, and leaves no session behind', async () => {
