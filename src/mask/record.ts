@@ -32,7 +32,7 @@ export interface MaskingRecord {
   tables: number;
   columns: number;
   rows: number;
-  /** Connections used at once. */
+  /** UPDATE connections used at once (each split table being masked holds one more, idle, for its snapshot). */
   parallel: number;
   /** What was switched off during the updates, in words (README: Masking). */
   sessionSettings: string[];

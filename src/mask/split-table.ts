@@ -116,6 +116,8 @@ export class SplitTable {
     });
     this.coordinator = sql.withSession(endpoint, database, async (session) => {
       await applySessionSettings(session);
+      // It idles in its transaction while the ranges run; a server-wide timeout must not end it (and the snapshot) early.
+      await session.execute('SET idle_in_transaction_session_timeout = 0');
       await session.execute('BEGIN ISOLATION LEVEL REPEATABLE READ');
       let before: SampleRow[];
       let complete: boolean;

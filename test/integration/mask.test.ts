@@ -324,6 +324,8 @@ describe('maskCopy on real PostgreSQL', () => {
     it('masks every row exactly once, as one UPDATE would, on one shared snapshot', async () => {
       await cluster.sql('CREATE DATABASE split_copy TEMPLATE splitsource');
       await cluster.sql('CREATE DATABASE whole_copy TEMPLATE splitsource');
+      // The snapshot session idles in its transaction while the ranges run; a server's timeout for that must not end it.
+      await cluster.sql("ALTER DATABASE split_copy SET idle_in_transaction_session_timeout = '100ms'");
       const [{ pages } = { pages: '0' }] = await cluster.sql<{ pages: string }>(
         "SELECT pg_relation_size('public.people') / current_setting('block_size')::int AS pages",
         template,
