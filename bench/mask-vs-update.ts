@@ -14,11 +14,14 @@ import { PgConnector } from '../src/postgres/sql.js';
 
 /**
  * Masking speed: BENCH_ROWS rows (default 1,000,000) × 3 columns (email, full
- * name, phone) masked by db-refresher's maskCopy with its deterministic HMAC
+ * name, phone) masked by db-refresher's maskCopy with its deterministic keyed
  * fakes, against the peer: a hand-written `UPDATE people SET email =
  * md5(email), full_name = md5(full_name), phone = md5(phone)` on an identical
- * copy, alternating which goes first, BENCH_ROUNDS times (default 3). Each
- * round works on fresh copies (CREATE DATABASE … TEMPLATE).
+ * copy. maskCopy runs once per BENCH_MASK_PARALLEL setting (default "4,1": the
+ * default mask.parallel, which splits the one large table into chunks, and
+ * one connection, the like-for-like cost). The order rotates every round,
+ * BENCH_ROUNDS times (default 3); every run works on a fresh copy (CREATE
+ * DATABASE … TEMPLATE, then CHECKPOINT).
  *
  * Then the coverage check on BENCH_TABLES tables (default 10,000) of 6
  * columns each, analysed (goal: under 2 s), against the peer: one plain
@@ -39,6 +42,8 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const tables = Number(process.env.BENCH_TABLES ?? 10_000);
 const part = process.env.BENCH_PART ?? 'all';
 const pieceRows = Number(process.env.BENCH_PIECE_ROWS ?? 200_000);
+/** The mask.parallel settings to measure: the default (4, which splits the one large table) and one connection. */
+const maskParallel = (process.env.BENCH_MASK_PARALLEL ?? '4,1').split(',').map(Number);
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -68,19 +73,19 @@ async function benchMask(cluster: SandboxCluster): Promise<void> {
     'people_source',
   );
   await cluster.sql('VACUUM ANALYZE people', 'people_source');
-  const mask = (database: string): MaskConfig =>
+  const mask = (database: string, parallel: number): MaskConfig =>
     ({
       key: new Secret('bench-key', 'bench'),
       databases: { [database]: { 'public.people': { email: 'email', full_name: 'name', phone: 'phone' } } },
       allow: [],
       coverage: 'fail',
-      parallel: 4,
+      parallel,
       sampleRows: 20,
     }) as MaskConfig;
   const sql = new PgConnector();
-  const ours: number[] = [];
-  const oursUpdate: number[] = [];
-  const peer: number[] = [];
+  const contenders = [...maskParallel.map((parallel) => `db-refresher parallel ${parallel}`), 'hand-written UPDATE … md5'];
+  const times: Record<string, number[]> = Object.fromEntries(contenders.map((c) => [c, []]));
+  const chunks: Record<string, number[]> = {};
   let copy = 0;
   const fresh = async () => {
     copy += 1;
@@ -89,59 +94,60 @@ async function benchMask(cluster: SandboxCluster): Promise<void> {
     await cluster.sql('CHECKPOINT');
     return name;
   };
-  const runOurs = async () => {
+  const run = async (contender: string) => {
     const db = await fresh();
     const started = performance.now();
-    const record = await maskCopy({
-      mask: mask(db),
-      endpoint: (d) => endpoint(cluster, d),
-      sql,
-      log,
-      signal: new AbortController().signal,
-    });
-    const ms = performance.now() - started;
-    ours.push(ms);
-    oursUpdate.push(record.databases[0]?.tables[0]?.durationMs ?? 0);
-    console.log(
-      `  db-refresher maskCopy: ${ms.toFixed(0)} ms (${record.rows} rows, table ${record.databases[0]?.tables[0]?.durationMs} ms)`,
-    );
-    await cluster.sql(`DROP DATABASE ${db}`);
-  };
-  const runPeer = async () => {
-    const db = await fresh();
-    const started = performance.now();
-    await cluster.sql('UPDATE people SET email = md5(email), full_name = md5(full_name), phone = md5(phone)', db);
-    const ms = performance.now() - started;
-    peer.push(ms);
-    console.log(`  hand-written UPDATE … md5: ${ms.toFixed(0)} ms`);
+    if (contender.startsWith('db-refresher')) {
+      const parallel = Number(contender.split(' ').at(-1));
+      const record = await maskCopy({
+        mask: mask(db, parallel),
+        endpoint: (d) => endpoint(cluster, d),
+        sql,
+        log,
+        signal: new AbortController().signal,
+      });
+      const table = record.databases[0]?.tables[0] as { rows: number; durationMs: number; chunks?: number } | undefined;
+      chunks[contender] = [...(chunks[contender] ?? []), table?.chunks ?? 1];
+      console.log(
+        `  ${contender}: ${(performance.now() - started).toFixed(0)} ms (${record.rows} rows, table ${table?.durationMs} ms, ${table?.chunks ?? 1} chunk(s))`,
+      );
+    } else {
+      await cluster.sql('UPDATE people SET email = md5(email), full_name = md5(full_name), phone = md5(phone)', db);
+      console.log(`  ${contender}: ${(performance.now() - started).toFixed(0)} ms`);
+    }
+    times[contender]?.push(performance.now() - started);
     await cluster.sql(`DROP DATABASE ${db}`);
   };
   for (let round = 0; round < rounds; round += 1) {
     console.log(`round ${round + 1}`);
-    if (round % 2 === 0) {
-      await runOurs();
-      await runPeer();
-    } else {
-      await runPeer();
-      await runOurs();
-    }
+    // Rotate the order, so no contender always runs first (or right after a checkpoint).
+    const order = contenders.map((_, i) => contenders[(i + round) % contenders.length] as string);
+    for (const contender of order) await run(contender);
   }
-  const m = median(ours);
-  const p = median(peer);
+  const peer = median(times['hand-written UPDATE … md5'] ?? []);
   console.log(
     JSON.stringify(
       {
         rows,
         columns: 3,
         rounds,
-        dbRefresherMedianMs: Math.round(m),
-        dbRefresherTableMedianMs: Math.round(median(oursUpdate)),
-        peerMedianMs: Math.round(p),
-        ratio: Number((m / p).toFixed(2)),
-        dbRefresherRowsPerSecond: Math.round(rows / (m / 1000)),
-        peerRowsPerSecond: Math.round(rows / (p / 1000)),
-        ours: ours.map(Math.round),
-        peer: peer.map(Math.round),
+        peerMedianMs: Math.round(peer),
+        peerRowsPerSecond: Math.round(rows / (peer / 1000)),
+        contenders: Object.fromEntries(
+          contenders.map((c) => {
+            const m = median(times[c] ?? []);
+            return [
+              c,
+              {
+                medianMs: Math.round(m),
+                ratio: Number((m / peer).toFixed(2)),
+                rowsPerSecond: Math.round(rows / (m / 1000)),
+                all: (times[c] ?? []).map(Math.round),
+                chunks: chunks[c],
+              },
+            ];
+          }),
+        ),
       },
       null,
       2,
@@ -246,6 +252,8 @@ async function benchPieces(cluster: SandboxCluster): Promise<void> {
   await client.connect();
   try {
     await client.query('SET jit = off');
+    // One backend per expression: a parallel plan would move part of md5's work to workers the CPU figure misses.
+    await client.query('SET max_parallel_workers_per_gather = 0');
     const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
     // The backend's CPU time in ms: fields 14 and 15 of /proc/<pid>/stat, in clock ticks of 10 ms.
     const cpuMs = () => {
