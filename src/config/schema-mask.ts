@@ -65,7 +65,13 @@ export const maskSchema = z
       .enum(COVERAGE_MODES)
       .default('fail')
       .describe('A personal-looking column that is neither masked nor allowed: fail the run, warn, or do not check'),
-    parallel: z.number().int().min(1).max(64).default(4).describe('How many masking UPDATEs run at once, one connection each: different tables, or page ranges of one large table'),
+    parallel: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .default(4)
+      .describe('How many masking UPDATEs run at once, one connection each: different tables, or page ranges of one large table'),
     sampleRows: z
       .number()
       .int()
