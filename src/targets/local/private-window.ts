@@ -53,17 +53,21 @@ export function runsPrivately(deps: PrivateWindowDeps): boolean {
 /**
  * Makes the socket directory, refusing one that someone else made: a
  * directory planted there could hand our superuser session to a stranger.
+ * A private directory of db-refresher's own user is ours: when db-refresher
+ * runs as root, a kill -9 between mkdir and chown leaves exactly that, and the
+ * next run takes it over (only root or that user could have made it).
  */
-async function prepareSocketDir(deps: PrivateWindowDeps): Promise<string> {
+export async function prepareSocketDir(deps: PrivateWindowDeps): Promise<string> {
   const dir = socketDirFor(deps);
   const uid = deps.runAs?.uid ?? process.getuid?.() ?? 0;
+  const ownUid = process.getuid?.() ?? uid;
   let stat: ReturnType<typeof lstatSync> | undefined;
   try {
     stat = lstatSync(dir);
   } catch {
     stat = undefined;
   }
-  if (stat && (!stat.isDirectory() || stat.uid !== uid || (stat.mode & 0o077) !== 0)) {
+  if (stat && (!stat.isDirectory() || (stat.uid !== uid && stat.uid !== ownUid) || (stat.mode & 0o077) !== 0)) {
     throw new PhaseFailure(
       'unsafe-target',
       `${dir} exists but is not a private directory of the server's OS user (uid ${uid}, mode 0700); remove it, db-refresher recreates it`,
