@@ -15,6 +15,9 @@ import { DEPENDENT_KINDS, isConflict, isNotFound, type Kind, type Kube, type Obj
 
 export type GcLogger = (msg: string, fields: Record<string, unknown>) => void;
 
+/** Attempts per item before the collector gives up on it (about a minute of back-off). */
+const MAX_ATTEMPTS = 40;
+
 export class GarbageCollector {
   readonly #kube: Kube;
   readonly #delayMs: () => number;
@@ -72,17 +75,29 @@ export class GarbageCollector {
     await Promise.allSettled([...this.#pending]);
   }
 
-  #later(work: () => Promise<void>): void {
+  /**
+   * Runs `work` after the delay, and again after a failure (an API error through a faulty
+   * connection), as Kubernetes' garbage collector requeues an item with back-off until it is done.
+   */
+  #later(work: () => Promise<void>, attempt = 0): void {
     if (this.#stopped) return;
+    const delay = attempt === 0 ? this.#delayMs() : Math.min(2000, 100 * 2 ** (attempt - 1));
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       if (this.#stopped) return;
       const run = work().catch((err: unknown) => {
-        if (!this.#stopped) this.#log('garbage collector error', { error: err instanceof Error ? err.message : String(err) });
+        if (this.#stopped) return;
+        const error = err instanceof Error ? err.message : String(err);
+        if (attempt + 1 >= MAX_ATTEMPTS) {
+          this.#log('garbage collector error; giving up', { error, attempts: attempt + 1 });
+          return;
+        }
+        this.#log('garbage collector error; retrying', { error, attempt: attempt + 1 });
+        this.#later(work, attempt + 1);
       });
       this.#pending.add(run);
       void run.finally(() => this.#pending.delete(run));
-    }, this.#delayMs());
+    }, delay);
     this.#timers.add(timer);
   }
 

@@ -103,6 +103,41 @@ describe('through a faulty API connection', () => {
   });
 });
 
+describe('the garbage collector through a faulty API connection', () => {
+  it('retries the deletion of dependents that failed, as Kubernetes requeues it', async () => {
+    await kube.create(
+      'clusters',
+      ns,
+      clusterManifest(ns, 'pg2', {
+        imageName: imageFor(localPgMajor()),
+        external: { name: 'prod', ...passwordExternal(source, 'prod-replication') },
+      }),
+    );
+    await waitForPhase(kube, ns, 'pg2', PHASE.healthy);
+    const logged = sim.operatorLog().length;
+    const dependents = async () => [
+      ...(await kube.list('pods', ns, 'cnpg.io/cluster=pg2')),
+      ...(await kube.list('pvcs', ns, 'cnpg.io/cluster=pg2')),
+      ...((await kube.getOrNull('secrets', ns, 'pg2-app')) ? [{}] : []),
+    ];
+    // Every DELETE of the simulator fails for now: its first garbage-collection pass fails.
+    proxy.setFaults({ errorRate: 1, throttleRate: 0, eligible: (req) => req.method === 'DELETE' });
+    try {
+      await kube.delete('clusters', ns, 'pg2');
+      await waitFor('a failed garbage-collection pass', () =>
+        sim
+          .operatorLog()
+          .slice(logged)
+          .some((e) => String(e.msg).startsWith('garbage collector error')),
+      );
+      expect((await dependents()).length).toBeGreaterThan(0);
+    } finally {
+      proxy.setFaults({ errorRate: 0, eligible: () => true });
+    }
+    await waitFor('the dependents to be gone after a retry', async () => (await dependents()).length === 0, { timeoutMs: 30_000 });
+  });
+});
+
 describe('Informer', () => {
   it('re-lists when it resumes from a resourceVersion that is too old (410 Expired)', async () => {
     await createSecret(kube, ns, 'marker', { a: 'b' });
