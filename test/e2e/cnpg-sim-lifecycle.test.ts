@@ -151,7 +151,8 @@ describe('deleting a Cluster', () => {
     await waitFor('every dependent to be gone', async () => (await dependents('gone')).length === 0, { timeoutMs: 20_000 });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(DELETION_DELAY_MS);
     expect(await listening(port)).toBe(false);
-    expect(existsSync(volume?.dir ?? '/nonexistent')).toBe(false);
+    // The volume is reclaimed after its PVC object is gone (as a PV with reclaimPolicy Delete), not with it.
+    await waitFor('the volume to be reclaimed', async () => !existsSync(volume?.dir ?? '/nonexistent'), { timeoutMs: 20_000 });
     expect(sim.volumes().some((v) => v.pvc === 'gone-1' && v.namespace === ns)).toBe(false);
     expect(await kube.getOrNull('secrets', ns, 'prod-replication')).not.toBeNull();
   });
