@@ -33,6 +33,17 @@ const PINNED_PHONES: Array<string | null> = [
   '+5361522508477913485',
   '5152110474',
   '+082995469956',
+  // The usual separators take a cheaper path to the digits (replace() instead of translate()); same values.
+  '7732402189',
+  '7732402189',
+  '579812',
+  '+777878804812',
+  '',
+  '761792071',
+  '+',
+  '',
+  '+04421767103',
+  '5123337616318',
 ];
 
 /** public.people masked under 'pinned-phone-key'. */
@@ -219,7 +230,9 @@ describe('maskCopy on real PostgreSQL', () => {
     await cluster.sql(
       `CREATE TABLE public.phones (id int PRIMARY KEY, phone text);
        INSERT INTO public.phones VALUES (1, NULL), (2, ''), (3, '12'), (4, '+12 34'), (5, '1234567890123456789012'),
-         (6, 'abc'), (7, '+1 (555) 0000042'), (8, '+1 234 567 890 123 456 789'), (9, '030 1234567'), (10, '+44 20 7946 0958');
+         (6, 'abc'), (7, '+1 (555) 0000042'), (8, '+1 234 567 890 123 456 789'), (9, '030 1234567'), (10, '+44 20 7946 0958'),
+         (11, '555-123-4567'), (12, '(555) 123.4567'), (13, '12+34 56'), (14, '+49 (0)30 1234567'), (15, '１２３４５６'),
+         (16, '555 0142 ext. 12'), (17, '+'), (18, ' - '), (19, '+1/555/1234567'), (20, '0049 30 1234567');
        CREATE TABLE public.remarks (id int PRIMARY KEY, remark text);
        INSERT INTO public.remarks VALUES (1, 'Call Ann at 555-0142');
        CREATE TABLE public.people (id int PRIMARY KEY, email text, full_name text);
