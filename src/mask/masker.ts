@@ -4,6 +4,7 @@ import type { Logger } from '../observe/logger.js';
 import type { SqlConnector } from '../ports.js';
 import { type CatalogColumnRow, FOREIGN_KEY_COLUMNS, type ForeignKeyRow, MASKED_TABLE_COLUMNS } from './catalog.js';
 import { type PageRange, planChunks } from './chunks.js';
+import { maskingFailureHint } from './failure-hint.js';
 import { keyParamList, keyParams } from './key.js';
 import { type DatabaseMaskConfig, maskedTables, planDatabase, type TableMaskPlan } from './plan.js';
 import type { MaskedDatabaseRecord, MaskedTableRecord, MaskingRecord } from './record.js';
@@ -206,7 +207,7 @@ export async function maskCopy(input: MaskInput): Promise<MaskingRecord> {
           input.progress?.({ tablesDone: done, tables: work.length, table: `${item.database}: ${item.plan.table}` });
         } catch (error) {
           failure ??= new PhaseFailure('masking-failed', `masking ${item.database}: ${item.plan.table} failed: ${errorText(error)}`, {
-            hint: 'The copy stays closed to everyone but db-refresher; fix the cause and run the job again (the next run makes a fresh copy).',
+            hint: maskingFailureHint(error, item.plan),
             cause: error,
           });
         }

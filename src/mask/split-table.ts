@@ -163,7 +163,7 @@ export class SplitTable {
             `${describeRange(range)}: another session changed rows of this range while it was masked (${errorText(error)}); nothing but db-refresher may write to the copy during masking`,
           );
         }
-        throw new Error(`${describeRange(range)}: ${errorText(error)}`);
+        throw new Error(`${describeRange(range)}: ${errorText(error)}`, { cause: error });
       } finally {
         if (pid !== undefined) running.delete(pid);
       }

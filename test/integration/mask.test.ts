@@ -88,7 +88,7 @@ async function freshCopy(): Promise<string> {
   return name;
 }
 
-type MaskError = Error & { failureClass?: string; details?: string[] };
+type MaskError = Error & { failureClass?: string; details?: string[]; hint?: string };
 
 async function maskFails(database: string, tables: Record<string, Record<string, MaskStrategy>>): Promise<MaskError> {
   try {
@@ -484,6 +484,28 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(details).toMatch(/public\.orders: the masking statement is not valid .*invalid input syntax for type numeric/);
     const [row] = await cluster.sql<{ note: string }>('SELECT note FROM public.customers WHERE id = 1', db);
     expect(row?.note).toBe('called on 1');
+  });
+
+  it('says why a unique phone column collided: one number written two ways gives one fake', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `CREATE TABLE public.contacts (id int PRIMARY KEY, phone text UNIQUE);
+       INSERT INTO public.contacts VALUES (1, '555-123-4567'), (2, '(555) 123 4567'), (3, '+1 555 0000001')`,
+      db,
+    );
+    const error = await maskFails(db, { 'public.contacts': { phone: 'phone' } });
+    expect(error.failureClass).toBe('masking-failed');
+    expect(error.message).toMatch(/public\.contacts failed: duplicate key value violates unique constraint "contacts_phone_key"/);
+    // The detail names the fake, never the source value.
+    expect(error.message).not.toMatch(/555-123-4567|\(555\) 123 4567/);
+    expect(error.hint).toMatch(/phone keeps only the digits/);
+    expect(error.hint).toMatch(/contacts_phone_key/);
+    // Nothing was changed: the statement is one transaction.
+    expect(await cluster.sql('SELECT phone FROM public.contacts ORDER BY id', db)).toEqual([
+      { phone: '555-123-4567' },
+      { phone: '(555) 123 4567' },
+      { phone: '+1 555 0000001' },
+    ]);
   });
 
   it('refuses a strategy that would break a unique index', async () => {

@@ -1,9 +1,10 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { maskSchema } from '../../src/config/schema-mask.js';
+import { type MaskStrategy, maskSchema } from '../../src/config/schema-mask.js';
 import type { CatalogColumnRow } from '../../src/mask/catalog.js';
 import { classifyColumn, isAllowed, isValidIban, nameRules, passesLuhn } from '../../src/mask/coverage-rules.js';
+import { maskingFailureHint } from '../../src/mask/failure-hint.js';
 import { keyParams } from '../../src/mask/key.js';
 import { describeMaskConfig, highestParam, planDatabase } from '../../src/mask/plan.js';
 import { maskingSummary } from '../../src/mask/record.js';
@@ -292,5 +293,41 @@ describe('maskingSummary', () => {
         findings: [{ database: 'a', table: 'p.t', column: 'c', rules: [], sampled: 1, matched: 1, evidence: '' }],
       }),
     ).toBe('masked 7 columns in 3 tables; coverage: 1 finding');
+  });
+});
+
+describe('maskingFailureHint', () => {
+  const uniqueViolation = Object.assign(new Error('duplicate key value violates unique constraint "contacts_phone_key"'), {
+    code: '23505',
+    constraint: 'contacts_phone_key',
+  });
+  const plan = (columns: Record<string, MaskStrategy>) => ({
+    table: 'public.contacts',
+    columns: Object.entries(columns).map(([column, strategy]) => ({ column, strategy, describe: describeStrategy(strategy) })),
+  });
+
+  it('explains a unique violation on a phone column, also through a page range that wrapped it', () => {
+    const wrapped = new Error('pages 0–2047: duplicate key …', { cause: uniqueViolation });
+    for (const error of [uniqueViolation, wrapped]) {
+      const hint = maskingFailureHint(error, plan({ phone: 'phone', email: 'email' }));
+      expect(hint).toMatch(/^Two rows of public\.contacts got the same masked value in unique index "contacts_phone_key"\./);
+      expect(hint).toMatch(/one number written two ways .* gives one fake.*\(masked with phone: phone\)/);
+      expect(hint).toMatch(/mask the column with hash/);
+      expect(hint).toMatch(/stays closed/);
+    }
+  });
+
+  it('leaves the phone explanation out when no column is masked with phone', () => {
+    const hint = maskingFailureHint(uniqueViolation, plan({ code: { sql: 'lower(code)' } }));
+    expect(hint).toMatch(/same masked value in unique index "contacts_phone_key"/);
+    expect(hint).not.toMatch(/phone keeps/);
+  });
+
+  it('gives the general hint for any other failure', () => {
+    const hint = maskingFailureHint(Object.assign(new Error('canceling statement'), { code: '57014' }), plan({ phone: 'phone' }));
+    expect(hint).toBe(
+      'The copy stays closed to everyone but db-refresher; fix the cause and run the job again (the next run makes a fresh copy).',
+    );
+    expect(maskingFailureHint('not an error', plan({ phone: 'phone' }))).toBe(hint);
   });
 });
