@@ -151,9 +151,20 @@ export function classifyColumn(evidence: ColumnEvidence): { rules: string[]; mat
   return { rules, matched, evidence: words };
 }
 
-/** Whether a column is on the allow list: `schema.table.column` (any database) or `database.schema.table.column`. */
+/**
+ * Whether a column is on the allow list: `schema.table.column` (any database) or
+ * `database.schema.table.column`, where a part may be `*` for any name, so
+ * `reporting.*.*.*` allows a whole database and `public.audit_log.*` a table.
+ */
 export function isAllowed(allow: readonly string[], database: string, qualifiedColumn: string): boolean {
-  return allow.includes(qualifiedColumn) || allow.includes(`${database}.${qualifiedColumn}`);
+  const exact = (entry: string) => entry === qualifiedColumn || entry === `${database}.${qualifiedColumn}`;
+  const parts = [database, ...qualifiedColumn.split('.')];
+  const wildcard = (entry: string) => {
+    const pattern = entry.split('.');
+    const against = pattern.length === parts.length ? parts : parts.slice(1);
+    return pattern.length === against.length && pattern.every((part, i) => part === '*' || part === against[i]);
+  };
+  return allow.some((entry) => exact(entry) || (entry.includes('*') && wildcard(entry)));
 }
 
 export function finding(evidence: ColumnEvidence, classified: { rules: string[]; matched: number; evidence: string[] }): CoverageFinding {

@@ -41,7 +41,7 @@ function job(extra = '', coverage = 'fail') {
       sql: { user: postgres, password: { env: PG_SUPER } }`,
       verify: `      databases:
         - name: crm`,
-    }) + PERSONAL_MASK_YAML('crm', `      allow: [public.products.name]\n      coverage: ${coverage}\n${extra}`)
+    }) + PERSONAL_MASK_YAML('crm', `      allow: [public.products.name, app.public.users.email]\n      coverage: ${coverage}\n${extra}`)
   );
 }
 
@@ -76,7 +76,9 @@ describe('local refresh with masking', () => {
       ['public.customers', CUSTOMERS, ['email', 'name', 'phone', 'dateShift ±30 days', 'redact']],
       ['public.orders', CUSTOMERS * 2, ['email', `sql '(comment removed)'`]],
     ]);
-    expect(run.verification?.coverage).toMatchObject({ mode: 'fail', ok: true, findings: [], queries: 1 });
+    expect(run.verification?.coverage).toMatchObject({ mode: 'fail', ok: true, findings: [] });
+    // Every database of the copy (crm, app, postgres), a fixed number of queries each, whatever their tables.
+    expect(run.verification?.coverage?.queries).toBeLessThanOrEqual(3 * 2);
     expect(run.verification?.checks.find((c) => c.name === 'masking coverage')?.ok).toBe(true);
 
     const [masked] = await copy<{ leaked: string; joined: string; emails: string }>(

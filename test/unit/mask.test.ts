@@ -297,6 +297,16 @@ describe('coverage rules', () => {
     expect(isAllowed(['shop.public.products.name'], 'app', 'public.products.name')).toBe(false);
     expect(isAllowed(['app.public.products.name'], 'app', 'public.products.name')).toBe(true);
   });
+
+  it('allow entries take * for any name in a part: a whole database, table or schema', () => {
+    expect(isAllowed(['reporting.*.*.*'], 'reporting', 'public.daily_totals.total')).toBe(true);
+    expect(isAllowed(['reporting.*.*.*'], 'app', 'public.daily_totals.total')).toBe(false);
+    expect(isAllowed(['public.audit_log.*'], 'app', 'public.audit_log.actor_email')).toBe(true);
+    expect(isAllowed(['public.audit_log.*'], 'app', 'public.audit_logs.actor_email')).toBe(false);
+    expect(isAllowed(['app.staging.*.*'], 'app', 'staging.people.email')).toBe(true);
+    expect(isAllowed(['app.staging.*.*'], 'app', 'public.people.email')).toBe(false);
+    expect(isAllowed(['*.*.email'], 'app', 'public.people.email')).toBe(true);
+  });
 });
 
 describe('maskingSummary', () => {

@@ -1,3 +1,4 @@
+import { CONNECTABLE_DATABASES } from '../../checks/queries.js';
 import { databasesToVerify, verifyCopy } from '../../checks/verify.js';
 import { checkCoverage, coverageChecks } from '../../mask/coverage.js';
 import type { OwnerLogin } from '../../ports.js';
@@ -57,19 +58,25 @@ export const verify: Phase = {
 };
 
 /**
- * The masking coverage check, when the job masks: the verified databases and
- * the masked ones. Under `warn` its findings are warnings, so they are
- * recorded and notified without failing the run.
+ * The masking coverage check, when the job masks: every database of the copy
+ * that accepts connections, not only the verified and masked ones, since a
+ * physical copy holds them all and its users can read them all. Under `warn`
+ * its findings are warnings, so they are recorded and notified without
+ * failing the run.
  */
 async function maskingCoverage(ctx: PhaseRun, verified: readonly string[], copyOwner: OwnerLogin | undefined) {
   const { job } = ctx;
   if (!job.mask || job.mask.coverage === 'off') return undefined;
-  const databases = [...new Set([...verified, ...Object.keys(job.mask.databases)])];
+  // As the verifying role, like the other checks: CNPG's endpoint needs the owner's password from its Secret.
+  const endpoint = (database: string) => ctx.target.endpoint(database, copyOwner);
+  const known = [...new Set([...verified, ...Object.keys(job.mask.databases)])];
+  const first = known[0] as string;
+  const inCopy = await ctx.sql.withSession(endpoint(first), first, (session) => session.query<{ name: string }>(CONNECTABLE_DATABASES));
+  const databases = [...new Set([...known, ...inCopy.map((d) => d.name)])];
   const record = await checkCoverage({
     mask: job.mask,
     databases,
-    // As the verifying role, like the other checks: CNPG's endpoint needs the owner's password from its Secret.
-    endpoint: (database) => ctx.target.endpoint(database, copyOwner),
+    endpoint,
     sql: ctx.sql,
     masking: ctx.record.masking,
   });
