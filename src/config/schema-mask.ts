@@ -27,7 +27,16 @@ const strategySchema = z
           .describe('Every non-NULL value becomes this (cast to the column type)'),
       }),
       z.strictObject({
-        sql: z.string().min(1).describe('An SQL expression over the row; the column may be referenced by name. NULLs stay NULL.'),
+        sql: z
+          .string()
+          .min(1)
+          // The masking statements bind the key's HMAC blocks to $1–$4: an expression that named them
+          // could write the key into the copy. Rejected even inside a string literal, which is rare
+          // and easy to write otherwise ('$' || '1').
+          .refine((expression) => !/\$\d/.test(expression), {
+            error: 'must not use bind parameters ($1, $2, …): db-refresher binds the masking key to them; write values as literals',
+          })
+          .describe('An SQL expression over the row; the column may be referenced by name. NULLs stay NULL.'),
       }),
     ],
     {

@@ -16,7 +16,13 @@ SELECT n.nspname AS schema, c.relname AS "table", c.relkind AS kind, greatest(c.
             THEN coalesce(nullif(t.typtypmod, -1), a.atttypmod) - 4 END AS max_length,
        coalesce((SELECT array_agg(i.indexrelid::regclass::text ORDER BY i.indexrelid)
                  FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND a.attnum = ANY(i.indkey)), '{}') AS unique_indexes,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY(i.indkey)) AS in_primary_key
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY(i.indkey)) AS in_primary_key,
+       CASE WHEN c.relispartition THEN
+         coalesce((SELECT array_agg(pn.nspname || '.' || pc.relname ORDER BY pc.oid)
+                   FROM pg_partition_ancestors(c.oid) AS pa(relid)
+                   JOIN pg_class pc ON pc.oid = pa.relid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                   WHERE pa.relid <> c.oid), '{}')
+       ELSE '{}' END AS partition_of
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -41,6 +47,8 @@ export interface CatalogColumnRow extends Record<string, unknown> {
   max_length: number | null;
   unique_indexes: string[];
   in_primary_key: boolean;
+  /** The partitioned tables above a partition, as schema.table (PostgreSQL 12+); empty for any other table. */
+  partition_of: string[];
 }
 
 /** Column pairs of foreign keys that start or end at one of the tables in $1. */

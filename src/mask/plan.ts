@@ -101,6 +101,16 @@ export function planDatabase(input: {
       );
       continue;
     }
+    // A partitioned table's UPDATE rewrites its partitions' rows: with an entry of its own, a
+    // partition would be masked a second time (fakes of fakes, so joins no longer match) or by two
+    // statements at once.
+    const maskedAbove = (rows[0]?.partition_of ?? []).filter((ancestor) => config[ancestor] !== undefined);
+    if (maskedAbove.length > 0) {
+      problems.push(
+        `${where}: is a partition of ${maskedAbove.join(', ')}, which is masked too, so its rows would be masked twice; list the columns under ${maskedAbove[0]} only (its UPDATE covers every partition), or list each partition instead of the partitioned table`,
+      );
+      continue;
+    }
     const columns: MaskedColumn[] = [];
     const sets: string[] = [];
     for (const [column, strategy] of Object.entries(config[table] ?? {})) {

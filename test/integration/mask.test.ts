@@ -508,6 +508,38 @@ describe('maskCopy on real PostgreSQL', () => {
     ]);
   });
 
+  it('refuses a partition listed beside its partitioned table, which would mask its rows twice', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `CREATE TABLE public.events (id int, at date, email text) PARTITION BY RANGE (at);
+       CREATE TABLE public.events_2024 PARTITION OF public.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+       INSERT INTO public.events SELECT g, '2024-03-01', 'customer' || g || '@mail.example.org' FROM generate_series(1, 50) g`,
+      db,
+    );
+    const error = await maskFails(db, {
+      'public.customers': { email: 'email' },
+      'public.orders': { customer_email: 'email' },
+      'public.events': { email: 'email' },
+      'public.events_2024': { email: 'email' },
+    });
+    expect(error.failureClass).toBe('masking-failed');
+    expect(error.details).toEqual([
+      `${db}: public.events_2024: is a partition of public.events, which is masked too, so its rows would be masked twice; list the columns under public.events only (its UPDATE covers every partition), or list each partition instead of the partitioned table`,
+    ]);
+    // Refused before any update; listed alone, the partitioned table masks its partitions with the same fakes as customers.
+    expect(await cluster.sql('SELECT count(*)::int AS n FROM public.events WHERE email LIKE $1', db, ['customer%'])).toEqual([{ n: 50 }]);
+    await mask(db, 'key-one', {
+      'public.customers': { email: 'email' },
+      'public.orders': { customer_email: 'email' },
+      'public.events': { email: 'email' },
+    });
+    const [row] = await cluster.sql<{ joined: number }>(
+      'SELECT count(*)::int AS joined FROM public.events e JOIN public.customers c USING (email)',
+      db,
+    );
+    expect(row?.joined).toBe(50);
+  });
+
   it('refuses a strategy that would break a unique index', async () => {
     const db = await freshCopy();
     const error = await maskFails(db, {

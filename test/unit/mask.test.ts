@@ -29,6 +29,7 @@ function column(table: string, name: string, extra: Partial<CatalogColumnRow> = 
     max_length: null,
     unique_indexes: [],
     in_primary_key: false,
+    partition_of: [],
     ...extra,
   };
 }
@@ -60,6 +61,23 @@ describe('mask config', () => {
         '  - jobs[0].mask.databases.app.customers: "customers" must be written schema.table, e.g. public.customers',
         '  - jobs[0].mask.databases.app["public.orders"].email: must be one of email, name, phone, hash, null, redact, or {keepLast: N}, {dateShift: DAYS}, {constant: VALUE}, {sql: "EXPRESSION"}',
         '  - jobs[0].mask.allow[0]: "products" must be written schema.table.column (every database) or database.schema.table.column, e.g. public.products.name',
+      ].join('\n'),
+    );
+  });
+
+  it('refuses bind parameters in sql expressions: the key is bound to them', () => {
+    const yaml = `jobs:
+  - name: qa
+    source: { host: h, user: u }
+    target: { kind: local, dataDir: d, port: 5433 }
+    mask:
+      key: { env: MASK_KEY }
+      databases: { app: { public.notes: { body: { sql: "encode($1::bytea, 'hex')" }, title: { sql: "upper(title)" } } } }
+`;
+    expect(() => parseConfig(yaml, { source: 't.yaml', baseDir: '/tmp', env: { MASK_KEY: 'k' } })).toThrow(
+      [
+        't.yaml: 1 problem:',
+        '  - jobs[0].mask.databases.app["public.notes"].body.sql: must not use bind parameters ($1, $2, …): db-refresher binds the masking key to them; write values as literals',
       ].join('\n'),
     );
   });
