@@ -39,7 +39,7 @@ const STATS_FROM = {
 export type StatsSource = keyof typeof STATS_FROM;
 
 /**
- * Every user column with a name hint or a value that matches a pattern, plus
+ * Every user column (of tables and populated materialized views) with a name hint or a value that matches a pattern, plus
  * sampleable columns of tables without statistics; then one row of totals.
  * $1 name prefilter (LIKE patterns), $2 values per statistics slot, $3 email, $4 email
  * in text, $5 phone, $6 card candidate, $7 IBAN candidate patterns, $8 values per column.
@@ -49,13 +49,15 @@ export function coverageColumnsQuery(source: StatsSource): string {
   return `
 WITH cols AS MATERIALIZED (
   SELECT c.oid AS relid, a.attnum, n.nspname AS schema, c.relname AS "table", a.attname AS "column", c.relkind = 'p' AS partitioned,
+         c.relkind = 'm' AS matview,
          c.reltuples, (coalesce(bt.typcategory, t.typcategory) = 'S' OR coalesce(bt.typname, t.typname) IN ('int8', 'numeric')) AS sampleable
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  -- Materialized views too: a physical copy holds them as the source filled them. One WITH NO DATA has no rows (and cannot be read).
+  WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition AND (c.relkind <> 'm' OR c.relispopulated)
     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 ), stats AS MATERIALIZED (${STATS_FROM[source]}
 ), matched AS (
@@ -69,7 +71,7 @@ WITH cols AS MATERIALIZED (
   FROM stats, LATERAL (SELECT v, strpos(v, '@') > 0 AS at, left(v, 1) AS lead, length(v) AS len FROM unnest(stats.samples) AS v) AS u
   GROUP BY relid, attnum
 )
-SELECT cols.schema, cols."table", cols."column", cols.sampleable, stats.relid IS NOT NULL AS has_stats, cols.reltuples <> 0 AS has_rows,
+SELECT cols.schema, cols."table", cols."column", cols.matview, cols.sampleable, stats.relid IS NOT NULL AS has_stats, cols.reltuples <> 0 AS has_rows,
        lower(cols."column") LIKE ANY ($1::text[]) AS name_hint, coalesce(m.sampled, 0) AS sampled,
        coalesce(m.email_values, 0) AS email_values, coalesce(m.email_in_text, 0) AS email_in_text, coalesce(m.phone_values, 0) AS phone_values,
        coalesce(m.card_candidates, '{}') AS card_candidates, coalesce(m.iban_candidates, '{}') AS iban_candidates,
@@ -83,7 +85,7 @@ WHERE lower(cols."column") LIKE ANY ($1::text[]) OR m.email_values > 0 OR m.emai
    OR cardinality(m.card_candidates) > 0 OR cardinality(m.iban_candidates) > 0
    OR (cols.sampleable AND stats.relid IS NULL AND cols.reltuples <> 0)
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT count(*) FROM cols)::int, (SELECT count(DISTINCT relid) FROM cols)::int`;
 }
 
@@ -91,6 +93,8 @@ export interface CoverageColumnRow extends Record<string, unknown> {
   schema: string | null;
   table: string | null;
   column: string | null;
+  /** The relation is a materialized view: it cannot be masked itself, only the tables it reads. */
+  matview: boolean | null;
   has_stats: boolean | null;
   sampleable: boolean | null;
   has_rows: boolean | null;
@@ -118,4 +122,41 @@ export function unanalysedSampleQuery(columns: ReadonlyArray<{ schema: string; t
         `(SELECT ${quoteLiteral(c.schema)} AS schema, ${quoteLiteral(c.table)} AS "table", ${quoteLiteral(c.column)} AS "column", ${quoteIdent(c.column)}::text AS value FROM ${quoteQualified(c.schema, c.table)} WHERE ${quoteIdent(c.column)} IS NOT NULL LIMIT ${limit})`,
     )
     .join('\nUNION ALL\n');
+}
+
+/**
+ * The table columns each populated materialized view reads, through views and
+ * other materialized views: pg_depend records every column a view's rule
+ * references (a whole-row reference as column 0, left out). The coverage
+ * check counts a view's column as masked when the table columns of the same
+ * name it reads are all masked (coverage.ts). Asked only when a materialized
+ * view has a personal-looking column.
+ */
+export const MATVIEW_SOURCE_COLUMNS = `
+WITH RECURSIVE refs(view, relid, attnum) AS (
+  SELECT r.ev_class, d.refobjid, d.refobjsubid
+  FROM pg_class v
+  JOIN pg_rewrite r ON r.ev_class = v.oid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+  WHERE v.relkind = 'm' AND v.relispopulated
+  UNION
+  SELECT refs.view, d.refobjid, d.refobjsubid
+  FROM refs
+  JOIN pg_rewrite r ON r.ev_class = refs.relid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class
+)
+SELECT DISTINCT vn.nspname AS schema, v.relname AS view, n.nspname AS source_schema, c.relname AS source_table, a.attname AS source_column
+FROM refs
+JOIN pg_class v ON v.oid = refs.view
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_class c ON c.oid = refs.relid AND c.relkind IN ('r', 'p')
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = refs.attnum AND a.attnum > 0`;
+
+export interface MatviewSourceRow extends Record<string, unknown> {
+  schema: string;
+  view: string;
+  source_schema: string;
+  source_table: string;
+  source_column: string;
 }

@@ -1,7 +1,14 @@
 import type { MaskConfig, PgEndpoint } from '../config/types.js';
 import type { SqlConnector } from '../ports.js';
 import type { Check } from '../run/facts.js';
-import { type CoverageColumnRow, coverageColumnsQuery, MAX_UNANALYSED_TABLES, unanalysedSampleQuery } from './coverage-queries.js';
+import {
+  type CoverageColumnRow,
+  coverageColumnsQuery,
+  MATVIEW_SOURCE_COLUMNS,
+  MAX_UNANALYSED_TABLES,
+  type MatviewSourceRow,
+  unanalysedSampleQuery,
+} from './coverage-queries.js';
 import {
   type ColumnEvidence,
   classifyColumn,
@@ -15,7 +22,7 @@ import type { CoverageFinding, CoverageRecord, MaskingRecord } from './record.js
 
 /**
  * The coverage check, part of verification: every column of every user table
- * in the copy is classified by name and by a bounded sample of its values; a
+ * (and populated materialized view) in the copy is classified by name and by a bounded sample of its values; a
  * personal-looking column that is neither masked nor allowed is a finding.
  * Masked columns whose re-sampled rows still held their source value are
  * findings too. At most two queries per database.
@@ -50,6 +57,17 @@ function evidenceOf(database: string, row: CoverageColumnRow): ColumnEvidence {
   };
 }
 
+/**
+ * A materialized view's column counts as masked when the view reads table
+ * columns of that name (through views too) and all of them are masked: the
+ * mask phase refreshed the view from them. A column renamed in the view is
+ * not matched, so it stays a finding (the advice says to allow it).
+ */
+function readsOnlyMasked(mask: MaskConfig, database: string, column: ColumnEvidence, sources: readonly MatviewSourceRow[]): boolean {
+  const same = sources.filter((s) => s.schema === column.schema && s.view === column.table && s.source_column === column.column);
+  return same.length > 0 && same.every((s) => isMasked(mask, database, `${s.source_schema}.${s.source_table}`, s.source_column));
+}
+
 export async function checkCoverage(input: CoverageInput): Promise<CoverageRecord> {
   const now = input.now ?? Date.now;
   const started = now();
@@ -59,6 +77,8 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
   let columns = 0;
   let tables = 0;
   const unreadable: Array<{ database: string; schema: string; table: string; column: string; user: string }> = [];
+  /** `database.schema.view` of the materialized views among the checked relations. */
+  const matviews = new Set<string>();
   for (const database of input.databases) {
     const evidence = await input.sql.withSession(input.endpoint(database), database, async (session) => {
       const params = [
@@ -85,6 +105,8 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
       columns += totals?.total_columns ?? 0;
       tables += totals?.total_tables ?? 0;
       const found: ColumnEvidence[] = [];
+      for (const row of rows)
+        if (row.matview && row.schema !== null && row.table !== null) matviews.add(`${database}.${row.schema}.${row.table}`);
       const unanalysed: Array<{ schema: string; table: string; column: string }> = [];
       for (const row of rows) {
         if (row.column === null || row.schema === null || row.table === null) continue;
@@ -114,14 +136,23 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
           else found.push(read);
         }
       }
-      return found;
+      // A refreshed materialized view holds fakes under the masked columns' names: find which table columns each one reads.
+      let sources: MatviewSourceRow[] = [];
+      if (found.some((e) => matviews.has(`${database}.${e.schema}.${e.table}`))) {
+        queries += 1;
+        sources = await session.query<MatviewSourceRow>(MATVIEW_SOURCE_COLUMNS);
+      }
+      return { found, sources };
     });
-    for (const column of evidence) {
+    for (const column of evidence.found) {
       const qualified = `${column.schema}.${column.table}.${column.column}`;
       if (isMasked(mask, database, `${column.schema}.${column.table}`, column.column)) continue;
+      if (readsOnlyMasked(mask, database, column, evidence.sources)) continue;
       if (isAllowed(mask.allow, database, qualified)) continue;
       const classified = classifyColumn(column);
-      if (classified.rules.length > 0) findings.push(finding(column, classified));
+      if (classified.rules.length === 0) continue;
+      const matview = matviews.has(`${database}.${column.schema}.${column.table}`);
+      findings.push(matview ? { ...finding(column, classified), materializedView: true } : finding(column, classified));
     }
   }
 
@@ -189,7 +220,9 @@ export function coverageChecks(coverage: CoverageRecord): Check[] {
       ? `${f.evidence}; check the strategy (a constant or sql expression that returns the value unchanged)`
       : f.rules.includes('unreadable')
         ? `${f.evidence}: grant that role SELECT on ${f.table} (or pg_read_all_data), mask the column, or list ${f.table}.${f.column} under mask.allow`
-        : `looks personal and is neither masked nor allowed (${f.rules.join(', ')}): ${f.evidence}; mask it under mask.databases.${f.database}, or list ${f.table}.${f.column} under mask.allow`,
+        : f.materializedView
+          ? `looks personal and is neither masked nor allowed (${f.rules.join(', ')}): ${f.evidence}; ${f.table} is a materialized view, which cannot be masked itself: mask the column of the table it reads from under mask.databases.${f.database} (db-refresher refreshes materialized views that read masked tables after masking), or list ${f.table}.${f.column} under mask.allow (also when the column only holds a masked column under another name)`
+          : `looks personal and is neither masked nor allowed (${f.rules.join(', ')}): ${f.evidence}; mask it under mask.databases.${f.database}, or list ${f.table}.${f.column} under mask.allow`,
     failureClass: 'verification-failed',
     severity: coverage.mode === 'warn' ? 'warning' : 'error',
   }));

@@ -6,6 +6,7 @@ import { type CatalogColumnRow, FOREIGN_KEY_COLUMNS, type ForeignKeyRow, MASKED_
 import { type PageRange, planChunks } from './chunks.js';
 import { maskingFailureHint } from './failure-hint.js';
 import { keyParamList, keyParams } from './key.js';
+import { MatviewRefreshError, type RefreshedView, refreshMatviews } from './matviews.js';
 import { type DatabaseMaskConfig, maskedTables, planDatabase, type TableMaskPlan } from './plan.js';
 import type { MaskedDatabaseRecord, MaskedTableRecord, MaskingRecord } from './record.js';
 import { analyzeAndResample, type SampleRow, sampleStatement } from './resample.js';
@@ -19,7 +20,8 @@ import { SplitTable } from './split-table.js';
  * own connection, followed by ANALYZE so the statistics describe the masked
  * data and no longer hold source values. A large plain table is split into
  * page ranges masked in parallel on one shared snapshot (split-table.ts).
- * Session settings: session.ts.
+ * Then the materialized views that read masked tables are refreshed from the
+ * masked data (matviews.ts). Session settings: session.ts.
  */
 
 export interface MaskInput {
@@ -159,6 +161,36 @@ function queueOf(
   return { queue, splits };
 }
 
+/** Refreshes, database by database, the materialized views that read the tables just masked. */
+async function refreshAll(
+  input: MaskInput,
+  work: Work[],
+  running: (database: string) => Set<number>,
+): Promise<Map<string, RefreshedView[]>> {
+  const refreshed = new Map<string, RefreshedView[]>();
+  for (const database of [...new Set(work.map((w) => w.database))]) {
+    const tables = work.filter((w) => w.database === database).map((w) => w.plan.table);
+    try {
+      const views = await input.sql.withSession(input.endpoint(database), database, async (session) => {
+        await applySessionSettings(session);
+        return refreshMatviews({ session, tables, signal: input.signal, running: running(database), now: input.now ?? Date.now });
+      });
+      refreshed.set(database, views);
+      for (const view of views) input.log.info({ database, view: view.view, durationMs: view.durationMs }, 'materialized view refreshed');
+    } catch (error) {
+      if (input.signal.aborted) throw input.signal.reason ?? error;
+      const view = error instanceof MatviewRefreshError ? error.view : undefined;
+      throw new PhaseFailure('masking-failed', `masking ${database}: ${errorText(error)}`, {
+        hint: view
+          ? `${view} reads masked tables and its query failed on the masked data (for example a cast, or a unique index on the view, that the fakes break); change the view in the source or the strategies of the columns it reads. The copy stays closed until the next run makes a fresh one.`
+          : 'The materialized views that read masked tables could not be listed; the copy stays closed until the next run makes a fresh one.',
+        cause: error,
+      });
+    }
+  }
+  return refreshed;
+}
+
 /** Cancels the queries still running on the copy: a closed connection alone would let an UPDATE run to its end. */
 async function cancelRunning(input: MaskInput, database: string, pids: Set<number>): Promise<void> {
   if (pids.size === 0) return;
@@ -184,6 +216,7 @@ export async function maskCopy(input: MaskInput): Promise<MaskingRecord> {
   let next = 0;
   let done = 0;
   let failure: unknown;
+  let refreshed = new Map<string, RefreshedView[]>();
 
   const onAbort = () => {
     for (const [database, pids] of running) void cancelRunning(input, database, pids);
@@ -214,6 +247,8 @@ export async function maskCopy(input: MaskInput): Promise<MaskingRecord> {
       }
     };
     await Promise.all(Array.from({ length: parallel }, worker));
+    // Only once every table is masked: a view refreshed earlier would read source values.
+    if (failure === undefined && !input.signal.aborted) refreshed = await refreshAll(input, work, runningIn);
   } finally {
     input.signal.removeEventListener('abort', onAbort);
     // No chunk runs any more: end the snapshot sessions of split tables whose ranges did not all run.
@@ -225,6 +260,7 @@ export async function maskCopy(input: MaskInput): Promise<MaskingRecord> {
   const databases: MaskedDatabaseRecord[] = Object.keys(input.mask.databases).map((database) => ({
     database,
     tables: (results.get(database) ?? []).sort((a, b) => a.table.localeCompare(b.table)),
+    refreshedViews: refreshed.get(database) ?? [],
   }));
   const tables = databases.flatMap((d) => d.tables);
   return {

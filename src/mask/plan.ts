@@ -94,7 +94,11 @@ export function planDatabase(input: {
     }
     const kind = rows[0]?.kind;
     if (kind !== 'r' && kind !== 'p') {
-      problems.push(`${where}: is not a table (relkind ${kind}); mask the table it reads from instead`);
+      problems.push(
+        kind === 'm'
+          ? `${where}: is a materialized view, not a table; mask the columns of the tables it reads from instead: after masking, db-refresher refreshes every materialized view that reads a masked table`
+          : `${where}: is not a table (relkind ${kind}); mask the table it reads from instead`,
+      );
       continue;
     }
     // A partitioned table's UPDATE rewrites its partitions' rows: with an entry of its own, a

@@ -24,6 +24,8 @@ export interface MaskedTableRecord {
 export interface MaskedDatabaseRecord {
   database: string;
   tables: MaskedTableRecord[];
+  /** Materialized views that read masked tables, refreshed (and ANALYZEd) after masking, in refresh order. */
+  refreshedViews: Array<{ view: string; durationMs: number }>;
 }
 
 export interface MaskingRecord {
@@ -52,6 +54,8 @@ export interface CoverageFinding {
   matched: number;
   /** The evidence in words, e.g. `18 of 20 sampled values look like e-mail addresses`. */
   evidence: string;
+  /** Set when `table` is a materialized view: the advice is to mask the table it reads from, not the view. */
+  materializedView?: true;
 }
 
 export interface CoverageRecord {

@@ -22,7 +22,7 @@ export const mask: Phase = {
   plan: (job) => {
     if (!job.mask) return 'nothing: the job has no mask section';
     const columns = describeMaskConfig(job.mask.databases).length;
-    return `check the ${columns} masked column${columns === 1 ? '' : 's'} (listed below) against the copy's catalog, then mask them with one set-based UPDATE per table, up to ${job.mask.parallel} tables at once, triggers and foreign-key checks off for the masking sessions only; ANALYZE each masked table`;
+    return `check the ${columns} masked column${columns === 1 ? '' : 's'} (listed below) against the copy's catalog, then mask them with one set-based UPDATE per table, up to ${job.mask.parallel} tables at once, triggers and foreign-key checks off for the masking sessions only; ANALYZE each masked table; then REFRESH (and ANALYZE) every populated materialized view that reads a masked table, a view after the views it reads`;
   },
   async run(ctx) {
     const { job } = ctx;
@@ -51,7 +51,13 @@ export const mask: Phase = {
     return {
       ok: true,
       patch: { masking },
-      detail: { tables: masking.tables, columns: masking.columns, rows: masking.rows, parallel: masking.parallel },
+      detail: {
+        tables: masking.tables,
+        columns: masking.columns,
+        rows: masking.rows,
+        parallel: masking.parallel,
+        refreshedViews: masking.databases.reduce((n, d) => n + d.refreshedViews.length, 0),
+      },
     };
   },
 };
