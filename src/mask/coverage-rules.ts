@@ -151,6 +151,14 @@ export function classifyColumn(evidence: ColumnEvidence): { rules: string[]; mat
   return { rules, matched, evidence: words };
 }
 
+/** Whether the allow list leaves a whole database out (`database.*.*.*`): the check need not even connect to it. */
+export function allowsWholeDatabase(allow: readonly string[], database: string): boolean {
+  return allow.some((entry) => {
+    const parts = entry.split('.');
+    return parts.length === 4 && parts[0] === database && parts.slice(1).every((part) => part === '*');
+  });
+}
+
 /**
  * Whether a column is on the allow list: `schema.table.column` (any database) or
  * `database.schema.table.column`, where a part may be `*` for any name, so

@@ -32,7 +32,7 @@ describe('a materialized view over a masked table, end to end', () => {
       sql: { user: postgres, password: { env: PG_SUPER } }`,
         verify: `      databases:
         - name: crm`,
-      }) + PERSONAL_MASK_YAML('crm', '      allow: [public.products.name]\n      coverage: fail\n');
+      }) + PERSONAL_MASK_YAML('crm', '      allow: [public.products.name, app.public.users.email]\n      coverage: fail\n');
     const run = await harness.run(
       harness.config(yaml, { ...harness.env, MASK_KEY: 'mask-key-review-16', PG_SUPER: harness.source.superuserPassword }),
     );

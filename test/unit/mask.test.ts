@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { type MaskStrategy, maskSchema } from '../../src/config/schema-mask.js';
 import type { CatalogColumnRow } from '../../src/mask/catalog.js';
-import { classifyColumn, isAllowed, isValidIban, nameRules, passesLuhn } from '../../src/mask/coverage-rules.js';
+import { allowsWholeDatabase, classifyColumn, isAllowed, isValidIban, nameRules, passesLuhn } from '../../src/mask/coverage-rules.js';
 import { maskingFailureHint } from '../../src/mask/failure-hint.js';
 import { keyParams } from '../../src/mask/key.js';
 import { describeMaskConfig, highestParam, planDatabase } from '../../src/mask/plan.js';
@@ -306,6 +306,9 @@ describe('coverage rules', () => {
     expect(isAllowed(['app.staging.*.*'], 'app', 'staging.people.email')).toBe(true);
     expect(isAllowed(['app.staging.*.*'], 'app', 'public.people.email')).toBe(false);
     expect(isAllowed(['*.*.email'], 'app', 'public.people.email')).toBe(true);
+    expect(allowsWholeDatabase(['reporting.*.*.*'], 'reporting')).toBe(true);
+    expect(allowsWholeDatabase(['reporting.*.*.*'], 'app')).toBe(false);
+    expect(allowsWholeDatabase(['reporting.public.*.*', '*.*.*'], 'reporting')).toBe(false);
   });
 });
 

@@ -1,6 +1,7 @@
 import { CONNECTABLE_DATABASES } from '../../checks/queries.js';
 import { databasesToVerify, verifyCopy } from '../../checks/verify.js';
 import { checkCoverage, coverageChecks } from '../../mask/coverage.js';
+import { allowsWholeDatabase } from '../../mask/coverage-rules.js';
 import type { OwnerLogin } from '../../ports.js';
 import { neutralisedVerification } from '../../safe-copy/phases.js';
 import { checksFailure, failingChecks, type Phase, type PhaseRun } from './phase.js';
@@ -72,7 +73,7 @@ async function maskingCoverage(ctx: PhaseRun, verified: readonly string[], copyO
   const known = [...new Set([...verified, ...Object.keys(job.mask.databases)])];
   const first = known[0] as string;
   const inCopy = await ctx.sql.withSession(endpoint(first), first, (session) => session.query<{ name: string }>(CONNECTABLE_DATABASES));
-  const databases = [...new Set([...known, ...inCopy.map((d) => d.name)])];
+  const databases = [...new Set([...known, ...inCopy.map((d) => d.name)])].filter((d) => !allowsWholeDatabase(job.mask?.allow ?? [], d));
   const record = await checkCoverage({
     mask: job.mask,
     databases,
