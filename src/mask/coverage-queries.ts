@@ -50,10 +50,13 @@ export function coverageColumnsQuery(source: StatsSource): string {
 WITH cols AS MATERIALIZED (
   SELECT c.oid AS relid, a.attnum, n.nspname AS schema, c.relname AS "table", a.attname AS "column", c.relkind = 'p' AS partitioned,
          c.relkind = 'm' AS matview,
-         c.reltuples, (coalesce(bt.typcategory, t.typcategory) = 'S' OR coalesce(bt.typname, t.typname) IN ('int8', 'numeric')) AS sampleable
+         c.reltuples, (coalesce(bt.typcategory, t.typcategory) = 'S' OR coalesce(bt.typname, t.typname) IN ('int8', 'numeric')) AS sampleable,
+         coalesce(bt.typcategory, t.typcategory)::text AS category
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  -- Not generated columns: they are computed from other columns of the row, which the check sees (and
+  -- one computed from a masked column holds fakes; it cannot be masked itself).
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
   -- Materialized views too: a physical copy holds them as the source filled them. One WITH NO DATA has no rows (and cannot be read).
@@ -71,7 +74,7 @@ WITH cols AS MATERIALIZED (
   FROM stats, LATERAL (SELECT v, strpos(v, '@') > 0 AS at, left(v, 1) AS lead, length(v) AS len FROM unnest(stats.samples) AS v) AS u
   GROUP BY relid, attnum
 )
-SELECT cols.schema, cols."table", cols."column", cols.matview, cols.sampleable, stats.relid IS NOT NULL AS has_stats, cols.reltuples <> 0 AS has_rows,
+SELECT cols.schema, cols."table", cols."column", cols.matview, cols.category, cols.sampleable, stats.relid IS NOT NULL AS has_stats, cols.reltuples <> 0 AS has_rows,
        lower(cols."column") LIKE ANY ($1::text[]) AS name_hint, coalesce(m.sampled, 0) AS sampled,
        coalesce(m.email_values, 0) AS email_values, coalesce(m.email_in_text, 0) AS email_in_text, coalesce(m.phone_values, 0) AS phone_values,
        coalesce(m.card_candidates, '{}') AS card_candidates, coalesce(m.iban_candidates, '{}') AS iban_candidates,
@@ -85,7 +88,7 @@ WHERE lower(cols."column") LIKE ANY ($1::text[]) OR m.email_values > 0 OR m.emai
    OR cardinality(m.card_candidates) > 0 OR cardinality(m.iban_candidates) > 0
    OR (cols.sampleable AND stats.relid IS NULL AND cols.reltuples <> 0)
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT count(*) FROM cols)::int, (SELECT count(DISTINCT relid) FROM cols)::int`;
 }
 
@@ -95,6 +98,8 @@ export interface CoverageColumnRow extends Record<string, unknown> {
   column: string | null;
   /** The relation is a materialized view: it cannot be masked itself, only the tables it reads. */
   matview: boolean | null;
+  /** pg_type.typcategory of the column, or of its domain's base type. */
+  category: string | null;
   has_stats: boolean | null;
   sampleable: boolean | null;
   has_rows: boolean | null;

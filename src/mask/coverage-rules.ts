@@ -30,9 +30,31 @@ export function nameWords(column: string): string[] {
   return [...words, ...pairs];
 }
 
-export function nameRules(column: string): string[] {
+/**
+ * The type categories (pg_type.typcategory) a column needs for a name rule to
+ * apply: text, JSON and other user types, arrays and composites can hold
+ * anything; a number can be a phone, card or id number; a date a birth date.
+ * So `email_verified boolean`, `address_id int` and `phone_confirmed_at
+ * timestamptz` are not findings.
+ */
+const ANY_VALUE = 'SUAC';
+const NAME_RULE_CATEGORIES: Readonly<Record<string, string>> = {
+  email: ANY_VALUE,
+  phone: `${ANY_VALUE}N`,
+  name: ANY_VALUE,
+  address: ANY_VALUE,
+  iban: ANY_VALUE,
+  card: `${ANY_VALUE}N`,
+  ssn: `${ANY_VALUE}N`,
+  birth: `${ANY_VALUE}D`,
+};
+
+/** The name rules a column matches; with its type category, only those whose data the type can hold. */
+export function nameRules(column: string, category?: string): string[] {
   const words = nameWords(column);
-  return NAME_RULES.filter((r) => words.some((w) => r.words.test(w))).map((r) => r.rule);
+  return NAME_RULES.filter((r) => words.some((w) => r.words.test(w)))
+    .map((r) => r.rule)
+    .filter((rule) => category === undefined || (NAME_RULE_CATEGORIES[rule] ?? ANY_VALUE).includes(category));
 }
 
 /**
@@ -97,7 +119,7 @@ export const NAME_PREFILTER =
 
 /** Counts of sampled values per value pattern, from values read in Node. */
 export function evidenceFromValues(
-  where: { database: string; schema: string; table: string; column: string },
+  where: { database: string; schema: string; table: string; column: string; category?: string | undefined },
   values: readonly string[],
 ): ColumnEvidence {
   const test = (pattern: string) => {
@@ -122,6 +144,8 @@ export interface ColumnEvidence {
   schema: string;
   table: string;
   column: string;
+  /** pg_type.typcategory of the column (of a domain's base type), when known: which name rules can apply. */
+  category?: string | undefined;
   /** Non-NULL values sampled (from the statistics, or read from the table). */
   sampled: number;
   emailValues: number;
@@ -133,7 +157,7 @@ export interface ColumnEvidence {
 
 /** Which rules match a column, with the evidence in words; empty when it does not look personal. */
 export function classifyColumn(evidence: ColumnEvidence): { rules: string[]; matched: number; evidence: string[] } {
-  const rules = nameRules(evidence.column).map((r) => `name:${r}`);
+  const rules = nameRules(evidence.column, evidence.category).map((r) => `name:${r}`);
   const words: string[] = rules.length > 0 ? [`the name matches ${rules.map((r) => r.slice(5)).join(', ')}`] : [];
   let matched = 0;
   const { sampled } = evidence;

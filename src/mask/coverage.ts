@@ -48,6 +48,7 @@ function evidenceOf(database: string, row: CoverageColumnRow): ColumnEvidence {
     schema: row.schema ?? '',
     table: row.table ?? '',
     column: row.column ?? '',
+    category: row.category ?? undefined,
     sampled: row.sampled ?? 0,
     emailValues: row.email_values ?? 0,
     phoneValues: row.phone_values ?? 0,
@@ -107,7 +108,7 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
       const found: ColumnEvidence[] = [];
       for (const row of rows)
         if (row.matview && row.schema !== null && row.table !== null) matviews.add(`${database}.${row.schema}.${row.table}`);
-      const unanalysed: Array<{ schema: string; table: string; column: string }> = [];
+      const unanalysed: Array<{ schema: string; table: string; column: string; category?: string | undefined }> = [];
       for (const row of rows) {
         if (row.column === null || row.schema === null || row.table === null) continue;
         if (row.readable === false) {
@@ -115,7 +116,7 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
           continue;
         }
         if (row.sampleable && !row.has_stats && row.has_rows !== false) {
-          unanalysed.push({ schema: row.schema, table: row.table, column: row.column });
+          unanalysed.push({ schema: row.schema, table: row.table, column: row.column, category: row.category ?? undefined });
           if (!row.name_hint) continue;
         }
         found.push(evidenceOf(database, row));

@@ -594,6 +594,34 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(strict.findings.find((f) => f.table === 'public.products')?.rules).toEqual(['name:name']);
   });
 
+  it('coverage: no finding for columns whose type cannot hold what their name says, nor for generated columns', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `CREATE TABLE public.addresses (id int PRIMARY KEY);
+       CREATE TABLE public.accounts (id int PRIMARY KEY, email text, email_lower text GENERATED ALWAYS AS (lower(email)) STORED,
+                                     email_verified boolean, address_id int REFERENCES public.addresses, phone_confirmed_at timestamptz,
+                                     mobile bigint, birth date);
+       INSERT INTO public.addresses SELECT generate_series(1, 100);
+       INSERT INTO public.accounts (id, email, email_verified, address_id, phone_confirmed_at, mobile, birth)
+         SELECT g, 'User' || g || '@Corp.example.org', true, g, now(), 4915112345000 + g, date '1980-01-01' + g FROM generate_series(1, 100) g;
+       ANALYZE public.addresses, public.accounts;`,
+      db,
+    );
+    const tables: Record<string, Record<string, MaskStrategy>> = { ...STANDARD, 'public.accounts': { email: 'email' } };
+    await mask(db, 'key-one', tables);
+    const coverage = await checkCoverage({
+      mask: { ...maskConfig(db, 'key-one', tables), allow: ['public.products.name'] },
+      databases: [db],
+      endpoint,
+      sql: new PgConnector(),
+    });
+    // A phone number may be stored as a number, a birth date as a date: those still are findings.
+    expect(coverage.findings.filter((f) => f.table === 'public.accounts').map((f) => [f.column, f.rules])).toEqual([
+      ['birth', ['name:birth']],
+      ['mobile', ['name:phone']],
+    ]);
+  });
+
   it('coverage: a column the checking role may not read is a finding that says so, not a permission error', async () => {
     const db = await freshCopy();
     await cluster.sql(

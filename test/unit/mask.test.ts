@@ -257,6 +257,14 @@ describe('coverage rules', () => {
     expect(nameRules('description')).toEqual([]);
     expect(nameRules('pancake')).toEqual([]);
     expect(nameRules('telemetry')).toEqual([]);
+    // With the column's type category: only rules whose data the type can hold.
+    expect(nameRules('email_verified', 'B')).toEqual([]);
+    expect(nameRules('address_id', 'N')).toEqual([]);
+    expect(nameRules('phone_confirmed_at', 'D')).toEqual([]);
+    expect(nameRules('mobile', 'N')).toEqual(['phone']);
+    expect(nameRules('date_of_birth', 'D')).toEqual(['birth']);
+    expect(nameRules('contact_email', 'U')).toEqual(['email']);
+    expect(nameRules('home_address', 'C')).toEqual(['address']);
   });
 
   it('check Luhn and IBAN checksums', () => {
