@@ -25,12 +25,13 @@ const SLOT_SAMPLES = [1, 2, 3]
  */
 const STATS_FROM = {
   pg_statistic: `
-  SELECT cols.relid, cols.attnum, (array_remove(${SLOT_SAMPLES}, NULL))[1:$8] AS samples
+  SELECT cols.relid, cols.attnum, (array_remove(${SLOT_SAMPLES}, NULL))[1:$8] AS samples, st.stanullfrac AS nullfrac
   FROM cols JOIN pg_statistic st ON st.starelid = cols.relid AND st.staattnum = cols.attnum AND st.stainherit = cols.partitioned
   WHERE cols.sampleable`,
   pg_stats: `
   SELECT cols.relid, cols.attnum,
-         (array_remove(coalesce((st.most_common_vals::text::text[])[1:$2], '{}') || coalesce((st.histogram_bounds::text::text[])[1:$2], '{}'), NULL))[1:$8] AS samples
+         (array_remove(coalesce((st.most_common_vals::text::text[])[1:$2], '{}') || coalesce((st.histogram_bounds::text::text[])[1:$2], '{}'), NULL))[1:$8] AS samples,
+         st.null_frac AS nullfrac
   FROM cols JOIN pg_stats st ON st.schemaname = cols.schema AND st.tablename = cols."table" AND st.attname = cols."column"
                              AND st.inherited = cols.partitioned
   WHERE cols.sampleable`,
@@ -50,7 +51,7 @@ export function coverageColumnsQuery(source: StatsSource): string {
 WITH cols AS MATERIALIZED (
   SELECT c.oid AS relid, a.attnum, n.nspname AS schema, c.relname AS "table", a.attname AS "column", c.relkind = 'p' AS partitioned,
          c.relkind = 'm' AS matview,
-         c.reltuples, (coalesce(bt.typcategory, t.typcategory) = 'S' OR coalesce(bt.typname, t.typname) IN ('int8', 'numeric')) AS sampleable,
+         c.reltuples, (coalesce(bt.typcategory, t.typcategory) = 'S' OR coalesce(bt.typname, t.typname) IN ('int8', 'numeric', 'jsonb')) AS sampleable,
          coalesce(bt.typcategory, t.typcategory)::text AS category
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -67,14 +68,14 @@ WITH cols AS MATERIALIZED (
   SELECT relid, attnum, count(*)::int AS sampled,
          (count(*) FILTER (WHERE at AND v ~ $3))::int AS email_values,
          (count(*) FILTER (WHERE at AND v ~ $4 AND v !~ $3))::int AS email_in_text,
-         (count(*) FILTER (WHERE lead IN ('+', '0', '(') AND v ~ $5))::int AS phone_values,
+         (count(*) FILTER (WHERE (lead IN ('+', '0', '(') OR (lead BETWEEN '2' AND '9' AND len BETWEEN 12 AND 14)) AND v ~ $5))::int AS phone_values,
          coalesce(array_agg(v) FILTER (WHERE lead BETWEEN '0' AND '9' AND len BETWEEN 13 AND 23 AND v ~ $6), '{}') AS card_candidates,
          coalesce(array_agg(v) FILTER (WHERE len BETWEEN 15 AND 42 AND NOT (lead BETWEEN '0' AND '9') AND v ~ $7), '{}') AS iban_candidates
   -- Cheap guards first (an @, the first character, the length), so most values never reach a regular expression.
   FROM stats, LATERAL (SELECT v, strpos(v, '@') > 0 AS at, left(v, 1) AS lead, length(v) AS len FROM unnest(stats.samples) AS v) AS u
   GROUP BY relid, attnum
 )
-SELECT cols.schema, cols."table", cols."column", cols.matview, cols.category, cols.sampleable, stats.relid IS NOT NULL AS has_stats, cols.reltuples <> 0 AS has_rows,
+SELECT cols.schema, cols."table", cols."column", cols.matview, cols.category, cols.sampleable, NOT nosample.missing AS has_stats, cols.reltuples <> 0 AS has_rows,
        lower(cols."column") LIKE ANY ($1::text[]) AS name_hint, coalesce(m.sampled, 0) AS sampled,
        coalesce(m.email_values, 0) AS email_values, coalesce(m.email_in_text, 0) AS email_in_text, coalesce(m.phone_values, 0) AS phone_values,
        coalesce(m.card_candidates, '{}') AS card_candidates, coalesce(m.iban_candidates, '{}') AS iban_candidates,
@@ -84,9 +85,12 @@ SELECT cols.schema, cols."table", cols."column", cols.matview, cols.category, co
 FROM cols
 LEFT JOIN stats ON stats.relid = cols.relid AND stats.attnum = cols.attnum
 LEFT JOIN matched m ON m.relid = cols.relid AND m.attnum = cols.attnum
+-- No sample: never analysed, or statistics without values although not all NULL (ANALYZE keeps no
+-- value over 1 kB, so long free text has none); such columns are read from the table instead.
+CROSS JOIN LATERAL (SELECT stats.relid IS NULL OR (cardinality(stats.samples) = 0 AND stats.nullfrac < 1) AS missing) AS nosample
 WHERE lower(cols."column") LIKE ANY ($1::text[]) OR m.email_values > 0 OR m.email_in_text > 0 OR m.phone_values > 0
    OR cardinality(m.card_candidates) > 0 OR cardinality(m.iban_candidates) > 0
-   OR (cols.sampleable AND stats.relid IS NULL AND cols.reltuples <> 0)
+   OR (cols.sampleable AND nosample.missing AND cols.reltuples <> 0)
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT count(*) FROM cols)::int, (SELECT count(DISTINCT relid) FROM cols)::int`;

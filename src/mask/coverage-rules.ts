@@ -68,8 +68,12 @@ export const VALUE_PATTERNS = {
   email: '^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$',
   /** An e-mail address anywhere in free text. */
   emailInText: '[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}',
-  /** International (+ or 00) or national (leading 0 with separators) phone numbers, 7 to 15 digits. */
-  phone: '^(\\+|00)[1-9][0-9 ()./-]{6,20}[0-9]$|^\\(?0[1-9][0-9]{0,4}\\)?[ ./-][0-9][0-9 ./-]{4,14}[0-9]$',
+  /**
+   * International (+ or 00) or national (leading 0 with separators) phone numbers, 7 to 15 digits,
+   * or North American numbers written with separators: (415) 555-0101, 415-555-0101, 415.555.0101.
+   */
+  phone:
+    '^(\\+|00)[1-9][0-9 ()./-]{6,20}[0-9]$|^\\(?0[1-9][0-9]{0,4}\\)?[ ./-][0-9][0-9 ./-]{4,14}[0-9]$|^(\\([2-9][0-9]{2}\\) ?|[2-9][0-9]{2}[-.])[0-9]{3}[-.][0-9]{4}$',
   /** 13 to 19 digits, possibly grouped with spaces or dashes: a card number if it passes Luhn. */
   cardCandidate: '^[0-9]{4}([ -]?[0-9]){9,15}$',
   /** Two letters, two check digits, 11 to 30 letters or digits (spaces allowed): an IBAN if mod 97 = 1. */

@@ -622,6 +622,34 @@ describe('maskCopy on real PostgreSQL', () => {
     ]);
   });
 
+  it('coverage: reads long free text that the statistics hold no values of, JSON, and North American phone numbers', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `CREATE TABLE public.tickets (id int PRIMARY KEY, body text, payload jsonb, caller text, topic text);
+       INSERT INTO public.tickets SELECT g,
+         repeat('The printer on floor 3 is broken again. ', 30) || 'Please reply to user' || g || '@corp.example.org',
+         jsonb_build_object('email', 'j' || g || '@corp.example.org'),
+         CASE g % 3 WHEN 0 THEN '(415) 555-' WHEN 1 THEN '415-555-' ELSE '415.555.' END || lpad(g::text, 4, '0'),
+         repeat('nothing personal here ', 60)
+       FROM generate_series(1, 300) g;
+       ANALYZE public.tickets;`,
+      db,
+    );
+    await mask(db);
+    const coverage = await checkCoverage({
+      mask: { ...maskConfig(db, 'key-one'), allow: ['public.products.name'] },
+      databases: [db],
+      endpoint,
+      sql: new PgConnector(),
+    });
+    // body and topic are over 1 kB, so ANALYZE kept none of their values: both are read from the table.
+    expect(coverage.findings.filter((f) => f.table === 'public.tickets').map((f) => [f.column, f.rules])).toEqual([
+      ['body', ['values:email-in-text']],
+      ['caller', ['values:phone']],
+      ['payload', ['values:email-in-text']],
+    ]);
+  });
+
   it('coverage: a column the checking role may not read is a finding that says so, not a permission error', async () => {
     const db = await freshCopy();
     await cluster.sql(
@@ -664,7 +692,8 @@ describe('maskCopy on real PostgreSQL', () => {
     await cluster.sql(
       `DO $$ BEGIN FOR i IN 1..300 LOOP
          EXECUTE format('CREATE TABLE public.t%s (id int PRIMARY KEY, label text, mail text)', i);
-         EXECUTE format('INSERT INTO public.t%s VALUES (1, %L, %L)', i, 'x', 'someone' || i || '@example.org');
+         -- Two rows: ANALYZE keeps values (most common, histogram) only from two rows on; a one-row table is read directly.
+         EXECUTE format('INSERT INTO public.t%s VALUES (1, %L, %L), (2, %L, %L)', i, 'x', 'someone' || i || '@example.org', 'x', 'other' || i || '@example.org');
        END LOOP; END $$; ANALYZE;`,
       db,
     );

@@ -3,7 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { type MaskStrategy, maskSchema } from '../../src/config/schema-mask.js';
 import type { CatalogColumnRow } from '../../src/mask/catalog.js';
-import { allowsWholeDatabase, classifyColumn, isAllowed, isValidIban, nameRules, passesLuhn } from '../../src/mask/coverage-rules.js';
+import {
+  allowsWholeDatabase,
+  classifyColumn,
+  isAllowed,
+  isValidIban,
+  nameRules,
+  passesLuhn,
+  VALUE_PATTERNS,
+} from '../../src/mask/coverage-rules.js';
 import { maskingFailureHint } from '../../src/mask/failure-hint.js';
 import { keyParams } from '../../src/mask/key.js';
 import { describeMaskConfig, highestParam, planDatabase } from '../../src/mask/plan.js';
@@ -248,6 +256,14 @@ describe('planDatabase', () => {
 });
 
 describe('coverage rules', () => {
+  it('take phone numbers in international, national and North American forms, and not dates or ids', () => {
+    const phone = new RegExp(VALUE_PATTERNS.phone);
+    for (const v of ['+49 30 1234567', '0049 30 1234567', '030 1234567', '(415) 555-0101', '415-555-0101', '415.555.0101']) {
+      expect(phone.test(v), v).toBe(true);
+    }
+    for (const v of ['2024-01-15', '12345678', '415-5550-101', '115-555-0101', 'v1.2.3']) expect(phone.test(v), v).toBe(false);
+  });
+
   it('match column names by word', () => {
     expect(nameRules('customer_email')).toEqual(['email']);
     expect(nameRules('customerEmail')).toEqual(['email']);
