@@ -46,8 +46,23 @@ const strategySchema = z
   )
   .describe('How a column is masked');
 
-const qualifiedTable = z.string().regex(/^[^.\s]+\.[^.\s]+$/, {
-  error: (issue) => `"${String(issue.input)}" must be written schema.table, e.g. public.customers`,
+/**
+ * One part of `schema.table` or of an allow entry: the name as PostgreSQL stores it (case-sensitive,
+ * spaces allowed), optionally in double quotes as in SQL (`public."Customer Data"`); never a dot,
+ * which separates the parts.
+ */
+const PART = '(?:"[^".]+"|[^".]+)';
+
+/** The names without their SQL quotes, as the catalog holds them and as the rest of db-refresher uses them. */
+function unquoteParts(qualified: string): string {
+  return qualified
+    .split('.')
+    .map((part) => (part.length > 1 && part.startsWith('"') && part.endsWith('"') ? part.slice(1, -1) : part))
+    .join('.');
+}
+
+const qualifiedTable = z.string().regex(new RegExp(`^${PART}\\.${PART}$`), {
+  error: (issue) => `"${String(issue.input)}" must be written schema.table, e.g. public.customers or public."Customer Data"`,
 });
 
 const tableColumns = z
@@ -55,10 +70,13 @@ const tableColumns = z
   .refine((columns) => Object.keys(columns).length > 0, { error: 'name at least one column' })
   .describe('Column name → strategy');
 
-const allowedColumn = z.string().regex(/^([^.\s]+\.)?[^.\s]+\.[^.\s]+\.[^.\s]+$/, {
-  error: (issue) =>
-    `"${String(issue.input)}" must be written schema.table.column (every database) or database.schema.table.column, e.g. public.products.name`,
-});
+const allowedColumn = z
+  .string()
+  .regex(new RegExp(`^(${PART}\\.)?${PART}\\.${PART}\\.${PART}$`), {
+    error: (issue) =>
+      `"${String(issue.input)}" must be written schema.table.column (every database) or database.schema.table.column, e.g. public.products.name`,
+  })
+  .transform(unquoteParts);
 
 export const COVERAGE_MODES = ['fail', 'warn', 'off'] as const;
 
@@ -68,6 +86,14 @@ export const maskSchema = z
     databases: z
       .record(z.string().min(1), z.record(qualifiedTable, tableColumns))
       .refine((dbs) => Object.keys(dbs).length > 0, { error: 'name at least one database' })
+      .transform((dbs) =>
+        Object.fromEntries(
+          Object.entries(dbs).map(([database, tables]) => [
+            database,
+            Object.fromEntries(Object.entries(tables).map(([table, columns]) => [unquoteParts(table), columns])),
+          ]),
+        ),
+      )
       .describe('Database → schema.table → column → strategy'),
     allow: z.array(allowedColumn).default([]).describe('Columns the coverage check may leave unmasked even if they look personal'),
     coverage: z

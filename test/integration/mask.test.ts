@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, type SandboxCluster } from '../../scripts/pg-sandbox.js';
-import type { MaskStrategy } from '../../src/config/schema-mask.js';
+import { type MaskStrategy, maskSchema } from '../../src/config/schema-mask.js';
 import { Secret } from '../../src/config/secret.js';
 import type { MaskConfig, PgEndpoint } from '../../src/config/types.js';
 import { checkCoverage, coverageChecks } from '../../src/mask/coverage.js';
@@ -648,6 +648,36 @@ describe('maskCopy on real PostgreSQL', () => {
       ['caller', ['values:phone']],
       ['payload', ['values:email-in-text']],
     ]);
+  });
+
+  it('masks and allows tables and columns whose names have spaces, written bare or quoted in the config', async () => {
+    const db = await freshCopy();
+    await cluster.sql(
+      `CREATE TABLE public."Customer Data" (id int PRIMARY KEY, "First Name" text, mail text, "Contact Mail" text);
+       INSERT INTO public."Customer Data" SELECT g, 'Person ' || g, 'p' || g || '@mail.example.org', 'c' || g || '@mail.example.org'
+       FROM generate_series(1, 50) g;
+       ANALYZE public."Customer Data";`,
+      db,
+    );
+    const parsed = maskSchema.parse({
+      key: { env: 'MASK_KEY' },
+      databases: { [db]: { ...STANDARD, 'public."Customer Data"': { 'First Name': 'name', mail: 'email' } } },
+      allow: ['public.products.name', 'public."Customer Data"."Contact Mail"'],
+    });
+    const tables = parsed.databases[db] ?? {};
+    await mask(db, 'key-one', tables);
+    const [row] = await cluster.sql<{ same: number }>(
+      `SELECT count(*)::int AS same FROM public."Customer Data" WHERE "First Name" LIKE 'Person %' OR mail LIKE 'p%@mail.example.org'`,
+      db,
+    );
+    expect(row?.same).toBe(0);
+    const coverage = await checkCoverage({
+      mask: { ...maskConfig(db, 'key-one', tables), allow: parsed.allow },
+      databases: [db],
+      endpoint,
+      sql: new PgConnector(),
+    });
+    expect(coverage.findings.filter((f) => f.table === 'public.Customer Data')).toEqual([]);
   });
 
   it('coverage: a column the checking role may not read is a finding that says so, not a permission error', async () => {

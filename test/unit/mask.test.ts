@@ -66,7 +66,7 @@ describe('mask config', () => {
     expect(() => parseConfig(yaml, { source: 't.yaml', baseDir: '/tmp', env: { MASK_KEY: 'k' } })).toThrow(
       [
         't.yaml: 3 problems:',
-        '  - jobs[0].mask.databases.app.customers: "customers" must be written schema.table, e.g. public.customers',
+        '  - jobs[0].mask.databases.app.customers: "customers" must be written schema.table, e.g. public.customers or public."Customer Data"',
         '  - jobs[0].mask.databases.app["public.orders"].email: must be one of email, name, phone, hash, null, redact, or {keepLast: N}, {dateShift: DAYS}, {constant: VALUE}, {sql: "EXPRESSION"}',
         '  - jobs[0].mask.allow[0]: "products" must be written schema.table.column (every database) or database.schema.table.column, e.g. public.products.name',
       ].join('\n'),
@@ -87,6 +87,19 @@ describe('mask config', () => {
         't.yaml: 1 problem:',
         '  - jobs[0].mask.databases.app["public.notes"].body.sql: must not use bind parameters ($1, $2, …): db-refresher binds the masking key to them; write values as literals',
       ].join('\n'),
+    );
+  });
+
+  it('takes names with spaces, bare or in SQL double quotes, and keeps them as the catalog holds them', () => {
+    const parsed = maskSchema.parse({
+      key: { env: 'MASK_KEY' },
+      databases: { app: { 'public."Customer Data"': { 'First Name': 'name' }, 'crm.Old Leads': { mail: 'email' } } },
+      allow: ['public."Customer Data".note', 'app.public.Customer Data.Last Name', 'reporting.*.*.*'],
+    });
+    expect(Object.keys(parsed.databases.app ?? {})).toEqual(['public.Customer Data', 'crm.Old Leads']);
+    expect(parsed.allow).toEqual(['public.Customer Data.note', 'app.public.Customer Data.Last Name', 'reporting.*.*.*']);
+    expect(() => maskSchema.parse({ key: { env: 'K' }, databases: { app: { 'public."a.b"': { c: 'email' } } } })).toThrow(
+      /must be written schema\.table/,
     );
   });
 
