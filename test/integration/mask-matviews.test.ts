@@ -7,6 +7,7 @@ import { maskCopy } from '../../src/mask/masker.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { PgConnector } from '../../src/postgres/sql.js';
 import { personalDataSql } from '../support/personal-data.js';
+import { superuserEndpoint } from '../support/sandbox-endpoint.js';
 
 /**
  * Materialized views on real PostgreSQL: a physical copy holds them as the
@@ -18,16 +19,7 @@ let sandbox: Sandbox;
 let cluster: SandboxCluster;
 const DB = 'app';
 
-function endpoint(database: string): PgEndpoint {
-  return {
-    host: cluster.host,
-    port: cluster.port,
-    user: 'postgres',
-    password: new Secret(cluster.superuserPassword, 'test'),
-    dbname: database,
-    sslmode: 'disable',
-  };
-}
+const endpoint = (database: string): PgEndpoint => superuserEndpoint(cluster, database);
 
 const mask = {
   key: new Secret('matview-key', 'test'),

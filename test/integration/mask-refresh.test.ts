@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { privateSocketDir } from '../../src/targets/local/private-start.js';
 import { queryCopy } from '../support/copy-queries.js';
 import { dataDirOf, freePort, LocalHarness } from '../support/local-harness.js';
-import { loadPersonalData, PERSONAL_MASK_YAML } from '../support/personal-data.js';
+import { loadPersonalData, maskedCrmJobYaml, maskedJobEnv } from '../support/personal-data.js';
 
 /**
  * Masking through the real runner and local target: a source with personal
@@ -30,19 +30,11 @@ afterAll(async () => {
 });
 
 function env(key = KEY): NodeJS.ProcessEnv {
-  return { ...harness.env, MASK_KEY: key, PG_SUPER: harness.source.superuserPassword };
+  return maskedJobEnv(harness, key);
 }
 
 function job(extra = '', coverage = 'fail') {
-  return (
-    harness.jobYaml({
-      targetPort,
-      source: `      password: { env: SOURCE_PASSWORD }
-      sql: { user: postgres, password: { env: PG_SUPER } }`,
-      verify: `      databases:
-        - name: crm`,
-    }) + PERSONAL_MASK_YAML('crm', `      allow: [public.products.name, app.public.users.email]\n      coverage: ${coverage}\n${extra}`)
-  );
+  return maskedCrmJobYaml(harness, targetPort, { allow: '[public.products.name, app.public.users.email]', coverage, extra });
 }
 
 const copy = <Row extends Record<string, unknown>>(text: string) =>

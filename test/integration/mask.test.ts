@@ -10,6 +10,7 @@ import { maskCopy } from '../../src/mask/masker.js';
 import { silentLogger } from '../../src/observe/logger.js';
 import { PgConnector } from '../../src/postgres/sql.js';
 import { ibanWithCheckDigits, personalDataSql } from '../support/personal-data.js';
+import { superuserEndpoint } from '../support/sandbox-endpoint.js';
 
 /**
  * The masking module on real PostgreSQL, driven directly: one cluster, a
@@ -58,16 +59,7 @@ const STANDARD: Record<string, Record<string, MaskStrategy>> = {
   'billing.cards': { pan: { keepLast: 4 }, holder: 'name' },
 };
 
-function endpoint(database: string): PgEndpoint {
-  return {
-    host: cluster.host,
-    port: cluster.port,
-    user: 'postgres',
-    password: new Secret(cluster.superuserPassword, 'test'),
-    dbname: database,
-    sslmode: 'disable',
-  };
-}
+const endpoint = (database: string): PgEndpoint => superuserEndpoint(cluster, database);
 
 function maskConfig(database: string, key: string, tables = STANDARD, parallel = 3): MaskConfig {
   return {
@@ -106,6 +98,19 @@ async function mask(database: string, key = 'key-one', tables = STANDARD) {
     sql: new PgConnector(),
     log: silentLogger(),
     signal: new AbortController().signal,
+  });
+}
+
+/** The coverage check on one copy, as the superuser unless `as` says otherwise, with products.name allowed unless `allow` says otherwise. */
+function coverageOf(
+  database: string,
+  options: { tables?: Record<string, Record<string, MaskStrategy>>; allow?: string[]; as?: (database: string) => PgEndpoint } = {},
+) {
+  return checkCoverage({
+    mask: { ...maskConfig(database, 'key-one', options.tables), allow: options.allow ?? ['public.products.name'] },
+    databases: [database],
+    endpoint: options.as ?? endpoint,
+    sql: new PgConnector(),
   });
 }
 
@@ -568,12 +573,7 @@ describe('maskCopy on real PostgreSQL', () => {
       [ibans],
     );
     await mask(db);
-    const coverage = await checkCoverage({
-      mask: { ...maskConfig(db, 'key-one'), allow: ['public.products.name'] },
-      databases: [db],
-      endpoint,
-      sql: new PgConnector(),
-    });
+    const coverage = await coverageOf(db);
     expect(coverage.findings.map((f) => [`${f.table}.${f.column}`, f.rules])).toEqual([
       ['billing.transfers.account', ['values:iban']],
       ['billing.transfers.ref', ['values:card']],
@@ -590,7 +590,7 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(coverageChecks({ ...coverage, mode: 'warn' }).every((c) => c.severity === 'warning')).toBe(true);
 
     // products.name matches a name rule; without the allow entry it is a finding.
-    const strict = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint, sql: new PgConnector() });
+    const strict = await coverageOf(db, { allow: [] });
     expect(strict.findings.find((f) => f.table === 'public.products')?.rules).toEqual(['name:name']);
   });
 
@@ -609,12 +609,7 @@ describe('maskCopy on real PostgreSQL', () => {
     );
     const tables: Record<string, Record<string, MaskStrategy>> = { ...STANDARD, 'public.accounts': { email: 'email' } };
     await mask(db, 'key-one', tables);
-    const coverage = await checkCoverage({
-      mask: { ...maskConfig(db, 'key-one', tables), allow: ['public.products.name'] },
-      databases: [db],
-      endpoint,
-      sql: new PgConnector(),
-    });
+    const coverage = await coverageOf(db, { tables });
     // A phone number may be stored as a number, a birth date as a date: those still are findings.
     expect(coverage.findings.filter((f) => f.table === 'public.accounts').map((f) => [f.column, f.rules])).toEqual([
       ['birth', ['name:birth']],
@@ -636,12 +631,7 @@ describe('maskCopy on real PostgreSQL', () => {
       db,
     );
     await mask(db);
-    const coverage = await checkCoverage({
-      mask: { ...maskConfig(db, 'key-one'), allow: ['public.products.name'] },
-      databases: [db],
-      endpoint,
-      sql: new PgConnector(),
-    });
+    const coverage = await coverageOf(db);
     // body and topic are over 1 kB, so ANALYZE kept none of their values: both are read from the table.
     expect(coverage.findings.filter((f) => f.table === 'public.tickets').map((f) => [f.column, f.rules])).toEqual([
       ['body', ['values:email-in-text']],
@@ -671,12 +661,7 @@ describe('maskCopy on real PostgreSQL', () => {
       db,
     );
     expect(row?.same).toBe(0);
-    const coverage = await checkCoverage({
-      mask: { ...maskConfig(db, 'key-one', tables), allow: parsed.allow },
-      databases: [db],
-      endpoint,
-      sql: new PgConnector(),
-    });
+    const coverage = await coverageOf(db, { tables, allow: parsed.allow });
     expect(coverage.findings.filter((f) => f.table === 'public.Customer Data')).toEqual([]);
   });
 
@@ -699,7 +684,7 @@ describe('maskCopy on real PostgreSQL', () => {
       user: 'checker',
       password: new Secret('checker-pw', 'test'),
     });
-    const coverage = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint: asChecker, sql: new PgConnector() });
+    const coverage = await coverageOf(db, { allow: [], as: asChecker });
     const vault = coverage.findings.filter((f) => f.table === 'public.vault');
     expect(vault.map((f) => [f.column, f.rules])).toEqual([
       ['contact', ['unreadable']],
@@ -708,12 +693,7 @@ describe('maskCopy on real PostgreSQL', () => {
     expect(vault[0]?.evidence).toContain('the role "checker" may not read this column');
     expect(coverage.ok).toBe(false);
     // Masked or allowed columns it cannot read are not findings: masking ran as the superuser.
-    const allowed = await checkCoverage({
-      mask: { ...maskConfig(db, 'key-one'), allow: ['public.vault.contact', 'public.vault.label'] },
-      databases: [db],
-      endpoint: asChecker,
-      sql: new PgConnector(),
-    });
+    const allowed = await coverageOf(db, { allow: ['public.vault.contact', 'public.vault.label'], as: asChecker });
     expect(allowed.findings.filter((f) => f.table === 'public.vault')).toEqual([]);
   });
 
@@ -728,7 +708,7 @@ describe('maskCopy on real PostgreSQL', () => {
       db,
     );
     await mask(db);
-    const coverage = await checkCoverage({ mask: maskConfig(db, 'key-one'), databases: [db], endpoint, sql: new PgConnector() });
+    const coverage = await coverageOf(db, { allow: [] });
     expect(coverage.tables).toBe(304);
     expect(coverage.queries).toBe(1);
     expect(coverage.findings.filter((f) => f.column === 'mail')).toHaveLength(300);

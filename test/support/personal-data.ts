@@ -1,4 +1,5 @@
 import type { SandboxCluster } from '../../scripts/pg-sandbox.js';
+import type { LocalHarness } from './local-harness.js';
 
 /**
  * A database with personal data for the masking tests: customers, orders that
@@ -74,6 +75,31 @@ export const PERSONAL_MASK_YAML = (database: string, extra = '') => `
 ${extra}`;
 
 /** A valid IBAN for a country and BBAN: the check digits make the number mod 97 equal 1 (ISO 13616). */
+/**
+ * A local job that verifies crm and masks it with PERSONAL_MASK_YAML, running its SQL as the source's
+ * superuser (PG_SUPER, see maskedJobEnv). `allow` is the YAML list, `extra` more lines of the mask section.
+ */
+export function maskedCrmJobYaml(
+  harness: Pick<LocalHarness, 'jobYaml'>,
+  targetPort: number,
+  mask: { allow: string; coverage: string; extra?: string },
+): string {
+  return (
+    harness.jobYaml({
+      targetPort,
+      source: `      password: { env: SOURCE_PASSWORD }
+      sql: { user: postgres, password: { env: PG_SUPER } }`,
+      verify: `      databases:
+        - name: crm`,
+    }) + PERSONAL_MASK_YAML('crm', `      allow: ${mask.allow}\n      coverage: ${mask.coverage}\n${mask.extra ?? ''}`)
+  );
+}
+
+/** The environment of maskedCrmJobYaml's job: the harness's, the mask key, and the source superuser's password. */
+export function maskedJobEnv(harness: Pick<LocalHarness, 'env' | 'source'>, key: string): NodeJS.ProcessEnv {
+  return { ...harness.env, MASK_KEY: key, PG_SUPER: harness.source.superuserPassword };
+}
+
 export function ibanWithCheckDigits(country: string, bban: string): string {
   const digits = `${bban}${country}00`.replace(/[A-Z]/g, (c) => String(c.charCodeAt(0) - 55));
   const check = 98n - (BigInt(digits) % 97n);

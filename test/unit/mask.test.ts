@@ -42,6 +42,13 @@ function column(table: string, name: string, extra: Partial<CatalogColumnRow> = 
   };
 }
 
+/** A local job up to its mask: line; the tests append the mask section. */
+const JOB_HEAD = `jobs:
+  - name: qa
+    source: { host: h, user: u }
+    target: { kind: local, dataDir: d, port: 5433 }
+    mask:`;
+
 describe('mask config', () => {
   it('accepts the documented shape and fills defaults', () => {
     const parsed = maskSchema.parse({
@@ -54,11 +61,7 @@ describe('mask config', () => {
   });
 
   it('says what is wrong with a strategy, a table name and an allow entry', () => {
-    const yaml = `jobs:
-  - name: qa
-    source: { host: h, user: u }
-    target: { kind: local, dataDir: d, port: 5433 }
-    mask:
+    const yaml = `${JOB_HEAD}
       key: { env: MASK_KEY }
       databases: { app: { customers: { email: email }, public.orders: { email: mail } } }
       allow: [products]
@@ -74,11 +77,7 @@ describe('mask config', () => {
   });
 
   it('refuses bind parameters in sql expressions: the key is bound to them', () => {
-    const yaml = `jobs:
-  - name: qa
-    source: { host: h, user: u }
-    target: { kind: local, dataDir: d, port: 5433 }
-    mask:
+    const yaml = `${JOB_HEAD}
       key: { env: MASK_KEY }
       databases: { app: { public.notes: { body: { sql: "encode($1::bytea, 'hex')" }, title: { sql: "upper(title)" } } } }
 `;

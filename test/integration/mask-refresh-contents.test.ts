@@ -1,11 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryCopy } from '../support/copy-queries.js';
 import { freePort, LocalHarness } from '../support/local-harness.js';
-import { loadPersonalData, PERSONAL_MASK_YAML } from '../support/personal-data.js';
+import { loadPersonalData, maskedCrmJobYaml, maskedJobEnv } from '../support/personal-data.js';
 
 /**
- * The coverage check reads every database of the copy: a physical copy holds
- * them all, so a database the job neither verifies nor masks is still opened
- * to the copy's users with whatever it holds.
+ * A local refresh with masking, end to end, and what the copy still holds
+ * besides the masked tables:
+ * - the coverage check reads every database of the copy: a physical copy holds
+ *   them all, so a database the job neither verifies nor masks is still opened
+ *   to the copy's users with whatever it holds;
+ * - a materialized view over a masked table is refreshed from the fakes.
  */
 
 let harness: LocalHarness;
@@ -15,6 +19,7 @@ beforeAll(async () => {
   harness = await LocalHarness.start();
   targetPort = await freePort();
   await loadPersonalData(harness.source, 'crm', 50);
+  await harness.source.sql('CREATE MATERIALIZED VIEW public.customer_contacts AS SELECT id, email FROM public.customers', 'crm');
   await harness.source.sql('CREATE DATABASE legacy');
   await harness.source.sql(
     `CREATE TABLE public.subscribers (id int PRIMARY KEY, email text);
@@ -29,18 +34,10 @@ afterAll(async () => {
 });
 
 function job(coverage: string, allow = '[public.products.name]') {
-  return (
-    harness.jobYaml({
-      targetPort,
-      source: `      password: { env: SOURCE_PASSWORD }
-      sql: { user: postgres, password: { env: PG_SUPER } }`,
-      verify: `      databases:
-        - name: crm`,
-    }) + PERSONAL_MASK_YAML('crm', `      allow: ${allow}\n      coverage: ${coverage}\n`)
-  );
+  return maskedCrmJobYaml(harness, targetPort, { allow, coverage });
 }
 
-const env = () => ({ ...harness.env, MASK_KEY: 'mask-key-databases', PG_SUPER: harness.source.superuserPassword });
+const env = () => maskedJobEnv(harness, 'mask-key-databases');
 
 describe('coverage: every database of the copy', () => {
   it('fails the run for personal data in a database the job neither verifies nor masks', async () => {
@@ -58,5 +55,28 @@ describe('coverage: every database of the copy', () => {
     );
     expect(run.status, JSON.stringify(run.error)).toBe('succeeded');
     expect(run.verification?.coverage?.findings).toEqual([]);
+  });
+});
+
+describe('a materialized view over a masked table', () => {
+  it('holds the masked e-mails in the opened copy', async () => {
+    const yaml = maskedCrmJobYaml(harness, targetPort, {
+      allow: '[public.products.name, app.public.users.email, legacy.*.*.*]',
+      coverage: 'fail',
+    });
+    const run = await harness.run(harness.config(yaml, maskedJobEnv(harness, 'mask-key-review-16')));
+    const rows = await queryCopy<{ same: boolean; source: number }>(
+      targetPort,
+      harness.source.superuserPassword,
+      `SELECT bool_and(v.email = c.email) AS same, count(*) FILTER (WHERE v.email LIKE '%mail.example.org')::int AS source
+       FROM public.customer_contacts v JOIN public.customers c USING (id)`,
+      { user: 'postgres', database: 'crm' },
+    );
+    expect(rows[0]).toEqual({ same: true, source: 0 });
+    expect(run.masking?.databases.find((d) => d.database === 'crm')?.refreshedViews.map((v) => v.view)).toEqual([
+      'public.customer_contacts',
+    ]);
+    expect(run.verification?.coverage?.findings ?? []).toEqual([]);
+    expect(run.status).toBe('succeeded');
   });
 });
