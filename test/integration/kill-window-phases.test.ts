@@ -58,7 +58,7 @@ server:
   tokens: [{ name: ci, token: { env: API_TOKEN } }]
 jobs:${job}    prepare:
       - { name: slow step, database: crm, sql: "SELECT pg_sleep(1)" }
-${PERSONAL_MASK_YAML('crm', '      allow: [public.products.name]\n      coverage: fail\n')}`,
+${PERSONAL_MASK_YAML('crm', '      allow: [public.products.name, app.public.users.email]\n      coverage: fail\n')}`,
   );
 });
 
