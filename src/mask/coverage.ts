@@ -106,11 +106,10 @@ export async function checkCoverage(input: CoverageInput): Promise<CoverageRecor
       columns += totals?.total_columns ?? 0;
       tables += totals?.total_tables ?? 0;
       const found: ColumnEvidence[] = [];
-      for (const row of rows)
-        if (row.matview && row.schema !== null && row.table !== null) matviews.add(`${database}.${row.schema}.${row.table}`);
       const unanalysed: Array<{ schema: string; table: string; column: string; category?: string | undefined }> = [];
       for (const row of rows) {
         if (row.column === null || row.schema === null || row.table === null) continue;
+        if (row.matview) matviews.add(`${database}.${row.schema}.${row.table}`);
         if (row.readable === false) {
           unreadable.push({ database, schema: row.schema, table: row.table, column: row.column, user: input.endpoint(database).user });
           continue;

@@ -6,9 +6,9 @@ import { type CatalogColumnRow, FOREIGN_KEY_COLUMNS, type ForeignKeyRow, MASKED_
 import { type PageRange, planChunks } from './chunks.js';
 import { maskingFailureHint } from './failure-hint.js';
 import { keyParamList, keyParams } from './key.js';
-import { MatviewRefreshError, type RefreshedView, refreshMatviews } from './matviews.js';
+import { MatviewRefreshError, refreshMatviews } from './matviews.js';
 import { type DatabaseMaskConfig, maskedTables, planDatabase, type TableMaskPlan } from './plan.js';
-import type { MaskedDatabaseRecord, MaskedTableRecord, MaskingRecord } from './record.js';
+import type { MaskedDatabaseRecord, MaskedTableRecord, MaskingRecord, RefreshedView } from './record.js';
 import { analyzeAndResample, type SampleRow, sampleStatement } from './resample.js';
 import { applySessionSettings, errorText, MASKING_SESSION_SETTINGS } from './session.js';
 import { SplitTable } from './split-table.js';

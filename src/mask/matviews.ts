@@ -1,4 +1,5 @@
 import type { SqlSession } from '../ports.js';
+import type { RefreshedView } from './record.js';
 import { errorText } from './session.js';
 import { quoteQualified, splitTable } from './sql-text.js';
 
@@ -53,12 +54,6 @@ export interface MatviewRow extends Record<string, unknown> {
   schema: string;
   view: string;
   depth: number;
-}
-
-export interface RefreshedView {
-  /** schema.view */
-  view: string;
-  durationMs: number;
 }
 
 /** The parameters of MATVIEWS_TO_REFRESH for masked tables named `schema.table`. */

@@ -21,11 +21,18 @@ export interface MaskedTableRecord {
   columns: MaskedColumnRecord[];
 }
 
+/** A materialized view refreshed after masking (matviews.ts). */
+export interface RefreshedView {
+  /** schema.view */
+  view: string;
+  durationMs: number;
+}
+
 export interface MaskedDatabaseRecord {
   database: string;
   tables: MaskedTableRecord[];
   /** Materialized views that read masked tables, refreshed (and ANALYZEd) after masking, in refresh order. */
-  refreshedViews: Array<{ view: string; durationMs: number }>;
+  refreshedViews: RefreshedView[];
 }
 
 export interface MaskingRecord {

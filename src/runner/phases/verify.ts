@@ -68,12 +68,13 @@ export const verify: Phase = {
 async function maskingCoverage(ctx: PhaseRun, verified: readonly string[], copyOwner: OwnerLogin | undefined) {
   const { job } = ctx;
   if (!job.mask || job.mask.coverage === 'off') return undefined;
+  const { allow } = job.mask;
   // As the verifying role, like the other checks: CNPG's endpoint needs the owner's password from its Secret.
   const endpoint = (database: string) => ctx.target.endpoint(database, copyOwner);
   const known = [...new Set([...verified, ...Object.keys(job.mask.databases)])];
   const first = known[0] as string;
   const inCopy = await ctx.sql.withSession(endpoint(first), first, (session) => session.query<{ name: string }>(CONNECTABLE_DATABASES));
-  const databases = [...new Set([...known, ...inCopy.map((d) => d.name)])].filter((d) => !allowsWholeDatabase(job.mask?.allow ?? [], d));
+  const databases = [...new Set([...known, ...inCopy.map((d) => d.name)])].filter((d) => !allowsWholeDatabase(allow, d));
   const record = await checkCoverage({
     mask: job.mask,
     databases,
